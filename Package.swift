@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Data flows through the targets in this order: Server (sockets, HTTP) → Protocols (Pub/Sub,
+// Event Grid decoding) → Archive (records, batching, gzip) → Stores (BlobWriter implementations).
+// App wires them together from the configuration; CLI is the `persistor` executable.
+let package = Package(
+    name: "persistor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "persistor", targets: ["persistor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .target(name: "PersistorHTTP", path: "Sources/Server"),
+        .target(name: "PersistorStores", path: "Sources/Stores"),
+        .target(name: "PersistorArchive",
+                dependencies: ["CZlib", "PersistorStores"],
+                path: "Sources/Archive"),
+        .target(name: "PersistorProtocols",
+                dependencies: ["PersistorHTTP", "PersistorArchive",
+                               .product(name: "Crypto", package: "swift-crypto")],
+                path: "Sources/Protocols"),
+        .target(name: "PersistorApp",
+                dependencies: ["PersistorHTTP", "PersistorProtocols", "PersistorArchive",
+                               "PersistorStores",
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Yams", package: "Yams")],
+                path: "Sources/App"),
+        .executableTarget(name: "persistor",
+                          dependencies: ["PersistorApp",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          path: "Sources/CLI"),
+        .target(name: "PersistorTestSupport", path: "Tests/Support"),
+        .testTarget(name: "HTTPTests", dependencies: ["PersistorHTTP", "PersistorTestSupport"]),
+        .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
+    ]
+)

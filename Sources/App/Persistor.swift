@@ -1,0 +1,158 @@
+import Foundation
+import Logging
+import PersistorArchive
+import PersistorHTTP
+import PersistorProtocols
+import PersistorStores
+import Synchronization
+
+/// The server as configured: routes, archivers and the store, plus start-up and graceful shutdown.
+public final class Persistor: Sendable {
+    /// Settings after applying flags, environment and the config file (in that precedence).
+    public struct Settings: Sendable {
+        public var host: String
+        public var port: Int
+        public var store: String
+        public var config: PersistorConfig
+
+        public init(host: String, port: Int, store: String, config: PersistorConfig) {
+            self.host = host
+            self.port = port
+            self.store = store
+            self.config = config
+        }
+    }
+
+    public struct StartupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let settings: Settings
+    public let readiness = Readiness()
+    private let server: HTTPServer
+    private let archivers: [RouteArchiver]
+    private let storeHealth: StoreHealth
+    private let logger: Logger
+
+    public init(settings: Settings, logger: Logger) throws(StartupError) {
+        self.settings = settings
+        self.logger = logger
+        let config = settings.config
+
+        let store: any BlobWriter
+        do {
+            store = try StoreFactory.open(settings.store)
+        } catch {
+            throw StartupError(description: "cannot open store \(settings.store): \(error)")
+        }
+        guard config.archive.format == .ndjson else {
+            throw StartupError(description: "archive.format '\(config.archive.format.rawValue)' is not supported by this version; use ndjson")
+        }
+        let template: PathTemplate
+        do {
+            template = try PathTemplate(config.archive.path)
+        } catch {
+            throw StartupError(description: "archive.path: \(error)")
+        }
+        let archiveSettings = ArchiveSettings(
+            path: template, useEventTime: config.archive.time == .event,
+            maxRecords: config.archive.batch.maxRecords, maxBytes: config.archive.batch.maxBytes,
+            maxDelay: config.archive.batch.maxDelay, gzipLevel: config.archive.gzipLevel)
+
+        let readiness = self.readiness
+        let storeHealth = StoreHealth(store: store, readiness: readiness, logger: logger)
+        self.storeHealth = storeHealth
+        let namer = ObjectNamer()
+        var router = Router()
+        var archivers: [RouteArchiver] = []
+        for route in config.routes {
+            if route.auth != nil {
+                throw StartupError(description: "route '\(route.name)': auth is not supported by this version yet; remove the auth block or upgrade")
+            }
+            logger.warning("route accepts unauthenticated deliveries", metadata: ["route": "\(route.name)", "path": "\(route.path)"])
+            let limit = route.maxBodyBytes
+            switch route.kind {
+            case .pubsub:
+                let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
+                archivers.append(archiver)
+                let handler = PubSubRoute(
+                    decoder: PubSubDecoder(route: route.name, delivery: PubSubDecoder.Delivery(rawValue: route.delivery.rawValue) ?? .auto),
+                    archiver: archiver, health: storeHealth, logger: logger)
+                router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit, handler: handler.handle))
+            case .eventgrid:
+                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit) { _, respond in
+                    respond(.text(501, "Event Grid and CloudEvents deliveries are not supported by this version yet"))
+                })
+            }
+        }
+        router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(.text(200, "ok")) })
+        router.add("/readyz", Router.Route(methods: ["GET"]) { _, respond in
+            switch readiness.state {
+            case .ready: respond(.text(200, "ready"))
+            case .starting: respond(.text(503, "starting", headers: HTTPHeaders([("Retry-After", "1")])))
+            case .storeFailing: respond(.text(503, "store failing", headers: HTTPHeaders([("Retry-After", "5")])))
+            case .draining: respond(.text(503, "shutting down"))
+            }
+        })
+        self.archivers = archivers
+
+        let server = config.server
+        let maxBody = max(server.maxBodyBytes, config.routes.compactMap(\.maxBodyBytes).max() ?? 0)
+        let httpSettings = HTTPServerSettings(
+            host: settings.host, port: settings.port,
+            limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
+            headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
+            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections)
+        let protocolLogger = logger
+        self.server = HTTPServer(settings: httpSettings, service: router) { status, reason in
+            protocolLogger.info("request rejected", metadata: ["status": "\(status)", "cause": "\(reason)"])
+        }
+    }
+
+    /// Starts listening; returns the bound port. Readiness turns ready once the store probe passes.
+    public func start() async throws(StartupError) -> Int {
+        let port: Int
+        do {
+            port = try server.start()
+        } catch {
+            throw StartupError(description: "\(error)")
+        }
+        readiness.set(.ready)
+        await storeHealth.check()
+        logger.info("persistor serving", metadata: [
+            "address": "\(settings.host):\(port)", "store": "\(settings.store)",
+            "routes": "\(settings.config.routes.map { "\($0.path) (\($0.kind.rawValue))" }.joined(separator: ", "))",
+        ])
+        return port
+    }
+
+    /// SIGTERM: readiness 503 at once, keep serving for `drainDelay`, stop accepting, answer what is
+    /// in flight, flush every batch. Returns false if `shutdownGrace` ran out first.
+    public func shutdown() async -> Bool {
+        let config = settings.config.server
+        let deadline = ContinuousClock.now + config.drainDelay + config.shutdownGrace
+        readiness.set(.draining)
+        logger.info("shutting down", metadata: ["drainDelay": "\(config.drainDelay)", "grace": "\(config.shutdownGrace)"])
+        if config.drainDelay > .zero { try? await Task.sleep(for: config.drainDelay) }
+        server.stopAccepting()
+        server.drainConnections()
+        let closed = await server.waitForConnections(until: deadline)
+        // Every answered request's batch is already durable; this waits for batches whose
+        // senders went away before their answer.
+        let flushed = Atomic<Bool>(false)
+        let archivers = self.archivers
+        Task {
+            for archiver in archivers { await archiver.drain() }
+            flushed.store(true, ordering: .relaxed)
+        }
+        while !flushed.load(ordering: .relaxed) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if !closed || !flushed.load(ordering: .relaxed) {
+            logger.error("shutdown grace period ran out", metadata: ["openConnections": "\(server.connectionCount)"])
+            return false
+        }
+        logger.info("shutdown complete")
+        return true
+    }
+}

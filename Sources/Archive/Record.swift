@@ -1,0 +1,43 @@
+/// Where a record came from; `unparsed` is the quarantine for authenticated deliveries that could
+/// not be decoded (the payload is then the whole request body).
+public enum RecordSource: String, Sendable {
+    case pubsub, eventgrid, cloudevents, unparsed
+}
+
+/// A JSON scalar in a record's `meta` object.
+public enum MetaValue: Sendable, Equatable {
+    case string(String)
+    case int(Int)
+    case bool(Bool)
+}
+
+/// One archived message or event: its payload bytes, unaltered, plus delivery metadata.
+/// The archive format (README, design §3) is the JSON encoding of this type.
+public struct Record: Sendable {
+    public var id: String
+    public var source: RecordSource
+    public var route: String
+    public var receivedAt: UTCTime
+    /// The sender's event time, kept exactly as sent.
+    public var eventTime: String?
+    public var attributes: [(key: String, value: String)]
+    public var meta: [(key: String, value: MetaValue)]
+    public var payload: [UInt8]
+
+    public init(id: String, source: RecordSource, route: String, receivedAt: UTCTime,
+                eventTime: String? = nil, attributes: [(key: String, value: String)] = [],
+                meta: [(key: String, value: MetaValue)] = [], payload: [UInt8]) {
+        self.id = id
+        self.source = source
+        self.route = route
+        self.receivedAt = receivedAt
+        self.eventTime = eventTime
+        self.attributes = attributes
+        self.meta = meta
+        self.payload = payload
+    }
+
+    public func attribute(_ name: String) -> String? {
+        attributes.first { $0.key == name }?.value
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+
+/// Encodes records as the archive's JSON lines (design §3): fixed key order, payload as `data`
+/// when it is valid UTF-8 and as `dataBase64` otherwise, so decoding always gives the exact bytes.
+public enum RecordEncoder {
+    /// The format version written into object metadata and sidecars.
+    public static let formatVersion = "1"
+
+    /// One JSON object followed by `\n`.
+    public static func line(_ record: Record) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(record.payload.count + 256)
+        appendObject(record, includePayload: true, to: &out)
+        out.append(0x0A)
+        return out
+    }
+
+    /// The record as one JSON object; without the payload when `includePayload` is false.
+    public static func appendObject(_ record: Record, includePayload: Bool, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"id":"#.utf8)
+        appendString(record.id, to: &out)
+        out.append(contentsOf: #","source":""#.utf8)
+        out.append(contentsOf: record.source.rawValue.utf8)
+        out.append(contentsOf: #"","route":"#.utf8)
+        appendString(record.route, to: &out)
+        out.append(contentsOf: #","receivedAt":""#.utf8)
+        out.append(contentsOf: record.receivedAt.iso8601.utf8)
+        out.append(0x22)
+        if let eventTime = record.eventTime {
+            out.append(contentsOf: #","eventTime":"#.utf8)
+            appendString(eventTime, to: &out)
+        }
+        out.append(contentsOf: #","attributes":{"#.utf8)
+        for (index, attribute) in record.attributes.enumerated() {
+            if index > 0 { out.append(0x2C) }
+            appendString(attribute.key, to: &out)
+            out.append(0x3A)
+            appendString(attribute.value, to: &out)
+        }
+        out.append(contentsOf: #"},"meta":{"#.utf8)
+        for (index, entry) in record.meta.enumerated() {
+            if index > 0 { out.append(0x2C) }
+            appendString(entry.key, to: &out)
+            out.append(0x3A)
+            switch entry.value {
+            case .string(let s): appendString(s, to: &out)
+            case .int(let n): out.append(contentsOf: String(n).utf8)
+            case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+            }
+        }
+        out.append(0x7D)
+        if includePayload {
+            out.append(contentsOf: #","data":"#.utf8)
+            let mark = out.count
+            if !appendUTF8String(record.payload, to: &out) {
+                out.removeSubrange((mark - #""data":"#.utf8.count)...)
+                out.append(contentsOf: #""dataBase64":""#.utf8)
+                out.append(contentsOf: Data(record.payload).base64EncodedString().utf8)
+                out.append(0x22)
+            }
+        }
+        out.append(0x7D)
+    }
+
+    static func appendString(_ string: String, to out: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { _ = appendUTF8String($0, to: &out) }
+    }
+
+    /// Appends `bytes` as a JSON string literal if they are valid UTF-8; returns false (having
+    /// appended an unspecified prefix) otherwise.
+    @discardableResult
+    static func appendUTF8String(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) -> Bool {
+        if let valid = bytes.withContiguousStorageIfAvailable({ appendUTF8String($0, to: &out) }) {
+            return valid
+        }
+        return Array(bytes).withUnsafeBufferPointer { appendUTF8String($0, to: &out) }
+    }
+
+    static func appendUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
+        out.append(0x22)
+        var runStart = 0
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let byte = bytes[i]
+            if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte < 0x80 {
+                i += 1
+                continue
+            }
+            if byte >= 0x80 {
+                guard let length = validSequenceLength(bytes, at: i) else { return false }
+                i += length
+                continue
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
+            switch byte {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            default:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            }
+            i += 1
+            runStart = i
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n]))
+        out.append(0x22)
+        return true
+    }
+
+    /// The length of the well-formed UTF-8 sequence starting at `i` (RFC 3629), or nil.
+    private static func validSequenceLength(_ b: UnsafeBufferPointer<UInt8>, at i: Int) -> Int? {
+        let lead = b[i]
+        let n = b.count
+        func cont(_ k: Int, _ low: UInt8 = 0x80, _ high: UInt8 = 0xBF) -> Bool {
+            i + k < n && b[i + k] >= low && b[i + k] <= high
+        }
+        switch lead {
+        case 0xC2...0xDF: return cont(1) ? 2 : nil
+        case 0xE0: return cont(1, 0xA0) && cont(2) ? 3 : nil
+        case 0xE1...0xEC, 0xEE...0xEF: return cont(1) && cont(2) ? 3 : nil
+        case 0xED: return cont(1, 0x80, 0x9F) && cont(2) ? 3 : nil
+        case 0xF0: return cont(1, 0x90) && cont(2) && cont(3) ? 4 : nil
+        case 0xF1...0xF3: return cont(1) && cont(2) && cont(3) ? 4 : nil
+        case 0xF4: return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : nil
+        default: return nil
+        }
+    }
+}

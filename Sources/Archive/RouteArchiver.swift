@@ -1,0 +1,243 @@
+import Dispatch
+import PersistorStores
+import Synchronization
+
+/// How a route's records become objects.
+public struct ArchiveSettings: Sendable {
+    public var path: PathTemplate
+    /// Use the record's event time (when it parses) for the path instead of the receive time.
+    public var useEventTime: Bool
+    public var maxRecords: Int
+    public var maxBytes: Int
+    /// How long a batch may stay open to collect more records (0: flush as soon as the previous
+    /// flush has finished).
+    public var maxDelay: Duration
+    public var gzipLevel: Int
+
+    public init(path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
+                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, gzipLevel: Int = 6) {
+        self.path = path
+        self.useEventTime = useEventTime
+        self.maxRecords = maxRecords
+        self.maxBytes = maxBytes
+        self.maxDelay = maxDelay
+        self.gzipLevel = gzipLevel
+    }
+}
+
+/// Names batch objects uniquely across processes: `{timestamp}-{instance}-{seq}.ndjson.gz`.
+public final class ObjectNamer: Sendable {
+    /// 12 random hex characters, fixed for the process.
+    public let instance: String
+    private let sequence = Atomic<Int>(0)
+
+    public init(instance: String = ObjectNamer.randomInstance()) {
+        self.instance = instance
+    }
+
+    public static func randomInstance() -> String {
+        let value = UInt64.random(in: 0..<(1 << 48))
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 12 - hex.count) + hex
+    }
+
+    func batchName(firstReceivedAt: UTCTime) -> String {
+        let seq = String(sequence.add(1, ordering: .relaxed).newValue)
+        let padded = String(repeating: "0", count: max(0, 12 - seq.count)) + seq
+        return "\(firstReceivedAt.compact)-\(instance)-\(padded).ndjson.gz"
+    }
+}
+
+/// Outcome of archiving one delivery's records.
+public typealias ArchiveCompletion = @Sendable (Result<Void, BlobStoreError>) -> Void
+
+/// Group commit for one route: records from many requests share one batch; a batch is written
+/// as soon as the previous write has finished (or when `maxDelay` passes), each waiter is
+/// answered once the whole batch is durable.
+public final class RouteArchiver: Sendable {
+    public let route: String
+    private let settings: ArchiveSettings
+    private let store: any BlobWriter
+    private let namer: ObjectNamer
+    private let state = Mutex(State())
+
+    private struct Batch {
+        var lines: [String: [[UInt8]]] = [:]
+        var firstReceivedAt: [String: UTCTime] = [:]
+        var waiters: [ArchiveCompletion] = []
+        var records = 0
+        var bytes = 0
+        var openedAt = ContinuousClock.now
+        var isEmpty: Bool { records == 0 && waiters.isEmpty }
+    }
+
+    private struct State {
+        var open = Batch()
+        var sealed: [Batch] = []
+        var flushing = false
+        var timerArmed = false
+        var draining = false
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    public init(route: String, settings: ArchiveSettings, store: any BlobWriter, namer: ObjectNamer) {
+        self.route = route
+        self.settings = settings
+        self.store = store
+        self.namer = namer
+    }
+
+    /// Adds a delivery's records (all-or-none) and calls `completion` once they are durable or failed.
+    /// An empty list completes after the current batch, like any other waiter.
+    public func submit(_ records: [Record], completion: @escaping ArchiveCompletion) {
+        var encoded: [(path: String, line: [UInt8], receivedAt: UTCTime)] = []
+        encoded.reserveCapacity(records.count)
+        for record in records {
+            encoded.append((directory(for: record), RecordEncoder.line(record), record.receivedAt))
+        }
+        let size = encoded.reduce(0) { $0 + $1.line.count }
+        let (startFlusher, armTimer) = state.withLock { state -> (Bool, Bool) in
+            if !state.open.isEmpty && (state.open.records + encoded.count > settings.maxRecords
+                                       || state.open.bytes + size > settings.maxBytes) {
+                state.sealed.append(state.open)
+                state.open = Batch()
+            }
+            if state.open.isEmpty { state.open.openedAt = .now }
+            for item in encoded {
+                state.open.lines[item.path, default: []].append(item.line)
+                if state.open.firstReceivedAt[item.path] == nil { state.open.firstReceivedAt[item.path] = item.receivedAt }
+            }
+            state.open.records += encoded.count
+            state.open.bytes += size
+            state.open.waiters.append(completion)
+            if state.flushing { return (false, false) }
+            if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
+                state.flushing = true
+                return (true, false)
+            }
+            if state.timerArmed { return (false, false) }
+            state.timerArmed = true
+            return (false, true)
+        }
+        if startFlusher { startFlushing() }
+        if armTimer { armDelayTimer(after: settings.maxDelay) }
+    }
+
+    /// Flushes everything still open (ignoring `maxDelay`) and returns when no write is pending.
+    public func drain() async {
+        let start = state.withLock { state -> Bool in
+            state.draining = true
+            guard !state.flushing, !state.open.isEmpty else { return false }
+            state.flushing = true
+            return true
+        }
+        if start { startFlushing() }
+        await withCheckedContinuation { continuation in
+            let idle = state.withLock { state -> Bool in
+                if !state.flushing && state.open.isEmpty && state.sealed.isEmpty { return true }
+                state.idleWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+
+    private func directory(for record: Record) -> String {
+        var time = record.receivedAt
+        if settings.useEventTime, let text = record.eventTime, let eventTime = UTCTime(rfc3339: text) {
+            time = eventTime
+        }
+        return settings.path.expand(route: record.route, source: record.source, time: time,
+                                    attribute: record.attribute)
+    }
+
+    private func startFlushing() {
+        Task { await self.flushLoop() }
+    }
+
+    private func armDelayTimer(after delay: Duration) {
+        let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) {
+            let start = self.state.withLock { state -> Bool in
+                state.timerArmed = false
+                guard !state.flushing, !state.open.isEmpty else { return false }
+                state.flushing = true
+                return true
+            }
+            if start { self.startFlushing() }
+        }
+    }
+
+    private func flushLoop() async {
+        while let batch = nextBatch() {
+            let result = await write(batch)
+            for waiter in batch.waiters { waiter(result) }
+        }
+    }
+
+    /// The next batch to write, or nil after marking the flusher idle.
+    private func nextBatch() -> Batch? {
+        let (batch, rearm, idle) = state.withLock { state -> (Batch?, Duration?, [CheckedContinuation<Void, Never>]) in
+            if !state.sealed.isEmpty { return (state.sealed.removeFirst(), nil, []) }
+            if !state.open.isEmpty {
+                let age = ContinuousClock.now - state.open.openedAt
+                if settings.maxDelay == .zero || state.draining || age >= settings.maxDelay {
+                    let batch = state.open
+                    state.open = Batch()
+                    return (batch, nil, [])
+                }
+                state.flushing = false
+                if !state.timerArmed {
+                    state.timerArmed = true
+                    return (nil, settings.maxDelay - age, [])
+                }
+                return (nil, nil, [])
+            }
+            state.flushing = false
+            let idle = state.idleWaiters
+            state.idleWaiters = []
+            return (nil, nil, idle)
+        }
+        if let rearm { armDelayTimer(after: rearm) }
+        for waiter in idle { waiter.resume() }
+        return batch
+    }
+
+    private func write(_ batch: Batch) async -> Result<Void, BlobStoreError> {
+        var blobs: [Blob] = []
+        for (path, lines) in batch.lines {
+            let name = namer.batchName(firstReceivedAt: batch.firstReceivedAt[path]!)
+            do {
+                let gzip = try GzipCompressor(level: settings.gzipLevel)
+                for line in lines { try gzip.append(line) }
+                blobs.append(Blob(key: path + "/" + name, bytes: try gzip.finish(),
+                                  contentType: "application/x-ndjson", contentEncoding: "gzip",
+                                  metadata: ["records": String(lines.count),
+                                             "formatVersion": RecordEncoder.formatVersion]))
+            } catch {
+                return .failure(BlobStoreError(store: store.name, key: path + "/" + name,
+                                               message: "gzip: \(error)", retryable: true))
+            }
+        }
+        if blobs.count == 1 { return await Self.put(blobs[0], to: store) }
+        return await withTaskGroup(of: Result<Void, BlobStoreError>.self) { group in
+            for blob in blobs {
+                group.addTask { [store] in await Self.put(blob, to: store) }
+            }
+            var outcome: Result<Void, BlobStoreError> = .success(())
+            for await result in group {
+                if case .failure = result, case .success = outcome { outcome = result }
+            }
+            return outcome
+        }
+    }
+
+    private static func put(_ blob: Blob, to store: any BlobWriter) async -> Result<Void, BlobStoreError> {
+        do throws(BlobStoreError) {
+            _ = try await store.put(blob)
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+}

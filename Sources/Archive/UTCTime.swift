@@ -1,0 +1,124 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A wall-clock instant in UTC with nanosecond resolution, and the fixed formats the archive uses.
+public struct UTCTime: Sendable, Equatable, Comparable {
+    public var seconds: Int64
+    public var nanoseconds: Int32
+
+    public init(seconds: Int64, nanoseconds: Int32 = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    public static func now() -> UTCTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UTCTime(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
+    }
+
+    public static func < (a: UTCTime, b: UTCTime) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+
+    /// Calendar fields in UTC.
+    public struct Fields: Sendable, Equatable {
+        public var year, month, day, hour, minute, second, millisecond: Int
+    }
+
+    public var fields: Fields {
+        // Days-to-civil (H. Hinnant), exact for the proleptic Gregorian calendar.
+        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+        let secondOfDay = Int(seconds - Int64(days) * 86_400)
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return Fields(year: year, month: month, day: day, hour: secondOfDay / 3600,
+                      minute: secondOfDay / 60 % 60, second: secondOfDay % 60,
+                      millisecond: Int(nanoseconds) / 1_000_000)
+    }
+
+    /// `2026-11-26T19:00:00.123Z`
+    public var iso8601: String {
+        let f = fields
+        return "\(pad(f.year, 4))-\(pad(f.month, 2))-\(pad(f.day, 2))T\(pad(f.hour, 2)):\(pad(f.minute, 2)):\(pad(f.second, 2)).\(pad(f.millisecond, 3))Z"
+    }
+
+    /// `20261126T190000.123Z`, the timestamp in batch object names.
+    public var compact: String {
+        let f = fields
+        return "\(pad(f.year, 4))\(pad(f.month, 2))\(pad(f.day, 2))T\(pad(f.hour, 2))\(pad(f.minute, 2))\(pad(f.second, 2)).\(pad(f.millisecond, 3))Z"
+    }
+
+    /// Parses RFC 3339 date-times (`T` or `t`, 0–9 fractional digits, `Z` or `±hh:mm`).
+    public init?(rfc3339 text: String) {
+        let b = Array(text.utf8)
+        var i = 0
+        func digits(_ n: Int) -> Int? {
+            guard i + n <= b.count else { return nil }
+            var v = 0
+            for k in i..<(i + n) {
+                guard b[k] >= 0x30, b[k] <= 0x39 else { return nil }
+                v = v * 10 + Int(b[k] - 0x30)
+            }
+            i += n
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < b.count, b[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
+              i < b.count, b[i] == 0x54 || b[i] == 0x74 else { return nil }
+        i += 1
+        guard let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60 else { return nil }
+        var nanos = 0
+        if expect(0x2E) {
+            var count = 0
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                if count < 9 { nanos = nanos * 10 + Int(b[i] - 0x30) }
+                count += 1
+                i += 1
+            }
+            guard count > 0 else { return nil }
+            if count < 9 { for _ in count..<9 { nanos *= 10 } }
+        }
+        var offset = 0
+        if i < b.count, b[i] == 0x5A || b[i] == 0x7A {
+            i += 1
+        } else if i < b.count, b[i] == 0x2B || b[i] == 0x2D {
+            let sign = b[i] == 0x2D ? -1 : 1
+            i += 1
+            guard let oh = digits(2), expect(0x3A), let om = digits(2), oh < 24, om < 60 else { return nil }
+            offset = sign * (oh * 3600 + om * 60)
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
+        // Civil-to-days (H. Hinnant).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let mp = month > 2 ? month - 3 : month + 9
+        let dayOfYear = (153 * mp + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        self.init(seconds: Int64(days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset),
+                  nanoseconds: Int32(nanos))
+    }
+}
+
+@inline(__always)
+private func pad(_ value: Int, _ width: Int) -> String {
+    let s = String(value)
+    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import PersistorApp
+
+@main
+struct PersistorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "persistor",
+        abstract: "Archives Pub/Sub push and Event Grid deliveries, unaltered, to blob storage.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server.",
+        discussion: """
+        Precedence: flags, then environment (PORT, PERSISTOR_STORE, PERSISTOR_CONFIG), then the \
+        config file, then defaults (0.0.0.0:8080, ./persistor-data).
+        """)
+
+    @Option(help: "YAML configuration file (env PERSISTOR_CONFIG).")
+    var config: String?
+
+    @Option(help: "Address to listen on (default 0.0.0.0).")
+    var host: String?
+
+    @Option(help: "Port to listen on (env PORT; default 8080).")
+    var port: Int?
+
+    @Option(help: "Store URL: a directory, file:///abs/dir (env PERSISTOR_STORE; default ./persistor-data).")
+    var store: String?
+
+    @Option(help: "Log format: text or json (default from config, else text).")
+    var logFormat: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var config = PersistorConfig()
+        if let path = configPath(environment) {
+            do {
+                config = try ConfigLoader.load(file: path, environment: environment)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
+        let format = logFormat ?? config.log.format.rawValue
+        let levelName = logLevel ?? config.log.level
+        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
+        guard format == "text" || format == "json" else { throw ValidationError("unknown log format '\(format)' (text or json)") }
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "persistor")
+
+        var resolvedPort = config.server.port ?? 8080
+        if let text = environment["PORT"], !text.isEmpty {
+            guard let value = Int(text), (0...65535).contains(value) else { throw ValidationError("PORT must be a port number, got '\(text)'") }
+            resolvedPort = value
+        }
+        if let port { resolvedPort = port }
+        let settings = Persistor.Settings(
+            host: host ?? config.server.host ?? "0.0.0.0",
+            port: resolvedPort,
+            store: store ?? environment["PERSISTOR_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? config.store ?? "./persistor-data",
+            config: config)
+
+        let persistor: Persistor
+        do {
+            persistor = try Persistor(settings: settings, logger: logger)
+            _ = try await persistor.start()
+        } catch {
+            logger.critical("cannot start", metadata: ["cause": "\(error)"])
+            throw ExitCode(2)
+        }
+        await Self.waitForTerminationSignal()
+        let clean = await persistor.shutdown()
+        if !clean { throw ExitCode(1) }
+    }
+
+    private func configPath(_ environment: [String: String]) -> String? {
+        config ?? environment["PERSISTOR_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Suspends until SIGTERM or SIGINT arrives.
+    private static func waitForTerminationSignal() async {
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        var sources: [any DispatchSourceSignal] = []
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { @Sendable in continuation.yield(signalNumber) }
+            source.resume()
+            sources.append(source)
+        }
+        for await _ in stream { break }
+        withExtendedLifetime(sources) {}
+    }
+}

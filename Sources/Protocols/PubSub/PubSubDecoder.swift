@@ -1,0 +1,152 @@
+import Foundation
+import PersistorArchive
+import PersistorHTTP
+
+/// Turns one Pub/Sub push request into one record (protocols.md §1.2–1.3, design §2).
+///
+/// - wrapped: the JSON envelope `{"message": {...}, "subscription": ..., "deliveryAttempt": n}`;
+///   the payload is the base64-decoded `message.data` (empty when absent).
+/// - unwrapped: the body is the payload; `x-goog-pubsub-*` headers carry the metadata and the
+///   remaining headers, minus `UnwrappedHeaders.excluded`, are the attributes.
+/// An envelope that cannot be decoded (bad JSON when `wrapped` is forced, bad base64, wrong field
+/// types) becomes an `unparsed` record of the whole body.
+public struct PubSubDecoder: Sendable {
+    public enum Delivery: String, Sendable {
+        case auto, wrapped, unwrapped
+    }
+
+    public var route: String
+    public var delivery: Delivery
+
+    public init(route: String, delivery: Delivery) {
+        self.route = route
+        self.delivery = delivery
+    }
+
+    public func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
+        let headers = request.head.headers
+        let hasMetadataHeaders = headers.contains { $0.name.lowercased().hasPrefix("x-goog-pubsub-") }
+        switch delivery {
+        case .unwrapped:
+            return unwrapped(request, receivedAt: receivedAt)
+        case .wrapped:
+            return wrapped(request, receivedAt: receivedAt, strict: true)
+        case .auto:
+            if hasMetadataHeaders { return unwrapped(request, receivedAt: receivedAt) }
+            return wrapped(request, receivedAt: receivedAt, strict: false)
+        }
+    }
+
+    private func wrapped(_ request: HTTPRequest, receivedAt: UTCTime, strict: Bool) -> Record {
+        let body = request.body
+        let contentType = request.head.headers["content-type"]
+        func quarantine(_ reason: String) -> Record {
+            Quarantine.record(route: route, body: body, receivedAt: receivedAt, reason: reason, contentType: contentType)
+        }
+        let root: JSONNode
+        do {
+            root = try JSONScanner.parse(body, materializeDepth: 3)
+        } catch {
+            return strict ? quarantine("invalid JSON at byte \(error.offset): \(error.reason)")
+                          : unwrapped(request, receivedAt: receivedAt)
+        }
+        guard let message = root["message"], message.isObject else {
+            return strict ? quarantine("envelope has no 'message' object") : unwrapped(request, receivedAt: receivedAt)
+        }
+
+        var payload: [UInt8] = []
+        if let data = message["data"] {
+            guard let text = data.stringValue else { return quarantine("message.data is not a string") }
+            guard let decoded = Data(base64Encoded: text) else { return quarantine("message.data is not valid base64") }
+            payload = [UInt8](decoded)
+        }
+        var attributes: [(key: String, value: String)] = []
+        if let node = message["attributes"] {
+            switch node.value {
+            case .object(let members):
+                for (key, value) in members {
+                    guard let text = value.stringValue else { return quarantine("message.attributes.\(key) is not a string") }
+                    attributes.append((key, text))
+                }
+            case .null: break
+            default: return quarantine("message.attributes is not an object")
+            }
+        }
+        func string(_ node: JSONNode?, _ name: String) throws(DecodeFailure) -> String? {
+            guard let node else { return nil }
+            if case .null = node.value { return nil }
+            guard let text = node.stringValue else { throw DecodeFailure(reason: "\(name) is not a string") }
+            return text
+        }
+        do throws(DecodeFailure) {
+            // camelCase first, snake_case as the fallback (protocols.md §1.2).
+            var id = try string(message["messageId"], "message.messageId")
+            if id == nil { id = try string(message["message_id"], "message.message_id") }
+            var publishTime = try string(message["publishTime"], "message.publishTime")
+            if publishTime == nil { publishTime = try string(message["publish_time"], "message.publish_time") }
+            var meta: [(key: String, value: MetaValue)] = []
+            if let subscription = try string(root["subscription"], "subscription") { meta.append(("subscription", .string(subscription))) }
+            if let orderingKey = try string(message["orderingKey"], "message.orderingKey"), !orderingKey.isEmpty {
+                meta.append(("orderingKey", .string(orderingKey)))
+            }
+            if let attempt = root["deliveryAttempt"] {
+                guard let n = attempt.intValue else { throw DecodeFailure(reason: "deliveryAttempt is not an integer") }
+                meta.append(("deliveryAttempt", .int(n)))
+            }
+            if id == nil { meta.append(("idAssigned", .bool(true))) }
+            return Record(id: id ?? Self.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+                          eventTime: publishTime, attributes: attributes, meta: meta, payload: payload)
+        } catch {
+            return quarantine(error.reason)
+        }
+    }
+
+    private func unwrapped(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
+        var attributes: [(key: String, value: String)] = []
+        var id: String?
+        var publishTime: String?
+        var meta: [(key: String, value: MetaValue)] = []
+        for (rawName, value) in request.head.headers {
+            let name = rawName.lowercased()
+            switch name {
+            case "x-goog-pubsub-message-id": id = value
+            case "x-goog-pubsub-publish-time": publishTime = value
+            case "x-goog-pubsub-subscription-name": meta.append(("subscription", .string(value)))
+            case "x-goog-pubsub-ordering-key": meta.append(("orderingKey", .string(value)))
+            case "x-goog-pubsub-delivery-attempt":
+                meta.append(("deliveryAttempt", Int(value).map(MetaValue.int) ?? .string(value)))
+            default:
+                if name.hasPrefix("x-goog-pubsub-") {
+                    meta.append((String(name.dropFirst("x-goog-pubsub-".count)), .string(value)))
+                } else if !UnwrappedHeaders.isExcluded(name) {
+                    attributes.append((name, value))
+                }
+            }
+        }
+        if id == nil { meta.append(("idAssigned", .bool(true))) }
+        return Record(id: id ?? Self.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+                      eventTime: publishTime, attributes: attributes, meta: meta, payload: request.body)
+    }
+
+    static func assignedID() -> String { UUID().uuidString.lowercased() }
+
+    struct DecodeFailure: Error { var reason: String }
+}
+
+/// Request headers that are never message attributes of an unwrapped push: transport and
+/// hop-by-hop fields, credentials, and proxy and tracing headers added on the way.
+public enum UnwrappedHeaders {
+    public static let excluded: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
+        "te", "trailer", "upgrade", "expect", "authorization", "proxy-authorization", "cookie",
+        "user-agent", "accept", "accept-encoding", "from", "via", "forwarded", "x-real-ip",
+        "x-cloud-trace-context", "traceparent", "tracestate", "grpc-trace-bin", "x-amzn-trace-id",
+        "b3", "x-request-id", "cdn-loop",
+    ]
+    /// Prefixes of excluded headers (`x-forwarded-for`, `x-b3-traceid`, `x-envoy-…`).
+    public static let excludedPrefixes = ["x-forwarded-", "x-b3-", "x-envoy-"]
+
+    public static func isExcluded(_ lowercasedName: String) -> Bool {
+        excluded.contains(lowercasedName) || excludedPrefixes.contains { lowercasedName.hasPrefix($0) }
+    }
+}

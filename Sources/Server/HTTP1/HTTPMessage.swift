@@ -1,0 +1,111 @@
+import Foundation
+
+/// Header fields in the order received. Names keep their original case; lookups ignore case.
+public struct HTTPHeaders: Sendable, Sequence {
+    public private(set) var fields: [(name: String, value: String)]
+
+    public init(_ fields: [(name: String, value: String)] = []) {
+        self.fields = fields
+    }
+
+    /// The first value of the named field, if any.
+    public subscript(name: String) -> String? {
+        for field in fields where field.name.caseInsensitiveEquals(name) { return field.value }
+        return nil
+    }
+
+    /// Every value of the named field, in order.
+    public func values(for name: String) -> [String] {
+        fields.filter { $0.name.caseInsensitiveEquals(name) }.map(\.value)
+    }
+
+    public mutating func add(_ name: String, _ value: String) {
+        fields.append((name, value))
+    }
+
+    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
+        fields.makeIterator()
+    }
+}
+
+/// A parsed HTTP/1.x request line and header block.
+public struct HTTPRequestHead: Sendable {
+    public var method: String
+    /// The request target exactly as sent (origin form: path plus optional `?query`).
+    public var target: String
+    public var versionMinor: Int
+    public var headers: HTTPHeaders
+
+    public init(method: String, target: String, versionMinor: Int, headers: HTTPHeaders) {
+        self.method = method
+        self.target = target
+        self.versionMinor = versionMinor
+        self.headers = headers
+    }
+
+    /// The target up to `?`.
+    public var path: Substring {
+        target.firstIndex(of: "?").map { target[..<$0] } ?? target[...]
+    }
+
+    /// The part after `?`, if any.
+    public var query: Substring? {
+        target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+    }
+
+    /// Whether the connection may stay open after this request (HTTP/1.1 default, `Connection` tokens).
+    public var keepAlive: Bool {
+        let tokens = headers.values(for: "connection").flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        if tokens.contains("close") { return false }
+        return versionMinor >= 1 || tokens.contains("keep-alive")
+    }
+
+    /// Whether the client waits for `100 Continue` before sending the body.
+    public var expectsContinue: Bool {
+        versionMinor >= 1 && headers["expect"].map { $0.caseInsensitiveEquals("100-continue") } == true
+    }
+}
+
+/// A complete request: head plus the whole body (decoded from chunked framing when needed).
+public struct HTTPRequest: Sendable {
+    public var head: HTTPRequestHead
+    public var body: [UInt8]
+
+    public init(head: HTTPRequestHead, body: [UInt8]) {
+        self.head = head
+        self.body = body
+    }
+}
+
+/// A response. `Date`, `Content-Length` and `Connection` are added by the server.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A short plain-text answer, the usual shape for errors.
+    public static func text(_ status: Int, _ message: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        var headers = headers
+        headers.add("Content-Type", "text/plain; charset=utf-8")
+        return HTTPResponse(status: status, headers: headers, body: Array((message + "\n").utf8))
+    }
+}
+
+extension StringProtocol {
+    /// ASCII case-insensitive equality, as HTTP field names and tokens need.
+    public func caseInsensitiveEquals(_ other: some StringProtocol) -> Bool {
+        let a = utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        for (x, y) in zip(a, b) where x != y {
+            guard (x | 0x20) == (y | 0x20), (x | 0x20) >= 0x61, (x | 0x20) <= 0x7A else { return false }
+        }
+        return true
+    }
+}

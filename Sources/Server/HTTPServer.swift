@@ -1,0 +1,106 @@
+import Dispatch
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A non-blocking HTTP/1.1 server on Dispatch: one accept source, and connections spread
+/// round-robin over a few serial queues (`EventLoop`s), so a request is parsed, handled and
+/// answered on one queue without thread hops.
+public final class HTTPServer: Sendable {
+    public let settings: HTTPServerSettings
+    let service: any HTTPService
+    private let loops: [EventLoop]
+    private let acceptQueue = DispatchQueue(label: "persistor.accept")
+    /// The accept source; touched only on `acceptQueue`.
+    private let listener = ListenerSource()
+    private let connections = Atomic<Int>(0)
+    private let nextLoop = Atomic<Int>(0)
+    private let onProtocolError: (@Sendable (Int, String) -> Void)?
+
+    /// `onProtocolError` is told about each malformed or timed-out request (status, reason).
+    public init(settings: HTTPServerSettings, service: any HTTPService,
+                onProtocolError: (@Sendable (Int, String) -> Void)? = nil) {
+        self.settings = settings
+        self.service = service
+        self.loops = (0..<max(1, settings.loops)).map { EventLoop(index: $0) }
+        self.onProtocolError = onProtocolError
+    }
+
+    /// Binds and starts serving; returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws -> Int {
+        let fd = try Socket.listen(host: settings.host, port: settings.port)
+        let port = Socket.boundPort(fd)
+        for loop in loops { loop.queue.async { loop.start() } }
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
+        source.setEventHandler { @Sendable [self] in self.acceptAll(fd) }
+        source.setCancelHandler { @Sendable in close(fd) }
+        acceptQueue.sync { listener.source = source }
+        source.resume()
+        return port
+    }
+
+    /// Open connections right now.
+    public var connectionCount: Int { connections.load(ordering: .relaxed) }
+
+    /// Closes the listening socket; open connections carry on.
+    public func stopAccepting() {
+        acceptQueue.sync {
+            listener.source?.cancel()
+            listener.source = nil
+        }
+    }
+
+    /// Asks every connection to finish what it has started and close (idle ones close at once).
+    public func drainConnections() {
+        for loop in loops {
+            loop.queue.async { for connection in loop.allConnections { connection.drain() } }
+        }
+    }
+
+    /// Waits until every connection has closed or the deadline passes; true if all closed.
+    public func waitForConnections(until deadline: ContinuousClock.Instant) async -> Bool {
+        while connectionCount > 0 {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for loop in loops { loop.queue.async { loop.stop() } }
+        return true
+    }
+
+    private func acceptAll(_ listenerFD: Int32) {
+        while let fd = Socket.accept(listenerFD) {
+            if connections.add(1, ordering: .relaxed).newValue > settings.maxConnections {
+                connections.subtract(1, ordering: .relaxed)
+                Self.refuse(fd)
+                continue
+            }
+            let loop = loops[nextLoop.add(1, ordering: .relaxed).newValue % loops.count]
+            let connection = Connection(fd: fd, loop: loop, server: self)
+            loop.queue.async { connection.start() }
+        }
+    }
+
+    /// Answers 503 to a connection over the limit, best effort, and closes it.
+    private static func refuse(_ fd: Int32) {
+        let body = "too many connections\n"
+        let text = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        shutdown(fd, Int32(SHUT_WR))
+        close(fd)
+    }
+
+    func connectionClosed() {
+        connections.subtract(1, ordering: .relaxed)
+    }
+
+    func protocolError(status: Int, reason: String) {
+        onProtocolError?(status, reason)
+    }
+}
+
+private final class ListenerSource: @unchecked Sendable {
+    var source: (any DispatchSourceRead)?
+}

@@ -1,0 +1,55 @@
+/// Exact-path routing with 404 for unknown paths and 405 (with `Allow`) for unknown methods.
+/// `HEAD` is accepted wherever `GET` is.
+public struct Router: HTTPService {
+    public typealias Handler = @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void
+
+    public struct Route: Sendable {
+        public var methods: [String]
+        public var maxBodyBytes: Int?
+        public var handler: Handler
+
+        public init(methods: [String], maxBodyBytes: Int? = nil, handler: @escaping Handler) {
+            self.methods = methods
+            self.maxBodyBytes = maxBodyBytes
+            self.handler = handler
+        }
+    }
+
+    private var routes: [String: Route] = [:]
+
+    public init() {}
+
+    public mutating func add(_ path: String, _ route: Route) {
+        routes[path] = route
+    }
+
+    public func check(_ head: HTTPRequestHead) -> HTTPResponse? {
+        guard let route = routes[String(head.path)] else {
+            return .text(404, "no route for this path")
+        }
+        let method = head.method == "HEAD" && route.methods.contains("GET") ? "GET" : head.method
+        guard route.methods.contains(method) else {
+            var allowed = route.methods
+            if allowed.contains("GET") { allowed.append("HEAD") }
+            var headers = HTTPHeaders()
+            headers.add("Allow", allowed.joined(separator: ", "))
+            return .text(405, "method \(head.method) not allowed here", headers: headers)
+        }
+        if let limit = route.maxBodyBytes, let length = head.headers["content-length"].flatMap(Int.init), length > limit {
+            return .text(413, "request body too large (limit \(limit) bytes)")
+        }
+        return nil
+    }
+
+    public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        guard let route = routes[String(request.head.path)] else {
+            respond(.text(404, "no route for this path"))
+            return
+        }
+        if let limit = route.maxBodyBytes, request.body.count > limit {
+            respond(.text(413, "request body too large (limit \(limit) bytes)"))
+            return
+        }
+        route.handler(request, respond)
+    }
+}

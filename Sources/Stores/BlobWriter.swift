@@ -1,0 +1,68 @@
+/// One object to write: the key relative to the store's prefix, the bytes exactly as they must be
+/// stored, and the object's content headers and custom metadata.
+public struct Blob: Sendable {
+    public var key: String
+    public var bytes: [UInt8]
+    public var contentType: String
+    public var contentEncoding: String?
+    public var metadata: [String: String]
+    /// Write only if no object exists at the key yet; an existing object counts as success.
+    public var createOnly: Bool
+
+    public init(key: String, bytes: [UInt8], contentType: String, contentEncoding: String? = nil,
+                metadata: [String: String] = [:], createOnly: Bool = false) {
+        self.key = key
+        self.bytes = bytes
+        self.contentType = contentType
+        self.contentEncoding = contentEncoding
+        self.metadata = metadata
+        self.createOnly = createOnly
+    }
+}
+
+/// What a successful put did.
+public enum PutOutcome: Sendable, Equatable {
+    case created
+    /// `createOnly` was set and the object was already there.
+    case alreadyExists
+}
+
+/// A failed store operation, with enough detail for one log line.
+public struct BlobStoreError: Error, Sendable, CustomStringConvertible {
+    public var store: String
+    public var key: String?
+    public var status: Int?
+    public var code: String?
+    public var message: String
+    /// Whether trying again later may succeed (network errors, 5xx, 429); false for e.g. 403.
+    public var retryable: Bool
+
+    public init(store: String, key: String?, status: Int? = nil, code: String? = nil,
+                message: String, retryable: Bool) {
+        self.store = store
+        self.key = key
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+
+    public var description: String {
+        var parts = ["store=\(store)"]
+        if let key { parts.append("key=\(key)") }
+        if let status { parts.append("status=\(status)") }
+        if let code { parts.append("code=\(code)") }
+        parts.append(message)
+        return parts.joined(separator: " ")
+    }
+}
+
+/// A durable object store. `put` returns only once the bytes are durable (fsync'd, or the upload
+/// completed); a thrown error means nothing may be acknowledged.
+public protocol BlobWriter: Sendable {
+    /// Names the store in logs, e.g. `file:///var/lib/persistor` or `gs://bucket/prefix`.
+    var name: String { get }
+    func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome
+    /// A cheap check that the store accepts writes, for readiness.
+    func probe() async throws(BlobStoreError)
+}

@@ -1,0 +1,60 @@
+import Foundation
+import PersistorTestSupport
+import Testing
+@testable import PersistorStores
+
+@Suite struct LocalFileStoreTests {
+    @Test func putWritesBytesAndCreatesDirectories() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        let outcome = try await store.put(Blob(key: "a/b/c/x.ndjson.gz", bytes: [1, 2, 3], contentType: "application/x-ndjson"))
+        #expect(outcome == .created)
+        #expect(FileManager.default.contents(atPath: dir.path + "/a/b/c/x.ndjson.gz") == Data([1, 2, 3]))
+        #expect(dir.files() == ["a/b/c/x.ndjson.gz"], "no temporary files remain")
+    }
+
+    @Test func createOnlyKeepsTheFirstObject() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        #expect(try await store.put(Blob(key: "k/id.gz", bytes: [1], contentType: "x", createOnly: true)) == .created)
+        #expect(try await store.put(Blob(key: "k/id.gz", bytes: [2], contentType: "x", createOnly: true)) == .alreadyExists)
+        #expect(FileManager.default.contents(atPath: dir.path + "/k/id.gz") == Data([1]))
+        #expect(dir.files() == ["k/id.gz"])
+    }
+
+    @Test(arguments: ["../x", "/abs", "a//b", "a/./b", "a/../b", "", "a\u{0}b", "a/"])
+    func unsafeKeysAreRefused(key: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path + "/root")
+        await #expect(throws: BlobStoreError.self) { try await store.put(Blob(key: key, bytes: [1], contentType: "x")) }
+        #expect(dir.files().isEmpty)
+    }
+
+    @Test func leftoverTemporaryFilesAreRemovedAtOpen() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try FileManager.default.createDirectory(atPath: dir.path + "/a", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir.path + "/a/.x.ndjson.gz.tmp-1f", contents: Data([1]))
+        _ = FileManager.default.createFile(atPath: dir.path + "/a/x.ndjson.gz", contents: Data([2]))
+        _ = try LocalFileStore(root: dir.path)
+        #expect(dir.files() == ["a/x.ndjson.gz"])
+    }
+
+    @Test func unwritableRootFailsRetryably() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path + "/root")
+        // A regular file where a directory is needed makes every write fail, even as root.
+        _ = FileManager.default.createFile(atPath: dir.path + "/root/blocked", contents: Data())
+        do {
+            _ = try await store.put(Blob(key: "blocked/x", bytes: [1], contentType: "x"))
+            Issue.record("put should fail")
+        } catch {
+            #expect(error.retryable)
+            #expect(error.key == "blocked/x")
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Testing
+@testable import PersistorArchive
+
+@Suite struct PathTemplateTests {
+    let time = UTCTime(seconds: 1_795_719_600)   // 2026-11-26T19:00:00Z
+
+    func expand(_ template: String, attributes: [String: String] = [:], route: String = "orders") throws -> String {
+        try PathTemplate(template).expand(route: route, source: .pubsub, time: time) { attributes[$0] }
+    }
+
+    @Test func defaultAndHiveTemplates() throws {
+        #expect(try expand("{route}/{yyyy}/{MM}/{dd}/{HH}") == "orders/2026/11/26/19")
+        #expect(try expand("{route}/dt={yyyy}-{MM}-{dd}/hour={HH}/{mm}") == "orders/dt=2026-11-26/hour=19/00")
+        #expect(try expand("{source}/{attr:tenant}", attributes: ["tenant": "acme"]) == "pubsub/acme")
+        #expect(try expand("{attr:tenant}") == "_")
+        #expect(try expand("{attr:tenant}", attributes: ["tenant": ""]) == "_")
+    }
+
+    @Test(arguments: [
+        ("../../etc", "..%2F..%2Fetc"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("/abs", "%2Fabs"),
+        ("%2e%2e", "%252e%252e"),
+        ("a\u{0}b", "a%00b"),
+        ("a\nb", "a%0Ab"),
+        ("ü", "%C3%BC"),
+        ("a b", "a%20b"),
+    ])
+    func hostileAttributesAreKeySafe(value: String, expected: String) throws {
+        let path = try expand("{route}/{attr:x}", attributes: ["x": value])
+        #expect(path == "orders/" + expected)
+        #expect(!path.split(separator: "/").contains { $0 == ".." || $0 == "." })
+    }
+
+    @Test func longValuesAreCappedWithoutSplittingEscapes() throws {
+        let long = try expand("{attr:x}", attributes: ["x": String(repeating: "a", count: 4096)])
+        #expect(long == String(repeating: "a", count: 128))
+        let escaped = try expand("{attr:x}", attributes: ["x": String(repeating: "é", count: 100)])
+        #expect(escaped.utf8.count <= 128)
+        #expect(escaped.utf8.count % 6 == 0, "whole %C3%A9 pairs only")
+        let route = try expand("{route}", route: String(repeating: "r", count: 300))
+        #expect(route.utf8.count == 128)
+    }
+
+    @Test(arguments: ["{nope}", "{route", "route}", "/{route}", "{route}/", "{route}//x", "../{route}", "{route}/./x", "a b/{route}", "{attr:}"])
+    func rejectsBadTemplates(template: String) {
+        #expect(throws: PathTemplate.ParseError.self) { try PathTemplate(template) }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import PersistorStores
+import PersistorTestSupport
+import Synchronization
+import Testing
+@testable import PersistorArchive
+
+/// A store that records puts and can be made to fail or stall, for the batching logic alone.
+final class ScriptedStore: BlobWriter {
+    let name = "scripted://"
+    let puts = Mutex<[Blob]>([])
+    let failing = Atomic<Bool>(false)
+    let delayMilliseconds: Int
+
+    init(delayMilliseconds: Int = 0) { self.delayMilliseconds = delayMilliseconds }
+
+    func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+        if delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(delayMilliseconds)) }
+        if failing.load(ordering: .relaxed) { throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true) }
+        puts.withLock { $0.append(blob) }
+        return .created
+    }
+
+    func probe() async throws(BlobStoreError) {}
+}
+
+@Suite struct RouteArchiverTests {
+    func record(_ id: String, attributes: [(key: String, value: String)] = []) -> Record {
+        Record(id: id, source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+               attributes: attributes, payload: Array("payload-\(id)".utf8))
+    }
+
+    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, BlobStoreError> {
+        await withCheckedContinuation { continuation in
+            archiver.submit(records) { continuation.resume(returning: $0) }
+        }
+    }
+
+    func lines(_ blob: Blob) throws -> [[String: Any]] {
+        try systemGunzip(blob.bytes).split(separator: 0x0A).map {
+            try #require(JSONSerialization.jsonObject(with: Data($0)) as? [String: Any])
+        }
+    }
+
+    @Test func concurrentSubmissionsShareBatchesAndAllComplete() async throws {
+        let store = ScriptedStore(delayMilliseconds: 20)
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{yyyy}")),
+                                     store: store, namer: ObjectNamer(instance: "abcdefabcdef"))
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<200 { group.addTask { if case .success = await submit(archiver, [record("\(i)")]) { true } else { false } } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.count == 200 && results.allSatisfy { $0 })
+        let puts = store.puts.withLock { $0 }
+        #expect(puts.count < 200, "group commit puts many records in one object (got \(puts.count) objects)")
+        let ids = try puts.flatMap { try lines($0) }.compactMap { $0["id"] as? String }
+        #expect(Set(ids) == Set((0..<200).map(String.init)))
+        #expect(ids.count == 200)
+        for blob in puts {
+            #expect(blob.key.hasPrefix("orders/2026/20261126T190000.000Z-abcdefabcdef-"))
+            #expect(blob.key.hasSuffix(".ndjson.gz"))
+            #expect(blob.contentType == "application/x-ndjson")
+        }
+        #expect(Set(puts.map(\.key)).count == puts.count, "object names are unique")
+    }
+
+    @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
+        let store = ScriptedStore()
+        store.failing.store(true, ordering: .relaxed)
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
+                                     store: store, namer: ObjectNamer())
+        let result = await submit(archiver, [record("1"), record("2")])
+        guard case .failure(let error) = result else { Issue.record("expected failure"); return }
+        #expect(error.status == 503)
+        store.failing.store(false, ordering: .relaxed)
+        guard case .success = await submit(archiver, [record("3")]) else { Issue.record("expected recovery"); return }
+        #expect(store.puts.withLock { $0.count } == 1)
+    }
+
+    @Test func recordsWithDifferentPathsBecomeSeparateObjects() async throws {
+        let store = ScriptedStore()
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}")),
+                                     store: store, namer: ObjectNamer())
+        guard case .success = await submit(archiver, [record("1", attributes: [("tenant", "a")]), record("2", attributes: [("tenant", "b")]), record("3")]) else {
+            Issue.record("expected success"); return
+        }
+        let keys = store.puts.withLock { $0.map { $0.key.split(separator: "/").dropLast().joined(separator: "/") } }.sorted()
+        #expect(keys == ["orders/_", "orders/a", "orders/b"])
+    }
+
+    @Test func maxRecordsSplitsBatches() async throws {
+        let store = ScriptedStore(delayMilliseconds: 50)
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 5),
+                                     store: store, namer: ObjectNamer())
+        await withTaskGroup(of: Void.self) { group in
+            for i in 0..<40 { group.addTask { _ = await submit(archiver, [record("\(i)")]) } }
+        }
+        let counts = try store.puts.withLock { $0 }.map { try lines($0).count }
+        #expect(counts.reduce(0, +) == 40)
+        #expect(counts.allSatisfy { $0 <= 5 }, "batches hold at most maxRecords: \(counts)")
+    }
+
+    @Test func maxDelayHoldsABatchOpenAndDrainFlushesIt() async throws {
+        let store = ScriptedStore()
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .seconds(30)),
+                                     store: store, namer: ObjectNamer())
+        let done = Atomic<Int>(0)
+        for i in 0..<3 { archiver.submit([record("\(i)")]) { _ in done.add(1, ordering: .relaxed) } }
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(store.puts.withLock { $0.count } == 0, "the batch waits for maxDelay")
+        await archiver.drain()
+        #expect(store.puts.withLock { $0.count } == 1)
+        #expect(done.load(ordering: .relaxed) == 3)
+    }
+
+    @Test func maxDelayTimerFlushes() async throws {
+        let store = ScriptedStore()
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .milliseconds(50)),
+                                     store: store, namer: ObjectNamer())
+        let result = await submit(archiver, [record("1")])
+        guard case .success = result else { Issue.record("expected success"); return }
+        #expect(store.puts.withLock { $0.count } == 1)
+    }
+}

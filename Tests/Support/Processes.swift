@@ -1,0 +1,85 @@
+import Foundation
+
+/// Runs a program to completion and returns its exit status and output.
+public func runProcess(_ executable: String, _ arguments: [String], input: [UInt8] = [],
+                       environment: [String: String]? = nil) throws -> (status: Int32, stdout: [UInt8], stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+    process.standardInput = stdin
+    process.standardOutput = stdout
+    process.standardError = stderr
+    try process.run()
+    // Read both outputs concurrently with writing the input, so large outputs cannot deadlock.
+    let outData = LockedBox(Data()), errData = LockedBox(Data())
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData.set(stdout.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+    group.enter()
+    DispatchQueue.global().async { errData.set(stderr.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+    if !input.isEmpty { try stdin.fileHandleForWriting.write(contentsOf: input) }
+    try stdin.fileHandleForWriting.close()
+    group.wait()
+    process.waitUntilExit()
+    return (process.terminationStatus, [UInt8](outData.get()), String(decoding: errData.get(), as: UTF8.self))
+}
+
+/// Decompresses with the system `gzip`, an implementation independent of ours.
+public func systemGunzip(_ bytes: [UInt8]) throws -> [UInt8] {
+    let gzip = try requireTool("gzip", install: "apt-get install -y gzip")
+    let result = try runProcess(gzip, ["-dc"], input: bytes)
+    guard result.status == 0 else { throw TestFailure("gzip -dc failed: \(result.stderr)") }
+    return result.stdout
+}
+
+/// The absolute path of a tool on PATH, or a failure that says how to install it.
+public func requireTool(_ name: String, install: String) throws -> String {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let path = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw TestFailure("'\(name)' is not installed; install it with: \(install)")
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A fresh directory under the system temporary directory, removed by `remove()`.
+public struct TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "persistor-test") throws {
+        let base = FileManager.default.temporaryDirectory.path
+        path = "\(base)/\(prefix)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// Every regular file below the directory (relative paths, sorted).
+    public func files() -> [String] {
+        guard let walker = FileManager.default.enumerator(atPath: path) else { return [] }
+        var found: [String] = []
+        while let relative = walker.nextObject() as? String {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path + "/" + relative, isDirectory: &isDirectory), !isDirectory.boolValue {
+                found.append(relative)
+            }
+        }
+        return found.sorted()
+    }
+}
+
+/// A value shared between threads behind a lock.
+public final class LockedBox<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    public init(_ value: Value) { self.value = value }
+    public func get() -> Value { lock.withLock { value } }
+    public func set(_ newValue: Value) { lock.withLock { value = newValue } }
+    public func update<R>(_ body: (inout Value) -> R) -> R { lock.withLock { body(&value) } }
+}
