@@ -30,8 +30,19 @@ public final class LocalFileStore: BlobWriter {
         return try result.get()
     }
 
+    /// Writes, fsyncs and removes a small file in the root, so a full or read-only disk shows.
     public func probe() async throws(BlobStoreError) {
-        guard access(root, W_OK | X_OK) == 0 else { throw failure(nil, "root directory is not writable") }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<BlobStoreError?, Never>) in
+            queue.async {
+                let path = self.root + "/.probe.tmp-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+                let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { return continuation.resume(returning: self.failure(nil, "probe: cannot create a file in the root directory")) }
+                defer { close(fd); unlink(path) }
+                let ok = Glibc.write(fd, "probe", 5) == 5 && fsync(fd) == 0
+                continuation.resume(returning: ok ? nil : self.failure(nil, "probe: write or fsync failed"))
+            }
+        }
+        if let result { throw result }
     }
 
     /// Temporary files are named `.<name>.tmp-<random>` so archive globs never match them.

@@ -8,6 +8,8 @@ import PersistorHTTP
 ///   the payload is the base64-decoded `message.data` (empty when absent).
 /// - unwrapped: the body is the payload; `x-goog-pubsub-*` headers carry the metadata and the
 ///   remaining headers, minus `UnwrappedHeaders.excluded`, are the attributes.
+/// In `auto` mode a body is an envelope when it is a JSON object whose `message` object has
+/// `data`, `attributes`, `messageId` or `message_id`; anything else is archived as unwrapped.
 /// An envelope that cannot be decoded (bad JSON when `wrapped` is forced, bad base64, wrong field
 /// types) becomes an `unparsed` record of the whole body.
 public struct PubSubDecoder: Sendable {
@@ -52,6 +54,11 @@ public struct PubSubDecoder: Sendable {
         }
         guard let message = root["message"], message.isObject else {
             return strict ? quarantine("envelope has no 'message' object") : unwrapped(request, receivedAt: receivedAt)
+        }
+        // In auto mode a JSON payload that merely has a "message" object is not an envelope:
+        // a real one carries data, attributes or an id.
+        if !strict && !Self.envelopeKeys.contains(where: { message[$0] != nil }) {
+            return unwrapped(request, receivedAt: receivedAt)
         }
 
         var payload: [UInt8] = []
@@ -127,6 +134,8 @@ public struct PubSubDecoder: Sendable {
         return Record(id: id ?? Self.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
                       eventTime: publishTime, attributes: attributes, meta: meta, payload: request.body)
     }
+
+    private static let envelopeKeys = ["data", "attributes", "messageId", "message_id"]
 
     static func assignedID() -> String { UUID().uuidString.lowercased() }
 
