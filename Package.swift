@@ -1,8 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Data flows through the targets in this order: Server (sockets, HTTP) → Protocols (Pub/Sub,
-// Event Grid decoding) → Archive (records, batching, gzip) → Stores (BlobWriter implementations).
+// Data flows through the targets in this order: Server (sockets, HTTP) → Auth (tokens, secrets)
+// → Protocols (Pub/Sub, Event Grid decoding) → Archive (records, batching, gzip) → Stores (BlobWriter implementations).
 // App wires them together from the configuration; CLI is the `persistor` executable.
 let package = Package(
     name: "persistor",
@@ -22,6 +22,12 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "PersistorHTTP", path: "Sources/Server"),
+        .target(name: "PersistorAuth",
+                dependencies: ["PersistorHTTP",
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "CryptoExtras", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Sources/Auth"),
         .target(name: "PersistorStores", path: "Sources/Stores"),
         .target(name: "PersistorArchive",
                 dependencies: ["CZlib", "PersistorStores"],
@@ -31,7 +37,7 @@ let package = Package(
                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Protocols"),
         .target(name: "PersistorApp",
-                dependencies: ["PersistorHTTP", "PersistorProtocols", "PersistorArchive",
+                dependencies: ["PersistorHTTP", "PersistorProtocols", "PersistorAuth", "PersistorArchive",
                                "PersistorStores",
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "Yams", package: "Yams")],
@@ -44,6 +50,7 @@ let package = Package(
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
         .testTarget(name: "HTTPTests", dependencies: ["PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
+        .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
