@@ -80,9 +80,12 @@ public final class Persistor: Sendable {
                     archiver: archiver, health: storeHealth, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit, handler: handler.handle))
             case .eventgrid:
-                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit) { _, respond in
-                    respond(.text(501, "Event Grid and CloudEvents deliveries are not supported by this version yet"))
-                })
+                let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
+                archivers.append(archiver)
+                let handler = EventGridRoute(
+                    decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
+                    route: route.name, archiver: archiver, health: storeHealth, logger: logger)
+                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit, handler: handler.handle))
             }
         }
         router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(.text(200, "ok")) })

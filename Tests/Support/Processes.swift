@@ -83,3 +83,26 @@ public final class LockedBox<Value>: @unchecked Sendable {
     public func set(_ newValue: Value) { lock.withLock { value = newValue } }
     public func update<R>(_ body: (inout Value) -> R) -> R { lock.withLock { body(&value) } }
 }
+
+/// The repository root (two levels above this file's folder).
+public let repositoryRoot: String = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The Python interpreter of the test virtualenv that holds the official SDKs.
+public func testPython() throws -> String {
+    let path = ProcessInfo.processInfo.environment["PERSISTOR_TEST_PYTHON"] ?? repositoryRoot + "/.venv/bin/python"
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw TestFailure("the Python test environment is missing at \(path); run scripts/test once (it creates .venv from Tests/tools/requirements.txt)")
+    }
+    return path
+}
+
+/// Runs one of the Python peers in Tests/tools and returns its stdout parsed as JSON.
+public func runPythonTool(_ script: String, _ arguments: [String]) throws -> [String: Any] {
+    let result = try runProcess(try testPython(), [repositoryRoot + "/Tests/tools/" + script] + arguments)
+    guard result.status == 0 else { throw TestFailure("\(script) \(arguments.joined(separator: " ")) failed: \(result.stderr)") }
+    guard let object = try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: Any] else {
+        throw TestFailure("\(script) printed no JSON object")
+    }
+    return object
+}

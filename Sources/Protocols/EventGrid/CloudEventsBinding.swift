@@ -1,0 +1,196 @@
+import PersistorArchive
+import PersistorHTTP
+
+/// CloudEvents HTTP protocol binding pieces that are not JSON: binary-mode header values
+/// (CE-HTTP §3.1.3.2, protocols.md §2.3) and the webhook abuse-protection handshake
+/// (CE-WEBHOOK §4, protocols.md §2.6).
+public enum CloudEventsBinding {
+    public struct HeaderValueError: Error, Equatable, Sendable {
+        public var reason: String
+    }
+
+    /// Decodes one `ce-*` header value into the attribute value: an RFC 7230 quoted-string
+    /// (`"…"` with `\` escapes) is unquoted first, then `%XX` escapes (either hex case) are decoded
+    /// once, and the resulting bytes must be valid UTF-8 (so overlong `%C0%A0` is rejected).
+    ///
+    /// The HTTP/1 parser hands obs-text (bytes >= 0x80 sent raw, against the spec) over as
+    /// ISO-8859-1 scalars; they are mapped back to their bytes here, so raw UTF-8 is accepted and
+    /// raw non-UTF-8 is rejected like a bad escape. Scalars above U+00FF (not produced by that
+    /// parser) contribute their UTF-8 encoding.
+    public static func decodeHeaderValue(_ value: String) throws(HeaderValueError) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(value.utf8.count)
+        if value.utf8.allSatisfy({ $0 < 0x80 }) {
+            bytes.append(contentsOf: value.utf8)
+        } else {
+            for scalar in value.unicodeScalars {
+                if scalar.value <= 0xFF {
+                    bytes.append(UInt8(truncatingIfNeeded: scalar.value))
+                } else {
+                    bytes.append(contentsOf: String(scalar).utf8)
+                }
+            }
+        }
+        let quote = UInt8(ascii: "\"")
+        if bytes.count >= 2, bytes.first == quote, bytes.last == quote {
+            bytes = try unquote(bytes)
+        }
+        let decoded = try percentDecode(bytes)
+        guard let text = String(validating: decoded, as: UTF8.self) else {
+            throw HeaderValueError(reason: "value is not valid UTF-8 after percent-decoding")
+        }
+        return text
+    }
+
+    /// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE; quoted-pair = "\" octet.
+    static func unquote(_ bytes: [UInt8]) throws(HeaderValueError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count - 2)
+        let end = bytes.count - 1 // the closing quote
+        var index = 1
+        while index < end {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\\") {
+                guard index + 1 < end else {
+                    throw HeaderValueError(reason: "malformed quoted-string (escaped closing quote)")
+                }
+                out.append(bytes[index + 1])
+                index += 2
+            } else if byte == UInt8(ascii: "\"") {
+                throw HeaderValueError(reason: "malformed quoted-string (unescaped quote inside)")
+            } else {
+                out.append(byte)
+                index += 1
+            }
+        }
+        return out
+    }
+
+    static func percentDecode(_ bytes: [UInt8]) throws(HeaderValueError) -> [UInt8] {
+        guard bytes.contains(UInt8(ascii: "%")) else { return bytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == UInt8(ascii: "%") else {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            guard index + 2 < bytes.count, let high = hexValue(bytes[index + 1]),
+                  let low = hexValue(bytes[index + 2]) else {
+                throw HeaderValueError(reason: "invalid percent-encoding at offset \(index)")
+            }
+            out.append(high << 4 | low)
+            index += 3
+        }
+        return out
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0") ... UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a") ... UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A") ... UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+extension EventGridDecoder {
+    // MARK: Binary mode
+
+    /// A binary-mode CloudEvent: the body is the data, every `ce-*` header an attribute (name
+    /// without the prefix, lower-cased; values decoded by `CloudEventsBinding.decodeHeaderValue`,
+    /// in header order, repeated headers kept). A `ce-datacontenttype` header is against the spec
+    /// but kept as an attribute rather than rejected. One malformed value quarantines the request.
+    func binary(_ request: HTTPRequest, receivedAt: UTCTime) -> Delivery {
+        let headers = request.head.headers
+        let contentType = headers["content-type"]
+        func quarantine(_ reason: String) -> Delivery {
+            Self.quarantine(route: route, body: request.body, receivedAt: receivedAt, reason: reason,
+                            contentType: contentType)
+        }
+        var attributes: [(key: String, value: String)] = []
+        for (name, value) in headers {
+            guard name.utf8.count >= 3, name.prefix(3).caseInsensitiveEquals("ce-") else { continue }
+            let attribute = name.dropFirst(3).lowercased()
+            guard !attribute.isEmpty else {
+                return quarantine("header \(name) names no CloudEvents attribute")
+            }
+            do throws(CloudEventsBinding.HeaderValueError) {
+                attributes.append((attribute, try CloudEventsBinding.decodeHeaderValue(value)))
+            } catch {
+                return quarantine("header \(name): \(error.reason)")
+            }
+        }
+        func attribute(_ name: String) -> String? { attributes.first { $0.key == name }?.value }
+
+        var delivery = Delivery(records: [])
+        let type = attribute("type")
+        if let type, type.caseInsensitiveEquals(Self.deletedEventType) {
+            delivery.deletionEvents = 1
+        }
+        var meta: [(key: String, value: MetaValue)] = []
+        for key in ["type", "source", "subject", "specversion"] {
+            if let value = attribute(key) { meta.append((key, .string(value))) }
+        }
+        if let contentType { meta.append(("contentType", .string(contentType))) }
+        meta.append(contentsOf: Self.headerMeta(headers))
+        let id = attribute("id")
+        if id == nil { meta.append(("idAssigned", .bool(true))) }
+        delivery.records = [Record(id: id ?? Self.assignedID(), source: .cloudevents, route: route,
+                                   receivedAt: receivedAt, eventTime: attribute("time"), attributes: attributes,
+                                   meta: meta, payload: request.body)]
+        if let failure = validationMismatch(headers, delivery: delivery) {
+            return quarantine(failure)
+        }
+        return delivery
+    }
+
+    // MARK: Abuse-protection handshake
+
+    /// The answer to the CloudEvents webhook abuse-protection handshake (OPTIONS).
+    ///
+    /// - no (or an empty) `WebHook-Request-Origin` → 400;
+    /// - an origin outside `allowedOrigins` (compared case-insensitively) → 403, without
+    ///   `WebHook-Allowed-Origin`, so the sender sees no grant;
+    /// - otherwise 200 with `WebHook-Allowed-Origin` (the origin as sent, or `*` when
+    ///   `allowedOrigins` contains `"*"`) and `WebHook-Allowed-Rate` (the configured `allowedRate`,
+    ///   else `*`: Persistor imposes no rate, and the header is sent whether or not the request
+    ///   asked with `WebHook-Request-Rate`, as the spec's SHOULD advises).
+    /// Every answer carries `Allow: POST, OPTIONS`. A `WebHook-Request-Callback` does not change
+    /// the answer: permission is granted synchronously through the headers (see `callbackURL`).
+    public func handshake(_ head: HTTPRequestHead) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        guard let origin = head.headers["webhook-request-origin"], !origin.isEmpty else {
+            headers.add("Allow", "POST, OPTIONS")
+            return .text(400, "missing WebHook-Request-Origin", headers: headers)
+        }
+        let granted: String
+        if let allowedOrigins {
+            if allowedOrigins.contains("*") {
+                granted = "*"
+            } else if allowedOrigins.contains(where: { $0.caseInsensitiveEquals(origin) }) {
+                granted = origin
+            } else {
+                headers.add("Allow", "POST, OPTIONS")
+                return .text(403, "WebHook-Request-Origin \(origin) is not an allowed origin for this route",
+                             headers: headers)
+            }
+        } else {
+            granted = origin
+        }
+        headers.add("WebHook-Allowed-Origin", granted)
+        headers.add("WebHook-Allowed-Rate", allowedRate ?? "*")
+        headers.add("Allow", "POST, OPTIONS")
+        return HTTPResponse(status: 200, headers: headers)
+    }
+
+    /// The `WebHook-Request-Callback` URL of a handshake request, for logging.
+    public static func callbackURL(_ head: HTTPRequestHead) -> String? {
+        guard let url = head.headers["webhook-request-callback"], !url.isEmpty else { return nil }
+        return url
+    }
+}
