@@ -78,7 +78,7 @@ end
 local function envelope(data, id, thread_id)
   local stamp = publish_time()
   return string.format(
-    '{"message":{"attributes":{"source":"wrk","thread":"%d"},"data":"%s",'
+    '{"message":{"attributes":{"generator":"wrk","thread":"%d"},"data":"%s",'
       .. '"messageId":"%s","message_id":"%s","publishTime":"%s","publish_time":"%s"},'
       .. '"subscription":"%s"}',
     thread_id, data, id, id, stamp, stamp, SUBSCRIPTION)

@@ -1,0 +1,447 @@
+#!/usr/bin/env bash
+# Persistor throughput benchmark against an nginx reference on the same machine.
+#
+# Builds Persistor (release), starts it and an nginx that answers 204 to everything, then runs wrk
+# alternately against both for ROUNDS rounds:
+#   nginx GET /            reference for            Persistor GET /healthz
+#   nginx POST /pubsub     (same Lua script) for     Persistor POST /pubsub (bench/pubsub.lua)
+# and prints req/s, p50, p99 and the ratio to the nginx reference per round and as medians.
+# Afterwards it checks that the archive holds at least every acknowledged (2xx) delivery.
+#
+# Usage: bench/run.sh            (as root; installs wrk/nginx/curl with apt if missing)
+# Knobs: CONNECTIONS (64) DURATION (10, seconds) ROUNDS (3) PAYLOAD_BYTES (1024)
+#        SCRATCH (.build-release, relative to the repo root; never .build)
+#        BENCH_TMPDIR (temp parent for nginx prefix and the archive; default $TMPDIR or /tmp)
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$BENCH_DIR")
+LUA_SCRIPT="$BENCH_DIR/pubsub.lua"
+
+CONNECTIONS=${CONNECTIONS:-64}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+SCRATCH=${SCRATCH:-.build-release}
+PAYLOAD_BYTES=${PAYLOAD_BYTES:-1024}
+BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
+WRK_THREADS=2
+
+# State used by cleanup(); empty until the thing exists.
+WORK_DIR=""
+NGINX_PID=""
+PERSISTOR_PID=""
+WRK_PID=""
+POLICY_RC_CREATED=""
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: runs on every exit. Stops wrk, Persistor (SIGTERM, wait) and nginx (SIGQUIT to the
+# master, wait), escalating to SIGKILL only if they outlive a grace period; removes temp dirs.
+# ---------------------------------------------------------------------------------------------
+
+# wait_gone PID SECONDS: poll until PID has exited (true) or SECONDS pass (false).
+wait_gone() {
+  local pid=$1 tries=$(($2 * 10))
+  while kill -0 "$pid" 2>/dev/null; do
+    ((tries-- > 0)) || return 1
+    sleep 0.1
+  done
+}
+
+stop_persistor() {
+  [[ -n $PERSISTOR_PID ]] || return 0
+  local pid=$PERSISTOR_PID status=0
+  PERSISTOR_PID=""
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    # shutdownGrace defaults to 10 s; give it a little more before forcing.
+    if ! wait_gone "$pid" 15; then
+      log "persistor did not stop within 15 s of SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || status=$?
+  return "$status"
+}
+
+stop_nginx() {
+  [[ -n $NGINX_PID ]] || return 0
+  local pid=$NGINX_PID workers
+  NGINX_PID=""
+  workers=$(pgrep -P "$pid" 2>/dev/null || true)
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -QUIT "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 10; then
+      log "nginx did not quit within 10 s of SIGQUIT; sending SIGKILL"
+      # shellcheck disable=SC2086 # word splitting of the worker pid list is intended
+      kill -KILL "$pid" $workers 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT HUP INT PIPE TERM ERR
+  if [[ -n $WRK_PID ]]; then
+    kill -TERM "$WRK_PID" 2>/dev/null
+    wait "$WRK_PID" 2>/dev/null
+  fi
+  stop_persistor
+  stop_nginx
+  [[ -n $POLICY_RC_CREATED ]] && rm -f /usr/sbin/policy-rc.d
+  [[ -n $WORK_DIR ]] && rm -rf "$WORK_DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------
+# Setup: knobs, packages, build, servers.
+# ---------------------------------------------------------------------------------------------
+
+check_knobs() {
+  local name
+  for name in CONNECTIONS DURATION ROUNDS PAYLOAD_BYTES; do
+    [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '${!name}'"
+  done
+  ((CONNECTIONS >= WRK_THREADS)) || die "CONNECTIONS must be at least $WRK_THREADS (wrk threads)"
+  # Another developer builds in .build concurrently; sharing it would corrupt both builds.
+  local scratch_abs
+  scratch_abs=$(cd "$REPO_ROOT" && realpath -m "$SCRATCH")
+  [[ $scratch_abs != "$REPO_ROOT/.build" ]] || die "SCRATCH must not be .build (it is in use by other builds)"
+}
+
+# Installs wrk, nginx and curl with apt when missing; apt-get update at most once.
+ensure_packages() {
+  local pkg missing=()
+  for pkg in wrk nginx curl; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  ((EUID == 0)) || die "missing packages (${missing[*]}); run as root so they can be installed"
+  log "installing ${missing[*]}"
+  # Keep the nginx package's postinst from starting a system-wide nginx on port 80.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=1
+  fi
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  if [[ -n $POLICY_RC_CREATED ]]; then
+    rm -f /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=""
+  fi
+}
+
+build_persistor() {
+  log "building release (scratch path $SCRATCH)"
+  if ! (cd "$REPO_ROOT" && swift build -c release --scratch-path "$SCRATCH") >"$WORK_DIR/build.log" 2>&1; then
+    tail -n 40 "$WORK_DIR/build.log" >&2
+    die "swift build failed"
+  fi
+  PERSISTOR_BIN=$(cd "$REPO_ROOT" && realpath "$SCRATCH/release/persistor")
+  [[ -x $PERSISTOR_BIN ]] || die "no binary at $PERSISTOR_BIN"
+}
+
+# Prints a loopback TCP port nobody is listening on (a connect attempt is refused).
+free_port() {
+  local port tries
+  for ((tries = 0; tries < 200; tries++)); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  die "no free loopback port found"
+}
+
+# wait_ready NAME PID URL LOGFILE: wait until URL answers 2xx while PID is still alive.
+wait_ready() {
+  local name=$1 pid=$2 url=$3 logfile=$4 tries=100
+  while ! curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$logfile" >&2 || true
+      die "$name (pid $pid) exited during start-up"
+    fi
+    ((tries-- > 0)) || die "$name did not answer $url within 10 s"
+    sleep 0.1
+  done
+  # Something answered; make sure it is still our process (not a leftover holding the port).
+  sleep 0.2
+  kill -0 "$pid" 2>/dev/null || { tail -n 20 "$logfile" >&2 || true; die "$name (pid $pid) exited after start-up (port taken?)"; }
+}
+
+start_nginx() {
+  local prefix="$WORK_DIR/nginx"
+  NGINX_PORT=$(free_port)
+  mkdir -p "$prefix"
+  cat >"$prefix/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $prefix/nginx.pid;
+error_log $prefix/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $prefix/client_body;
+    proxy_temp_path $prefix/proxy;
+    fastcgi_temp_path $prefix/fastcgi;
+    uwsgi_temp_path $prefix/uwsgi;
+    scgi_temp_path $prefix/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { return 204; }
+    }
+}
+EOF
+  # A simple command, so $! is nginx's master itself (not a subshell).
+  nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" >"$prefix/stdout.log" 2>&1 &
+  NGINX_PID=$!
+  kill -0 "$NGINX_PID" 2>/dev/null || die "nginx failed to start"
+  wait_ready nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$prefix/error.log"
+}
+
+start_persistor() {
+  PERSISTOR_PORT=$(free_port)
+  STORE_DIR="$WORK_DIR/data"
+  PERSISTOR_LOG="$WORK_DIR/persistor.log"
+  mkdir -p "$STORE_DIR"
+  "$PERSISTOR_BIN" serve --host 127.0.0.1 --port "$PERSISTOR_PORT" --store "$STORE_DIR" \
+    --log-level warning >"$PERSISTOR_LOG" 2>&1 &
+  PERSISTOR_PID=$!
+  kill -0 "$PERSISTOR_PID" 2>/dev/null || die "persistor failed to start"
+  wait_ready persistor "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz" "$PERSISTOR_LOG"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measuring.
+# ---------------------------------------------------------------------------------------------
+
+# cpu_ticks PID: utime+stime of PID and its direct children (nginx workers), in clock ticks.
+cpu_ticks() {
+  local pid total=0 stat fields
+  for pid in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    # Field 2 (comm) may contain spaces; parse from after its closing parenthesis.
+    read -r -a fields <<<"${stat##*) }"
+    total=$((total + fields[11] + fields[12]))
+  done
+  printf '%s\n' "$total"
+}
+
+# wrk_value FILE KEY: extract one number from wrk's output. Latencies are converted to ms.
+wrk_value() {
+  local file=$1 key=$2
+  case $key in
+    rps) awk '/^Requests\/sec:/ { print $2 }' "$file" ;;
+    requests) awk '/ requests in / { print $1 }' "$file" ;;
+    non2xx) awk '/Non-2xx or 3xx responses:/ { n = $NF } END { print n + 0 }' "$file" ;;
+    sockerr) awk -F': ' '/Socket errors:/ { s = $2 } END { print (s == "" ? "none" : s) }' "$file" ;;
+    p50 | p99)
+      awk -v pct="${key#p}%" '
+        $1 == pct {
+          v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+          f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : (unit == "m") ? 60000 : -1
+          printf "%.2f\n", (f < 0 ? -1 : v * f)
+        }' "$file"
+      ;;
+  esac
+}
+
+# Results, keyed "round:scenario:field".
+declare -A RESULT
+ACKED_TOTAL=0 # 2xx answers from Persistor to POST /pubsub over all rounds
+
+# run_scenario ROUND SCENARIO PID URL [LUA]: one wrk run; records req/s, p50, p99, errors, CPU.
+run_scenario() {
+  local round=$1 scenario=$2 pid=$3 url=$4 lua=${5:-}
+  local out="$WORK_DIR/wrk-r$round-$scenario.txt" args=() cpu0 cpu1
+  kill -0 "$pid" 2>/dev/null || die "$scenario: server (pid $pid) is not running"
+  args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency)
+  [[ -n $lua ]] && args+=(-s "$lua")
+  log "round $round/$ROUNDS: $scenario (${DURATION}s, $CONNECTIONS connections)"
+  cpu0=$(cpu_ticks "$pid")
+  # In the background so a signal reaches cleanup() at once; wrk is stopped there.
+  BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES wrk "${args[@]}" "$url" >"$out" 2>&1 &
+  WRK_PID=$!
+  if ! wait "$WRK_PID"; then
+    WRK_PID=""
+    cat "$out" >&2
+    die "wrk failed for $scenario"
+  fi
+  WRK_PID=""
+  cpu1=$(cpu_ticks "$pid")
+  kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$scenario: server (pid $pid) died during the run"; }
+
+  local key="$round:$scenario" field
+  for field in rps requests p50 p99 non2xx sockerr; do
+    RESULT[$key:$field]=$(wrk_value "$out" "$field")
+  done
+  [[ -n ${RESULT[$key:rps]} ]] || { cat "$out" >&2; die "could not parse wrk output for $scenario"; }
+  RESULT[$key:cpu]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
+  local body
+  body=$(awk -F'body_bytes=' '/^pubsub.lua:/ { print $2 }' "$out")
+  [[ -n $body ]] && BODY_BYTES=$body
+  if [[ $scenario == persistor-pubsub ]]; then
+    ACKED_TOTAL=$((ACKED_TOTAL + ${RESULT[$key:requests]} - ${RESULT[$key:non2xx]}))
+  fi
+  return 0
+}
+
+# Archive check: objects and records now in the store. Fails when nothing was archived, when
+# fewer records than acknowledged deliveries are there (a 204 must mean durable), or when records
+# were quarantined as unparsed (the benchmark would be measuring the wrong path). Duplicate ids
+# are reported only: wrk never resends, so they would point at the archiver.
+verify_archive() {
+  local when=$1 objects counts records=0 unparsed=0 duplicates=0
+  objects=$(find "$STORE_DIR" -type f -name '*.ndjson.gz' | wc -l)
+  if ((objects > 0)); then
+    # Records start {"id":"…", so the id is the text up to the next quote.
+    counts=$(find "$STORE_DIR" -type f -name '*.ndjson.gz' -print0 | xargs -0 zcat | awk '
+        { n++ }
+        index($0, "\"source\":\"unparsed\"") { u++ }
+        /^\{"id":"/ { id = substr($0, 8); sub(/".*/, "", id); if (seen[id]++) d++ }
+        END { print n + 0, u + 0, d + 0 }') || die "cannot read the archive objects (corrupt gzip?)"
+    read -r records unparsed duplicates <<<"$counts"
+  fi
+  printf 'archived %d records in %d objects (%s; %d deliveries acknowledged so far; %d unparsed, %d duplicate ids)\n' \
+    "$records" "$objects" "$when" "$ACKED_TOTAL" "$unparsed" "$duplicates"
+  ((records > 0)) || die "the benchmark archived nothing"
+  ((records >= ACKED_TOTAL)) || die "archive holds $records records but $ACKED_TOTAL deliveries were acknowledged"
+  ((unparsed == 0)) || die "$unparsed records were quarantined as unparsed; check bench/pubsub.lua against the decoder"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------------------
+
+# Reference scenario for each Persistor scenario (the ratio's denominator).
+declare -A REFERENCE=([persistor-healthz]=nginx-get [persistor-pubsub]=nginx-post)
+SCENARIOS=(nginx-get persistor-healthz nginx-post persistor-pubsub)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+ROW_FORMAT='%-6s %-18s %10s %9s %9s %7s %8s %8s  %s\n'
+
+print_row() { # round scenario rps p50 p99 ratio cpu non2xx sockerr
+  # shellcheck disable=SC2059 # the format string is a fixed constant
+  printf "$ROW_FORMAT" "$@"
+}
+
+print_report() {
+  local round scenario key ref vs field
+  echo
+  echo "== Persistor vs nginx (wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds) =="
+  echo "machine: $(nproc) cpus, $CPU_MODEL, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION"
+  echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes)"
+  echo
+  print_row round scenario req/s "p50 ms" "p99 ms" "vs ref" "srv cpu" non-2xx "socket errors"
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for scenario in "${SCENARIOS[@]}"; do
+      key="$round:$scenario"
+      ref=${REFERENCE[$scenario]:-}
+      vs="-"
+      if [[ -n $ref ]]; then
+        vs=$(ratio "${RESULT[$key:rps]}" "${RESULT[$round:$ref:rps]}")
+        RESULT[$key:ratio]=$vs
+      fi
+      print_row "$round" "$scenario" "${RESULT[$key:rps]}" "${RESULT[$key:p50]}" "${RESULT[$key:p99]}" \
+        "$vs" "${RESULT[$key:cpu]}s" "${RESULT[$key:non2xx]}" "${RESULT[$key:sockerr]}"
+    done
+  done
+  for scenario in "${SCENARIOS[@]}"; do
+    local -a values=()
+    local med_rps med_p50 med_p99 med_ratio="-" med_cpu non2xx=0
+    for field in rps p50 p99 cpu ratio; do
+      values=()
+      for ((round = 1; round <= ROUNDS; round++)); do
+        [[ -n ${RESULT[$round:$scenario:$field]:-} ]] && values+=("${RESULT[$round:$scenario:$field]}")
+      done
+      ((${#values[@]} > 0)) || continue
+      case $field in
+        rps) med_rps=$(median "${values[@]}") ;;
+        p50) med_p50=$(median "${values[@]}") ;;
+        p99) med_p99=$(median "${values[@]}") ;;
+        cpu) med_cpu=$(median "${values[@]}") ;;
+        ratio) med_ratio=$(median "${values[@]}") ;;
+      esac
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+      non2xx=$((non2xx + ${RESULT[$round:$scenario:non2xx]}))
+    done
+    print_row median "$scenario" "$med_rps" "$med_p50" "$med_p99" "$med_ratio" "${med_cpu}s" "$non2xx" ""
+  done
+  echo
+}
+
+# ---------------------------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------------------------
+
+main() {
+  check_knobs
+  ensure_packages
+  command -v swift >/dev/null || die "swift is not on PATH"
+
+  WORK_DIR=$(mktemp -d "$BENCH_TMPDIR/persistor-bench.XXXXXX")
+  RUN_ID=$(date +%s)
+  CLK_TCK=$(getconf CLK_TCK)
+  CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  COMMIT=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [[ $COMMIT != unknown ]] && ! git -C "$REPO_ROOT" diff --quiet HEAD 2>/dev/null; then
+    COMMIT="$COMMIT (+uncommitted changes)"
+  fi
+  SWIFT_VERSION=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([^ ]*\).*/\1/p' | head -n 1)
+  NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+  WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }') # wrk -v exits 1
+  STORE_FS=$(stat -f -c %T "$WORK_DIR")
+  [[ $STORE_FS != tmpfs ]] || log "WARNING: $WORK_DIR is on tmpfs; fsync is free there, set BENCH_TMPDIR to a disk"
+  STORE_FS="$STORE_FS filesystem under $BENCH_TMPDIR"
+
+  build_persistor
+  start_nginx
+  start_persistor
+  log "nginx pid $NGINX_PID on :$NGINX_PORT, persistor pid $PERSISTOR_PID on :$PERSISTOR_PORT"
+
+  local round
+  for ((round = 1; round <= ROUNDS; round++)); do
+    run_scenario "$round" nginx-get "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
+    run_scenario "$round" persistor-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
+    run_scenario "$round" nginx-post "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/pubsub" "$LUA_SCRIPT"
+    run_scenario "$round" persistor-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$LUA_SCRIPT"
+    verify_archive "after round $round" >&2
+  done
+
+  print_report
+
+  # Graceful stop, then count again: every acknowledged delivery must be in a finished object.
+  local status=0
+  stop_persistor || status=$?
+  ((status == 0)) || log "WARNING: persistor exited with status $status after SIGTERM (unclean shutdown)"
+  verify_archive "after shutdown"
+  # Start-up always warns once per unauthenticated route; anything else is worth a look.
+  local complaints
+  complaints=$(grep -v 'route accepts unauthenticated deliveries' "$PERSISTOR_LOG" | grep -c -E 'warning|error|critical' || true)
+  echo "persistor log: $complaints warning/error lines besides the start-up 'unauthenticated route' warnings"
+  if ((complaints > 0)); then
+    grep -v 'route accepts unauthenticated deliveries' "$PERSISTOR_LOG" | grep -E 'warning|error|critical' |
+      sed 's/^[^ ]* //' | sort | uniq -c | sort -rn | head -n 10
+  fi
+  ((status == 0)) || exit 1
+}
+
+main "$@"
