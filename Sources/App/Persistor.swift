@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PersistorArchive
+import PersistorAuth
 import PersistorHTTP
 import PersistorProtocols
 import PersistorStores
@@ -65,11 +66,16 @@ public final class Persistor: Sendable {
         let namer = ObjectNamer()
         var router = Router()
         var archivers: [RouteArchiver] = []
+        let keys = JWKSRegistry(logger: logger)
         for route in config.routes {
-            if route.auth != nil {
-                throw StartupError(description: "route '\(route.name)': auth is not supported by this version yet; remove the auth block or upgrade")
+            let authenticator = route.auth.map {
+                RouteAuthenticator(route: route.name, settings: AuthSettings($0), keys: keys, logger: logger)
             }
-            logger.warning("route accepts unauthenticated deliveries", metadata: ["route": "\(route.name)", "path": "\(route.path)"])
+            if let authenticator {
+                authenticator.prefetchKeys()
+            } else {
+                logger.warning("route accepts unauthenticated deliveries", metadata: ["route": "\(route.name)", "path": "\(route.path)"])
+            }
             let limit = route.maxBodyBytes
             switch route.kind {
             case .pubsub:
@@ -78,14 +84,16 @@ public final class Persistor: Sendable {
                 let handler = PubSubRoute(
                     decoder: PubSubDecoder(route: route.name, delivery: PubSubDecoder.Delivery(rawValue: route.delivery.rawValue) ?? .auto),
                     archiver: archiver, health: storeHealth, logger: logger)
-                router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit, handler: handler.handle))
+                router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
+                                                    handler: authenticated(handler.handle, by: authenticator)))
             case .eventgrid:
                 let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
                 archivers.append(archiver)
                 let handler = EventGridRoute(
                     decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
                     route: route.name, archiver: archiver, health: storeHealth, logger: logger)
-                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit, handler: handler.handle))
+                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit,
+                                                    handler: authenticated(handler.handle, by: authenticator)))
             }
         }
         router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(.text(200, "ok")) })

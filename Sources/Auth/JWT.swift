@@ -1,0 +1,144 @@
+import Crypto
+import CryptoExtras
+
+/// base64url (RFC 4648 §5) without padding, as JWS compact serialization uses it.
+enum Base64URL {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    private static let decodeTable: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (value, character) in alphabet.enumerated() { table[Int(character)] = UInt8(value) }
+        return table
+    }()
+
+    /// Decodes unpadded base64url. `strict` (tokens) refuses `=` padding and non-zero leftover bits,
+    /// so every token has exactly one spelling; non-strict (JWKS values) tolerates trailing `=`.
+    static func decode(_ input: some Collection<UInt8>, strict: Bool = true) -> [UInt8]? {
+        var input = Array(input)
+        if !strict {
+            while input.last == UInt8(ascii: "=") { input.removeLast() }
+        }
+        guard input.count % 4 != 1 else { return nil }
+        var output: [UInt8] = []
+        output.reserveCapacity(input.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for character in input {
+            let value = decodeTable[Int(character)]
+            guard value != 0xFF else { return nil }
+            accumulator = accumulator << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                output.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+                accumulator &= (1 << UInt32(bits)) - 1
+            }
+        }
+        if strict, accumulator != 0 { return nil }
+        return output
+    }
+
+    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        var output: [UInt8] = []
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for byte in bytes {
+            accumulator = accumulator << 8 | UInt32(byte)
+            bits += 8
+            while bits >= 6 {
+                bits -= 6
+                output.append(alphabet[Int((accumulator >> UInt32(bits)) & 0x3F)])
+            }
+            accumulator &= (1 << UInt32(bits)) - 1
+        }
+        if bits > 0 {
+            output.append(alphabet[Int((accumulator << UInt32(6 - bits)) & 0x3F)])
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}
+
+/// A structurally valid JWS (compact serialization) whose signature is not yet checked.
+struct ParsedToken: Sendable {
+    var header: [String: JSONValue]
+    var claims: [String: JSONValue]
+    /// `base64url(header) "." base64url(payload)`: the bytes the signature covers.
+    var signingInput: [UInt8]
+    var signature: [UInt8]
+
+    var alg: String? { header["alg"]?.stringValue }
+    var kid: String? { header["kid"]?.stringValue }
+
+    /// Splits and decodes a token. Exactly three segments; strict unpadded base64url; the header and
+    /// the payload must be JSON objects. Returns the failure reason otherwise.
+    static func parse(_ token: String) -> Result<ParsedToken, TokenProblem> {
+        let bytes = Array(token.utf8)
+        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3 else { return .failure(.malformed("not 3 segments")) }
+        guard let headerBytes = Base64URL.decode(parts[0]),
+              let payloadBytes = Base64URL.decode(parts[1]),
+              let signature = Base64URL.decode(parts[2]) else {
+            return .failure(.malformed("bad base64url"))
+        }
+        guard let header = try? JSONParser.parseObject(headerBytes),
+              let claims = try? JSONParser.parseObject(payloadBytes) else {
+            return .failure(.malformed("bad JSON"))
+        }
+        let signingInput = Array(bytes[..<parts[1].endIndex])
+        return .success(ParsedToken(header: header, claims: claims, signingInput: signingInput, signature: signature))
+    }
+}
+
+/// Why a token was refused, before a route decides the status (internal; rendered as reasons).
+enum TokenProblem: Error, Equatable {
+    case malformed(String)
+
+    var reason: String {
+        switch self {
+        case .malformed(let detail): "malformed token: \(detail)"
+        }
+    }
+}
+
+/// The JWS algorithms this module can verify. Anything else is refused even when configured.
+enum JWSAlgorithm {
+    static let supported: Set<String> = ["RS256", "RS384", "RS512"]
+
+    /// Verifies an RSASSA-PKCS1-v1_5 signature (RFC 7518 §3.3). Never PSS: swift-crypto's default
+    /// padding is PSS, which RS* tokens do not use.
+    static func verify(alg: String, key: _RSA.Signing.PublicKey, signingInput: [UInt8], signature: [UInt8]) -> Bool {
+        let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
+        switch alg {
+        case "RS256":
+            return key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        case "RS384":
+            return key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        case "RS512":
+            return key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: .insecurePKCS1v1_5)
+        default:
+            return false
+        }
+    }
+}
+
+/// JOSE header checks common to every token method. Returns a reason on refusal.
+///
+/// - `alg` must be present, in `allowed` and implemented (so `none` and `HS*` are always refused:
+///   there is no HMAC code path at all, so an RSA public key can never be used as an HMAC secret).
+/// - `crit` must be absent: we understand no extension.
+/// - `typ`, when present, must be `JWT`, `at+jwt` or their `application/` forms (case-insensitive).
+/// - `kid` must be a string: keys come from a JWKS and are selected by `kid` only.
+func checkJOSEHeader(_ token: ParsedToken, allowedAlgorithms: Set<String>) -> String? {
+    guard let alg = token.header["alg"] else { return "malformed token: missing alg" }
+    guard let algName = alg.stringValue else { return "malformed token: bad alg" }
+    guard algName != "none", allowedAlgorithms.contains(algName) else { return "alg not allowed" }
+    guard JWSAlgorithm.supported.contains(algName) else { return "alg not supported" }
+    if token.header["crit"] != nil { return "crit header" }
+    if let typ = token.header["typ"] {
+        let accepted = ["jwt", "at+jwt", "application/jwt", "application/at+jwt"]
+        guard let value = typ.stringValue, accepted.contains(value.lowercased()) else { return "bad typ" }
+    }
+    guard let kid = token.header["kid"] else { return "missing kid" }
+    guard kid.stringValue != nil else { return "malformed token: bad kid" }
+    return nil
+}
