@@ -11,7 +11,8 @@ extension AuthSettings {
             entra: config.entra.map { EntraSettings(tenant: $0.tenant, audiences: $0.audiences, appId: $0.appId,
                                                     issuers: $0.issuers, role: $0.role, jwksURL: $0.jwksURL) },
             querySecret: config.querySecret.map { SecretSettings(name: $0.name, values: $0.values) },
-            headerSecret: config.headerSecret.map { SecretSettings(name: $0.name, values: $0.values) })
+            headerSecret: config.headerSecret.map { SecretSettings(name: $0.name, values: $0.values) },
+            clockSkew: config.clockSkew)
     }
 }
 

@@ -646,14 +646,14 @@ struct ConfigAuthTests {
     }
 
     @Test func entraAudienceAsString() throws {
-        let yaml = oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: contoso.onmicrosoft.com, audience: api://persistor }\n")
+        let yaml = oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: api://persistor }\n")
         let entra = try #require(try parse(yaml).routes[0].auth?.entra)
-        #expect(entra.tenant == "contoso.onmicrosoft.com")
+        #expect(entra.tenant == "72f988bf-86f1-41af-91ab-2d7cd011db47")
         #expect(entra.audiences == ["api://persistor"])
         #expect(entra.appId == "4962773b-9cdb-44cf-a8bf-237846a00ab7")
-        #expect(entra.issuers == ["https://sts.windows.net/contoso.onmicrosoft.com/",
-                                  "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"])
-        #expect(entra.jwksURL == "https://login.microsoftonline.com/contoso.onmicrosoft.com/discovery/v2.0/keys")
+        #expect(entra.issuers == ["https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+                                  "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"])
+        #expect(entra.jwksURL == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/discovery/v2.0/keys")
         #expect(entra.role == nil)
     }
 
@@ -683,14 +683,30 @@ struct ConfigAuthTests {
     @Test func entraErrors() {
         #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { audience: x }\n"))
                 == "config.yaml:6: missing required key 'tenant' in routes[0].auth.entra")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: t }\n"))
+        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47 }\n"))
                 == "config.yaml:6: missing required key 'audience' in routes[0].auth.entra")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: t, audience: {a: b} }\n"))
+        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: {a: b} }\n"))
                 == "config.yaml:6: 'audience' must be a string or a list of strings, got a mapping")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: t, audience: [] }\n"))
+        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: [] }\n"))
                 == "config.yaml:6: 'audience' must not be empty")
         #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: \"a/b\", audience: x }\n"))
-                == "config.yaml:6: invalid tenant 'a/b': use the directory (tenant) id or a domain name")
+                == "config.yaml:6: invalid tenant 'a/b': use the directory (tenant) id, a GUID")
+        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: contoso.onmicrosoft.com, audience: x }\n"))
+                == "config.yaml:6: invalid tenant 'contoso.onmicrosoft.com': use the directory (tenant) id, a GUID")
+    }
+
+    @Test func jwksURLMustBeHTTPSOrLoopback() {
+        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"http://keys.example.com/jwks\" }\n"))
+                == "config.yaml:6: 'jwksURL' must use https (http only for loopback hosts), got 'http://keys.example.com/jwks'")
+        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"not a url\" }\n"))
+                == "config.yaml:6: 'jwksURL' must be a URL, got 'not a url'")
+    }
+
+    @Test func clockSkew() throws {
+        let yaml = oneRoute(kind: "pubsub", "    auth:\n      clockSkew: 5s\n      querySecret: { param: t, values: [x] }\n")
+        #expect(try parse(yaml).routes[0].auth?.clockSkew == .seconds(5))
+        #expect(try parse(oneRoute(kind: "pubsub", "    auth:\n      querySecret: { param: t, values: [x] }\n")).routes[0].auth?.clockSkew == .seconds(60))
+        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      clockSkew: 5s\n"))?.contains("must name at least one method") == true)
     }
 
     @Test func secrets() throws {

@@ -383,8 +383,8 @@ private struct ConfigNodeDecoder {
     // MARK: auth
 
     func auth(_ field: ConfigField, path: String, routePath: String) throws(ConfigError) -> AuthConfig {
-        let section = try section(of: field, path: path, allowed: ["oidc", "entra", "querySecret", "headerSecret"])
-        guard !section.isEmpty else {
+        let section = try section(of: field, path: path, allowed: ["oidc", "entra", "querySecret", "headerSecret", "clockSkew"])
+        guard section.fields.keys.contains(where: { $0 != "clockSkew" }) else {
             throw fail(field.line, "'auth' in \(routePath) must name at least one method (oidc, entra, querySecret, headerSecret); leave 'auth' out for an open route")
         }
         var auth = AuthConfig()
@@ -396,6 +396,7 @@ private struct ConfigNodeDecoder {
         if let f = section["headerSecret"] {
             auth.headerSecret = try secret(f, path: "\(path).headerSecret", nameKey: "header")
         }
+        if let f = section["clockSkew"] { auth.clockSkew = try duration(f, zeroAllowed: true) }
         return auth
     }
 
@@ -404,7 +405,7 @@ private struct ConfigNodeDecoder {
         var oidc = OIDCAuthConfig(audience: try string(try require("audience", in: section)),
                                   serviceAccounts: try stringList(try require("serviceAccounts", in: section)))
         if let f = section["issuers"] { oidc.issuers = try stringList(f) }
-        if let f = section["jwksURL"] { oidc.jwksURL = try string(f) }
+        if let f = section["jwksURL"] { oidc.jwksURL = try jwksURL(f) }
         return oidc
     }
 
@@ -412,8 +413,9 @@ private struct ConfigNodeDecoder {
         let section = try section(of: field, path: path, allowed: ["tenant", "audience", "appId", "issuers", "role", "jwksURL"])
         let tenantField = try require("tenant", in: section)
         let tenant = try string(tenantField)
-        guard tenant.utf8.allSatisfy({ Self.isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }) else {
-            throw fail(tenantField.line, "invalid tenant '\(ConfigLoader.display(tenant))': use the directory (tenant) id or a domain name")
+        // Tokens carry the tenant id (a GUID) in `iss` and `tid`, so a domain name could never match.
+        guard UUID(uuidString: tenant) != nil else {
+            throw fail(tenantField.line, "invalid tenant '\(ConfigLoader.display(tenant))': use the directory (tenant) id, a GUID")
         }
         let audienceField = try require("audience", in: section)
         let audiences: [String]
@@ -429,9 +431,22 @@ private struct ConfigNodeDecoder {
         if let f = section["appId"] { appId = try string(f) }
         if let f = section["issuers"] { issuers = try stringList(f) }
         if let f = section["role"] { role = try string(f) }
-        if let f = section["jwksURL"] { jwksURL = try string(f) }
+        if let f = section["jwksURL"] { jwksURL = try self.jwksURL(f) }
         return EntraAuthConfig(tenant: tenant, audiences: audiences, appId: appId,
                                issuers: issuers, role: role, jwksURL: jwksURL)
+    }
+
+    /// Keys must come over https; plain http only from this machine (tests, local proxies).
+    func jwksURL(_ field: ConfigField) throws(ConfigError) -> String {
+        let text = try string(field)
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else {
+            throw fail(field.line, "'jwksURL' must be a URL, got '\(ConfigLoader.display(text))'")
+        }
+        let loopback = host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw fail(field.line, "'jwksURL' must use https (http only for loopback hosts), got '\(ConfigLoader.display(text))'")
+        }
+        return text
     }
 
     func secret(_ field: ConfigField, path: String, nameKey: String) throws(ConfigError) -> SecretAuthConfig {

@@ -152,15 +152,19 @@ public struct AuthConfig: Sendable, Equatable {
     public var querySecret: SecretAuthConfig?
     /// Shared secret in a request header (YAML keys `header`, `values`).
     public var headerSecret: SecretAuthConfig?
+    /// Tolerance for token `exp`, `nbf` and `iat`.
+    public var clockSkew: Duration
 
     public init(oidc: OIDCAuthConfig? = nil,
                 entra: EntraAuthConfig? = nil,
                 querySecret: SecretAuthConfig? = nil,
-                headerSecret: SecretAuthConfig? = nil) {
+                headerSecret: SecretAuthConfig? = nil,
+                clockSkew: Duration = .seconds(60)) {
         self.oidc = oidc
         self.entra = entra
         self.querySecret = querySecret
         self.headerSecret = headerSecret
+        self.clockSkew = clockSkew
     }
 
     /// True when no method is configured (never the case for a loaded configuration).
