@@ -3,6 +3,7 @@ import PackageDescription
 
 // Data flows through the targets in this order: Server (sockets, HTTP) → Auth (tokens, secrets)
 // → Protocols (Pub/Sub, Event Grid decoding) → Archive (records, batching, gzip) → Stores (BlobWriter implementations).
+// PersistorJSON is the strict JSON scanner Auth and Protocols share.
 // App wires them together from the configuration; CLI is the `persistor` executable.
 let package = Package(
     name: "persistor",
@@ -22,8 +23,9 @@ let package = Package(
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "PersistorHTTP", path: "Sources/Server"),
+        .target(name: "PersistorJSON", path: "Sources/JSON"),
         .target(name: "PersistorAuth",
-                dependencies: ["PersistorHTTP",
+                dependencies: ["PersistorHTTP", "PersistorJSON",
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "CryptoExtras", package: "swift-crypto"),
                                .product(name: "Logging", package: "swift-log")],
@@ -33,7 +35,7 @@ let package = Package(
                 dependencies: ["CZlib", "PersistorStores"],
                 path: "Sources/Archive"),
         .target(name: "PersistorProtocols",
-                dependencies: ["PersistorHTTP", "PersistorArchive",
+                dependencies: ["PersistorHTTP", "PersistorJSON", "PersistorArchive",
                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Protocols"),
         .target(name: "PersistorApp",
@@ -48,6 +50,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
+        .testTarget(name: "JSONTests", dependencies: ["PersistorJSON"]),
         .testTarget(name: "HTTPTests", dependencies: ["PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
         .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),

@@ -25,7 +25,7 @@ struct JWKSet: Sendable {
     }
 
     static func parse(_ body: [UInt8]) throws(ParseError) -> JWKSet {
-        guard let document = try? JSONParser.parseObject(body) else {
+        guard let document = try? ClaimParser.parseObject(body) else {
             throw ParseError(description: "JWKS is not a JSON object")
         }
         guard let entries = document["keys"]?.arrayValue else {
@@ -44,7 +44,7 @@ struct JWKSet: Sendable {
         return JWKSet(keys: keys, skipped: skipped)
     }
 
-    private static func key(from entry: JSONValue) -> VerificationKey? {
+    private static func key(from entry: ClaimValue) -> VerificationKey? {
         guard let object = entry.objectValue,
               object["kty"]?.stringValue == "RSA",
               let kid = object["kid"]?.stringValue,

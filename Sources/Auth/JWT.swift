@@ -60,8 +60,8 @@ enum Base64URL {
 
 /// A structurally valid JWS (compact serialization) whose signature is not yet checked.
 struct ParsedToken: Sendable {
-    var header: [String: JSONValue]
-    var claims: [String: JSONValue]
+    var header: [String: ClaimValue]
+    var claims: [String: ClaimValue]
     /// `base64url(header) "." base64url(payload)`: the bytes the signature covers.
     var signingInput: [UInt8]
     var signature: [UInt8]
@@ -80,8 +80,8 @@ struct ParsedToken: Sendable {
               let signature = Base64URL.decode(parts[2]) else {
             return .failure(.malformed("bad base64url"))
         }
-        guard let header = try? JSONParser.parseObject(headerBytes),
-              let claims = try? JSONParser.parseObject(payloadBytes) else {
+        guard let header = try? ClaimParser.parseObject(headerBytes),
+              let claims = try? ClaimParser.parseObject(payloadBytes) else {
             return .failure(.malformed("bad JSON"))
         }
         let signingInput = Array(bytes[..<parts[1].endIndex])

@@ -112,7 +112,7 @@ struct TokenPolicy: Sendable {
     }
 
     /// `iss`, `exp`/`nbf`/`iat` (with skew) and `aud`. Returns `exp` on success.
-    func checkClaims(_ claims: [String: JSONValue], now: Double) -> Result<Double, AuthFailure> {
+    func checkClaims(_ claims: [String: ClaimValue], now: Double) -> Result<Double, AuthFailure> {
         let name = self.name
         func fail(_ reason: String, specificity: Int = 2) -> Result<Double, AuthFailure> {
             .failure(.unauthorized(reason, name, specificity: specificity))
@@ -151,7 +151,7 @@ struct TokenPolicy: Sendable {
     }
 
     /// Who the (correctly signed) token is for: 403 reasons.
-    func checkPrincipal(_ claims: [String: JSONValue]) -> AuthFailure? {
+    func checkPrincipal(_ claims: [String: ClaimValue]) -> AuthFailure? {
         switch kind {
         case .oidc(let settings):
             guard let email = claims["email"]?.stringValue,

@@ -1,6 +1,7 @@
 import Foundation
 import PersistorArchive
 import PersistorHTTP
+import PersistorJSON
 
 /// Turns one Azure Event Grid / CloudEvents 1.0 webhook POST into records
 /// (protocols.md §2.2–2.5, design §2 "Detecting the delivery shape", design §3).

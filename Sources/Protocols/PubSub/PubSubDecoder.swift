@@ -1,6 +1,7 @@
 import Foundation
 import PersistorArchive
 import PersistorHTTP
+import PersistorJSON
 
 /// Turns one Pub/Sub push request into one record (protocols.md §1.2–1.3, design §2).
 ///

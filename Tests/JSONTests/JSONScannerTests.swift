@@ -1,5 +1,5 @@
 import Testing
-import PersistorProtocols
+import PersistorJSON
 
 // MARK: - Helpers
 
