@@ -86,6 +86,7 @@ final class Connection: @unchecked Sendable {
                 peerClosed = true
                 if lingerSince != nil { finalClose(); return }
                 // A half-closed client still gets the answers to the requests it completed.
+                abandonIncompleteRequest()
                 acceptingRequests = false
                 suspendReading()
                 if slots.isEmpty && outputOffset >= output.count { finalClose() }
@@ -162,8 +163,17 @@ final class Connection: @unchecked Sendable {
         return false
     }
 
+    /// Forgets the slot of a request whose body will never complete (error, timeout, peer gone),
+    /// so the answers before it can still be written and the connection can close.
+    private func abandonIncompleteRequest() {
+        guard bodyProgressAt != nil, let last = slots.last, last.response == nil else { return }
+        slots.removeLast()
+        bodyProgressAt = nil
+    }
+
     /// Answers a protocol error after the responses already due, then closes.
     private func fail(status: Int, reason: String) {
+        abandonIncompleteRequest()
         acceptingRequests = false
         headStartedAt = nil
         bodyProgressAt = nil

@@ -134,11 +134,16 @@ final class JWKSServer: Sendable {
     private let shared: Shared
     private let server: HTTPServer
     let port: Int
+    /// A path unique to this server, so a test whose server has stopped can never be answered by
+    /// another test's server that reused the port.
+    private let path: String
 
     init(body: String, cacheControl: String? = "public, max-age=3600") throws {
         let shared = Shared(Behaviour(body: body, cacheControl: cacheControl))
+        let path = "/certs-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        self.path = path
         var router = Router()
-        router.add("/certs", Router.Route(methods: ["GET"]) { _, respond in
+        router.add(path, Router.Route(methods: ["GET"]) { _, respond in
             shared.fetches.add(1, ordering: .relaxed)
             let behaviour = shared.behaviour.withLock { $0 }
             var headers = HTTPHeaders()
@@ -170,7 +175,7 @@ final class JWKSServer: Sendable {
     }
 
     /// Production JWKS URLs are https; the fetcher allows plain http for loopback hosts only.
-    var url: String { "http://127.0.0.1:\(port)/certs" }
+    var url: String { "http://127.0.0.1:\(port)\(path)" }
 
     /// Requests served so far.
     var fetches: Int { shared.fetches.load(ordering: .relaxed) }
@@ -298,7 +303,7 @@ func denied(_ status: Int, _ reason: String, _ challenge: String? = invalidToken
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }

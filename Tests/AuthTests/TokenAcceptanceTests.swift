@@ -90,8 +90,9 @@ struct TokenAcceptanceTests {
 
     @Test func nbfWithinSkew() async throws {
         let harness = try Harness()
-        let token = mint(with(Google.claims(), ["nbf": nowSeconds() + 30]))
-        #expect(await decide(harness.oidcAuthenticator(clockSkew: .seconds(60)), request(bearer: token)) == .allowed(method: "oidc"))
+        // Wide margins: the test may be slow on a loaded machine.
+        let token = mint(with(Google.claims(), ["nbf": nowSeconds() + 300]))
+        #expect(await decide(harness.oidcAuthenticator(clockSkew: .seconds(900)), request(bearer: token)) == .allowed(method: "oidc"))
         #expect(await decide(harness.oidcAuthenticator(clockSkew: .seconds(10)), request(bearer: token)) == denied(401, "not yet valid"))
         await harness.stop()
     }

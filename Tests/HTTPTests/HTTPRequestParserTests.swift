@@ -420,15 +420,16 @@ struct HTTPRequestParserTests {
         #expect(request.head.method == "GET")
     }
 
-    @Test func fieldValuesAreTrimmedAndDecodedAsLatin1() throws {
+    @Test func fieldValuesAreTrimmedAndDecodedAsUTF8OrElseLatin1() throws {
         var message = bytes("GET / HTTP/1.1\r\nHost: a\r\nX-Spaces: \t inner  value \t\r\nX-Empty:\r\nX-Latin: caf")
         message += [0xE9, 0xFF, 0x80]
-        message += bytes("\r\nX-Tab:a\tb\r\n\r\n")
+        message += bytes("\r\nX-Tab:a\tb\r\nX-UTF8: café ☕\r\n\r\n")
         let outcome = run(message)
         #expect(outcome.error == nil)
         let headers = try #require(outcome.requests.first).headers
         #expect(headers == [
             "Host: a", "X-Spaces: inner  value", "X-Empty: ", "X-Latin: caf\u{E9}\u{FF}\u{80}", "X-Tab: a\tb",
+            "X-UTF8: café ☕",
         ])
     }
 

@@ -13,24 +13,10 @@ public enum CloudEventsBinding {
     /// (`"…"` with `\` escapes) is unquoted first, then `%XX` escapes (either hex case) are decoded
     /// once, and the resulting bytes must be valid UTF-8 (so overlong `%C0%A0` is rejected).
     ///
-    /// The HTTP/1 parser hands obs-text (bytes >= 0x80 sent raw, against the spec) over as
-    /// ISO-8859-1 scalars; they are mapped back to their bytes here, so raw UTF-8 is accepted and
-    /// raw non-UTF-8 is rejected like a bad escape. Scalars above U+00FF (not produced by that
-    /// parser) contribute their UTF-8 encoding.
+    /// Raw non-ASCII bytes (against the spec) arrive from the HTTP/1 parser as UTF-8 text when
+    /// they are valid UTF-8 and as ISO-8859-1 otherwise; either way they are kept as that text.
     public static func decodeHeaderValue(_ value: String) throws(HeaderValueError) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(value.utf8.count)
-        if value.utf8.allSatisfy({ $0 < 0x80 }) {
-            bytes.append(contentsOf: value.utf8)
-        } else {
-            for scalar in value.unicodeScalars {
-                if scalar.value <= 0xFF {
-                    bytes.append(UInt8(truncatingIfNeeded: scalar.value))
-                } else {
-                    bytes.append(contentsOf: String(scalar).utf8)
-                }
-            }
-        }
+        var bytes = Array(value.utf8)
         let quote = UInt8(ascii: "\"")
         if bytes.count >= 2, bytes.first == quote, bytes.last == quote {
             bytes = try unquote(bytes)

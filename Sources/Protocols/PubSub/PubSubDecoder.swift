@@ -127,7 +127,12 @@ public struct PubSubDecoder: Sendable {
                 if name.hasPrefix("x-goog-pubsub-") {
                     meta.append((String(name.dropFirst("x-goog-pubsub-".count)), .string(value)))
                 } else if !UnwrappedHeaders.isExcluded(name) {
-                    attributes.append((name, value))
+                    // A repeated field is one attribute, its values joined as RFC 9110 §5.3 says.
+                    if let index = attributes.firstIndex(where: { $0.key == name }) {
+                        attributes[index].value += ", " + value
+                    } else {
+                        attributes.append((name, value))
+                    }
                 }
             }
         }

@@ -43,14 +43,26 @@ public struct HTTPRequestHead: Sendable {
         self.headers = headers
     }
 
-    /// The target up to `?`.
+    /// The target in origin form: an absolute-form target (`http://host/p?q`, RFC 9112 §3.2.2)
+    /// without its scheme and authority.
+    private var originForm: Substring {
+        guard target.hasPrefix("http://") || target.hasPrefix("https://"),
+              let schemeEnd = target.range(of: "://") else { return target[...] }
+        let authority = target[schemeEnd.upperBound...]
+        guard let start = authority.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return authority[start] == "?" ? "/" + authority[start...] : authority[start...]
+    }
+
+    /// The target's path, up to `?`.
     public var path: Substring {
-        target.firstIndex(of: "?").map { target[..<$0] } ?? target[...]
+        let target = originForm
+        return target.firstIndex(of: "?").map { target[..<$0] } ?? target
     }
 
     /// The part after `?`, if any.
     public var query: Substring? {
-        target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+        let target = originForm
+        return target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
     }
 
     /// Whether the connection may stay open after this request (HTTP/1.1 default, `Connection` tokens).

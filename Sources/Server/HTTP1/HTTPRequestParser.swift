@@ -517,8 +517,11 @@ private func parseFieldLine(_ line: UnsafeBufferPointer<UInt8>, decode: Bool) th
     field.name = String(decoding: nameBytes, as: UTF8.self)
     if highBits < 0x80 {
         field.value = String(decoding: valueBytes, as: UTF8.self)
+    } else if let utf8 = String(validating: valueBytes, as: UTF8.self) {
+        // obs-text that is valid UTF-8 (what senders mean in practice, e.g. Pub/Sub attributes).
+        field.value = utf8
     } else {
-        // obs-text: ISO-8859-1, each byte becomes the Unicode scalar of the same value.
+        // Other obs-text: ISO-8859-1, each byte becomes the Unicode scalar of the same value.
         var scalars = String.UnicodeScalarView()
         for byte in valueBytes { scalars.append(Unicode.Scalar(byte)) }
         field.value = String(scalars)

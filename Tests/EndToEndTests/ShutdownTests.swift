@@ -1,0 +1,178 @@
+import Foundation
+import PersistorTestSupport
+import Testing
+
+/// Durability across SIGTERM (graceful) and SIGKILL (crash): nothing that was answered 204 may be
+/// missing from the archive (design §4).
+@Suite("Shutdown and durability end to end", .serialized)
+struct ShutdownTests {
+    /// What a fleet of clients saw.
+    final class Tally: @unchecked Sendable {
+        let acked = LockedBox([String]())
+        let otherStatuses = LockedBox([Int: Int]())
+        let errors = LockedBox(0)
+        let attempted = LockedBox(0)
+    }
+
+    /// `connections` threads, each posting `posts` messages on a keep-alive connection (reconnecting
+    /// when the server closes it), starting together.
+    static func startFleet(port: Int, prefix: String, connections: Int, posts: Int, payloadBytes: Int,
+                           tally: Tally) -> ThreadGroup {
+        let start = LockedBox(false)
+        let group = ThreadGroup(connections) { connection in
+            while !start.get() { usleep(500) }
+            var client: RawHTTPClient?
+            for post in 0..<posts {
+                let id = "\(prefix)-\(connection)-\(post)"
+                tally.attempted.update { $0 += 1 }
+                do {
+                    if client == nil { client = try RawHTTPClient(port: port, timeout: 15) }
+                    let payload = Array(String(repeating: "p", count: payloadBytes).utf8)
+                    let response = try client!.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                                                       body: wrappedEnvelope(id: id, data: payload))
+                    if response.status == 204 {
+                        tally.acked.update { $0.append(id) }
+                    } else {
+                        tally.otherStatuses.update { $0[response.status, default: 0] += 1 }
+                    }
+                    if response.closesConnection { client = nil }
+                } catch {
+                    tally.errors.update { $0 += 1 }
+                    client = nil
+                    // Connecting again fails once the listener is closed; stop this client then.
+                    if (error as? SocketError)?.isRefused == true { return }
+                }
+            }
+        }
+        start.set(true)
+        return group
+    }
+
+    @Test("SIGTERM during 200 concurrent deliveries: exit 0 within the grace period, every 204 archived")
+    func sigtermKeepsEveryAck() throws {
+        let server = try PersistorProcess(config: "server:\n  shutdownGrace: 10s\n")
+        let tally = Tally()
+        let fleet = Self.startFleet(port: server.port, prefix: "term", connections: 50, posts: 4, payloadBytes: 4000, tally: tally)
+
+        // Let some deliveries complete, then pull the plug while the rest are in flight.
+        let waitStart = Date()
+        while tally.acked.get().count < 30 && secondsSince(waitStart) < 20 { usleep(1000) }
+        let ackedBeforeSignal = tally.acked.get().count
+        let signalled = Date()
+        server.terminate()
+        try fleet.join(timeout: 40)
+        let status = try server.waitForExit(timeout: 15)
+        let shutdownSeconds = secondsSince(signalled)
+
+        let acked = tally.acked.get()
+        let counts = try archivedIDCounts(server.store)
+        let missing = acked.filter { counts[$0] == nil }
+        print("SIGTERM durability: \(tally.attempted.get()) attempted, \(ackedBeforeSignal) acked before SIGTERM, \(acked.count) acked in all, \(counts.values.reduce(0, +)) archived, other statuses \(tally.otherStatuses.get()), \(tally.errors.get()) refused/closed, exit \(status) after \(String(format: "%.2f", shutdownSeconds)) s")
+
+        #expect(ackedBeforeSignal >= 30, "the fleet never got going: \(ackedBeforeSignal) acks")
+        #expect(status == 0, "exit status after SIGTERM; log:\n\(server.log)")
+        #expect(shutdownSeconds <= 11, "shutdown took \(shutdownSeconds) s, shutdownGrace is 10 s")
+        #expect(missing.isEmpty, "\(missing.count) acked messages are not in the archive: \(missing.prefix(20))")
+        #expect(counts.values.allSatisfy { $0 == 1 }, "no message may be archived twice")
+        #expect(Set(counts.keys).isSubset(of: Set((0..<50).flatMap { c in (0..<4).map { "term-\(c)-\($0)" } })))
+        let strays = server.store.files().filter { !$0.hasSuffix(".ndjson.gz") }
+        #expect(strays.isEmpty, "temporary files left after a clean shutdown: \(strays)")
+        #expect(tally.otherStatuses.get().keys.allSatisfy { $0 == 503 }, "only 204 or 503 are acceptable answers: \(tally.otherStatuses.get())")
+    }
+
+    @Test("SIGTERM with drainDelay: readyz 503 at once, still serving during the delay, in-flight body finished, exit 0")
+    func drainDelay() throws {
+        let server = try PersistorProcess(config: "server:\n  drainDelay: 3s\n  shutdownGrace: 5s\n")
+        let post: (RawHTTPClient, String) throws -> RawHTTPResponse = { client, id in
+            try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                               body: wrappedEnvelope(id: id, data: Array("drain \(id)".utf8)))
+        }
+        let idle = try server.connect()
+        #expect(try idle.perform("GET", "/healthz").status == 200)
+        let busy = try server.connect()
+        #expect(try post(busy, "drain-before").status == 204)
+        // A request whose body is half sent when the signal comes.
+        let partial = try server.connect()
+        let partialBody = wrappedEnvelope(id: "drain-partial", data: Array("finished during the drain".utf8))
+        try partial.send(RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")], body: partialBody)
+            .dropLast(partialBody.count / 2).map { $0 })
+
+        let signalled = Date()
+        server.terminate()
+
+        var readyStatus = 0
+        while secondsSince(signalled) < 1.5 {
+            readyStatus = (try? server.connect(timeout: 2).perform("GET", "/readyz"))?.status ?? 0
+            if readyStatus == 503 { break }
+            usleep(20_000)
+        }
+        #expect(readyStatus == 503, "GET /readyz must answer 503 right after SIGTERM")
+        #expect(secondsSince(signalled) < 1.5, "readyz turned 503 only after \(secondsSince(signalled)) s")
+
+        // Still serving during drainDelay: new connections and existing ones.
+        #expect(try server.connect().perform("GET", "/healthz").status == 200, "healthz stays 200 while draining")
+        let fresh = try server.connect()
+        #expect(try post(fresh, "drain-during-new").status == 204, "a new connection is served during drainDelay")
+        #expect(try post(busy, "drain-during-busy").status == 204, "an open connection is served during drainDelay")
+        #expect(secondsSince(signalled) < 2.7, "the checks during drainDelay ran too late to mean anything")
+
+        // After drainDelay: idle connections are closed, the half-sent request is still answered.
+        #expect(idle.waitForClose(seconds: 6), "an idle keep-alive connection must be closed after drainDelay")
+        let idleClosedAfter = secondsSince(signalled)
+        #expect(idleClosedAfter >= 2.7, "connections must be kept for drainDelay (3s); idle one closed after \(idleClosedAfter) s")
+        try partial.send(Array(partialBody.suffix(partialBody.count / 2)))
+        let finished = try partial.readResponse()
+        #expect(finished.status == 204, "the in-flight request is answered: \(finished.status)")
+        #expect(finished.closesConnection, "answered with Connection: close while draining")
+
+        var refused = false
+        while !refused && secondsSince(signalled) < 9 {
+            do {
+                _ = try RawHTTPClient(port: server.port, timeout: 1)
+                usleep(50_000)
+            } catch {
+                refused = true
+            }
+        }
+        #expect(refused, "new connections must be refused after drainDelay")
+
+        let status = try server.waitForExit(timeout: 10)
+        #expect(status == 0, "exit status; log:\n\(server.log)")
+        #expect(secondsSince(signalled) <= 8.5, "exit must come within drainDelay + shutdownGrace")
+        let counts = try archivedIDCounts(server.store)
+        for id in ["drain-before", "drain-partial", "drain-during-new", "drain-during-busy"] {
+            #expect(counts[id] == 1, "\(id) archived \(counts[id] ?? 0) times")
+        }
+    }
+
+    @Test("SIGKILL mid-stream: every 204 is already durable, objects are whole, a restart serves the same store")
+    func sigkillKeepsEveryAck() throws {
+        let store = try TemporaryDirectory("persistor-e2e-crash")
+        defer { store.remove() }
+        let tally = Tally()
+        do {
+            let server = try PersistorProcess(store: store)
+            let fleet = Self.startFleet(port: server.port, prefix: "crash", connections: 20, posts: 20, payloadBytes: 2000, tally: tally)
+            let waitStart = Date()
+            while tally.acked.get().count < 50 && secondsSince(waitStart) < 20 { usleep(1000) }
+            server.kill()
+            try fleet.join(timeout: 40)
+            #expect(try server.waitForExit(timeout: 5) == 128 + SIGKILL)
+        }
+        let acked = tally.acked.get()
+        // Every object decompresses completely (a torn object would fail here) and holds the acks.
+        let counts = try archivedIDCounts(store)
+        let missing = acked.filter { counts[$0] == nil }
+        print("SIGKILL durability: \(acked.count) acked, \(counts.values.reduce(0, +)) archived, \(tally.errors.get()) failed")
+        #expect(acked.count >= 50)
+        #expect(missing.isEmpty, "\(missing.count) acked messages are not in the archive: \(missing.prefix(20))")
+
+        let restarted = try PersistorProcess(store: store)
+        let client = try restarted.connect()
+        #expect(try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                                   body: wrappedEnvelope(id: "after-restart", data: Array("again".utf8))).status == 204)
+        let strays = store.files().filter { !$0.hasSuffix(".ndjson.gz") }
+        #expect(strays.isEmpty, "temporary files left by the crash must be removed at start-up: \(strays)")
+        #expect(try archivedIDCounts(store)["after-restart"] == 1)
+    }
+}
