@@ -272,6 +272,37 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
             #expect(meta(delivery.records[0], "contentType") == .string(contentType))
         }
     }
+
+    // §4.6: google-cloudevents' MessagePublishedData-complex.json misses a comma after publishTime
+    // and ends with a trailing comma. As a structured event it is quarantined whole; as the data of
+    // a binary-mode event it is just the payload, archived exactly.
+    static let invalidComplexSample = """
+    {
+      "subscription": "projects/test-project/subscriptions/my-subscription",
+      "message": {
+        "attributes": { "attr1": "attr1-value" },
+        "data": "dGVzdCBtZXNzYWdlIDM=",
+        "messageId": "message-id",
+        "publishTime": "2021-02-05T04:06:14.109Z"
+        "orderingKey": "ordering-key",
+      }
+    }
+    """
+
+    @Test func invalidGoogleCloudEventsSampleIsQuarantinedAsStructured() {
+        let body = Array(Self.invalidComplexSample.utf8)
+        for contentType in ["application/cloudevents+json", "application/json"] {
+            expectQuarantine(decode(request(body, headers: [("Content-Type", contentType)])), body: body, reasonContains: "invalid JSON")
+        }
+        let binary = decode(request(body, headers: [
+            ("Content-Type", "application/json"), ("ce-specversion", "1.0"), ("ce-id", "3103425958877813"),
+            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+            ("ce-source", "//pubsub.googleapis.com/projects/test-project/topics/my-topic"),
+        ]))
+        #expect(binary.quarantineReason == nil)
+        #expect(binary.records.map(\.id) == ["3103425958877813"])
+        #expect(binary.records.first?.payload == body)
+    }
 }
 
 // MARK: - CloudEvents vectors
