@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
         .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorAuth", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
     ]
 )

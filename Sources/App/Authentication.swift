@@ -5,14 +5,8 @@ import PersistorHTTP
 extension AuthSettings {
     /// The auth module's settings for a route's `auth` block.
     init(_ config: AuthConfig) {
-        self.init(
-            oidc: config.oidc.map { OIDCSettings(audience: $0.audience, serviceAccounts: $0.serviceAccounts,
-                                                 issuers: $0.issuers, jwksURL: $0.jwksURL) },
-            entra: config.entra.map { EntraSettings(tenant: $0.tenant, audiences: $0.audiences, appId: $0.appId,
-                                                    issuers: $0.issuers, role: $0.role, jwksURL: $0.jwksURL) },
-            querySecret: config.querySecret.map { SecretSettings(name: $0.name, values: $0.values) },
-            headerSecret: config.headerSecret.map { SecretSettings(name: $0.name, values: $0.values) },
-            clockSkew: config.clockSkew)
+        self.init(oidc: config.oidc, entra: config.entra, querySecret: config.querySecret,
+                  headerSecret: config.headerSecret, clockSkew: config.clockSkew)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorAuth
 import Testing
 import PersistorApp
 
@@ -75,11 +76,11 @@ struct ConfigFileTests {
         #expect(config.log == LogConfig())
         #expect(config.routes == [
             RouteConfig(name: "orders", path: "/pubsub/orders", kind: .pubsub,
-                        auth: AuthConfig(oidc: OIDCAuthConfig(
+                        auth: AuthConfig(oidc: OIDCSettings(
                             audience: "https://persistor.example.com/pubsub/orders",
                             serviceAccounts: ["pusher@my-project.iam.gserviceaccount.com"]))),
             RouteConfig(name: "blob-events", path: "/eventgrid/blob-events", kind: .eventgrid,
-                        auth: AuthConfig(querySecret: SecretAuthConfig(name: "code", values: ["s3cret"]))),
+                        auth: AuthConfig(querySecret: SecretSettings(name: "code", values: ["s3cret"]))),
         ])
         let oidc = try #require(config.routes[0].auth?.oidc)
         #expect(oidc.issuers == ["accounts.google.com", "https://accounts.google.com"])
@@ -641,7 +642,7 @@ struct ConfigAuthTests {
 
         """)
         let oidc = try #require(try parse(yaml).routes[0].auth?.oidc)
-        #expect(oidc == OIDCAuthConfig(audience: "aud", serviceAccounts: ["a@x", "b@x"],
+        #expect(oidc == OIDCSettings(audience: "aud", serviceAccounts: ["a@x", "b@x"],
                                        issuers: ["https://issuer.test"], jwksURL: "http://127.0.0.1:9999/jwks"))
     }
 
@@ -672,7 +673,7 @@ struct ConfigAuthTests {
 
         """)
         let entra = try #require(try parse(yaml).routes[0].auth?.entra)
-        #expect(entra == EntraAuthConfig(tenant: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        #expect(entra == EntraSettings(tenant: "72f988bf-86f1-41af-91ab-2d7cd011db47",
                                          audiences: ["api://persistor", "0b9c4a5e-1111-2222-3333-444455556666"],
                                          appId: "11111111-2222-3333-4444-555555555555",
                                          issuers: ["https://issuer.test/72f988bf-86f1-41af-91ab-2d7cd011db47/"],
@@ -719,8 +720,8 @@ struct ConfigAuthTests {
 
         """)
         let auth = try #require(try parse(yaml, env: ["K": "k1"]).routes[0].auth)
-        #expect(auth == AuthConfig(querySecret: SecretAuthConfig(name: "code", values: ["new", "old"]),
-                                   headerSecret: SecretAuthConfig(name: "X-Persistor-Key", values: ["k1"])))
+        #expect(auth == AuthConfig(querySecret: SecretSettings(name: "code", values: ["new", "old"]),
+                                   headerSecret: SecretSettings(name: "X-Persistor-Key", values: ["k1"])))
     }
 
     @Test func secretErrors() {

@@ -4,6 +4,7 @@
 // the given environment before the value is typed; `$$` is a literal `$`.
 
 import Foundation
+import PersistorAuth
 import Yams
 
 /// A configuration problem, formatted for the user as `"<source>:<line>: <message>"` (or
@@ -400,16 +401,16 @@ private struct ConfigNodeDecoder {
         return auth
     }
 
-    func oidc(_ field: ConfigField, path: String) throws(ConfigError) -> OIDCAuthConfig {
+    func oidc(_ field: ConfigField, path: String) throws(ConfigError) -> OIDCSettings {
         let section = try section(of: field, path: path, allowed: ["audience", "serviceAccounts", "issuers", "jwksURL"])
-        var oidc = OIDCAuthConfig(audience: try string(try require("audience", in: section)),
+        var oidc = OIDCSettings(audience: try string(try require("audience", in: section)),
                                   serviceAccounts: try stringList(try require("serviceAccounts", in: section)))
         if let f = section["issuers"] { oidc.issuers = try stringList(f) }
         if let f = section["jwksURL"] { oidc.jwksURL = try jwksURL(f) }
         return oidc
     }
 
-    func entra(_ field: ConfigField, path: String) throws(ConfigError) -> EntraAuthConfig {
+    func entra(_ field: ConfigField, path: String) throws(ConfigError) -> EntraSettings {
         let section = try section(of: field, path: path, allowed: ["tenant", "audience", "appId", "issuers", "role", "jwksURL"])
         let tenantField = try require("tenant", in: section)
         let tenant = try string(tenantField)
@@ -424,7 +425,7 @@ private struct ConfigNodeDecoder {
         } else {
             audiences = [try string(audienceField, expected: "a string or a list of strings")]
         }
-        var appId = EntraAuthConfig.eventGridAppId
+        var appId = EntraSettings.eventGridAppId
         var issuers: [String]?
         var role: String?
         var jwksURL: String?
@@ -432,7 +433,7 @@ private struct ConfigNodeDecoder {
         if let f = section["issuers"] { issuers = try stringList(f) }
         if let f = section["role"] { role = try string(f) }
         if let f = section["jwksURL"] { jwksURL = try self.jwksURL(f) }
-        return EntraAuthConfig(tenant: tenant, audiences: audiences, appId: appId,
+        return EntraSettings(tenant: tenant, audiences: audiences, appId: appId,
                                issuers: issuers, role: role, jwksURL: jwksURL)
     }
 
@@ -449,14 +450,14 @@ private struct ConfigNodeDecoder {
         return text
     }
 
-    func secret(_ field: ConfigField, path: String, nameKey: String) throws(ConfigError) -> SecretAuthConfig {
+    func secret(_ field: ConfigField, path: String, nameKey: String) throws(ConfigError) -> SecretSettings {
         let section = try section(of: field, path: path, allowed: [nameKey, "values"])
         let nameField = try require(nameKey, in: section)
         let name = try string(nameField)
         if nameKey == "header", !Self.isHTTPToken(name) {
             throw fail(nameField.line, "'header' must be an HTTP header name, got '\(ConfigLoader.display(name))'")
         }
-        return SecretAuthConfig(name: name, values: try stringList(try require("values", in: section)))
+        return SecretSettings(name: name, values: try stringList(try require("values", in: section)))
     }
 
     /// RFC 9110 token characters.

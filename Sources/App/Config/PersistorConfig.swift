@@ -3,6 +3,8 @@
 // Values the CLI may still override (host, port, store) stay `nil` here when the file does not set
 // them, so flag > environment > file > default precedence can be applied by the caller.
 
+import PersistorAuth
+
 /// The whole Persistor configuration.
 ///
 /// `PersistorConfig()` equals the configuration used when no file is given.
@@ -145,20 +147,20 @@ public struct RouteConfig: Sendable, Equatable {
 /// When `auth` is given in the file, at least one method is present.
 public struct AuthConfig: Sendable, Equatable {
     /// Google-signed OIDC ID token (Pub/Sub push authentication).
-    public var oidc: OIDCAuthConfig?
+    public var oidc: OIDCSettings?
     /// Microsoft Entra ID token (Event Grid webhook authentication).
-    public var entra: EntraAuthConfig?
+    public var entra: EntraSettings?
     /// Shared secret in a query parameter (YAML keys `param`, `values`).
-    public var querySecret: SecretAuthConfig?
+    public var querySecret: SecretSettings?
     /// Shared secret in a request header (YAML keys `header`, `values`).
-    public var headerSecret: SecretAuthConfig?
+    public var headerSecret: SecretSettings?
     /// Tolerance for token `exp`, `nbf` and `iat`.
     public var clockSkew: Duration
 
-    public init(oidc: OIDCAuthConfig? = nil,
-                entra: EntraAuthConfig? = nil,
-                querySecret: SecretAuthConfig? = nil,
-                headerSecret: SecretAuthConfig? = nil,
+    public init(oidc: OIDCSettings? = nil,
+                entra: EntraSettings? = nil,
+                querySecret: SecretSettings? = nil,
+                headerSecret: SecretSettings? = nil,
                 clockSkew: Duration = .seconds(60)) {
         self.oidc = oidc
         self.entra = entra
@@ -170,91 +172,6 @@ public struct AuthConfig: Sendable, Equatable {
     /// True when no method is configured (never the case for a loaded configuration).
     public var isEmpty: Bool {
         oidc == nil && entra == nil && querySecret == nil && headerSecret == nil
-    }
-}
-
-/// Google OIDC bearer-token check, as Pub/Sub push sends it.
-public struct OIDCAuthConfig: Sendable, Equatable {
-    /// Expected `aud` claim (usually the push endpoint URL).
-    public var audience: String
-    /// Accepted `email` claims (the push subscription's service accounts); never empty.
-    public var serviceAccounts: [String]
-    /// Accepted `iss` claims.
-    public var issuers: [String]
-    /// Where the signing keys are fetched.
-    public var jwksURL: String
-
-    public static let defaultIssuers = ["accounts.google.com", "https://accounts.google.com"]
-    public static let defaultJWKSURL = "https://www.googleapis.com/oauth2/v3/certs"
-
-    public init(audience: String,
-                serviceAccounts: [String],
-                issuers: [String] = OIDCAuthConfig.defaultIssuers,
-                jwksURL: String = OIDCAuthConfig.defaultJWKSURL) {
-        self.audience = audience
-        self.serviceAccounts = serviceAccounts
-        self.issuers = issuers
-        self.jwksURL = jwksURL
-    }
-}
-
-/// Microsoft Entra ID bearer-token check, as Event Grid webhook delivery sends it.
-public struct EntraAuthConfig: Sendable, Equatable {
-    /// Directory (tenant) id or domain.
-    public var tenant: String
-    /// Accepted `aud` claims (YAML key `audience`, a string or a list); never empty.
-    public var audiences: [String]
-    /// Expected `appid`/`azp` claim: the application that obtained the token (Event Grid's own).
-    public var appId: String
-    /// Accepted `iss` claims, `{tenant}` already substituted.
-    public var issuers: [String]
-    /// Required app role (`roles` claim), if any.
-    public var role: String?
-    /// Where the signing keys are fetched, `{tenant}` already substituted.
-    public var jwksURL: String
-
-    /// The first-party application id Event Grid uses to obtain delivery tokens.
-    public static let eventGridAppId = "4962773b-9cdb-44cf-a8bf-237846a00ab7"
-    /// Issuer templates; `{tenant}` is replaced by the tenant.
-    public static let defaultIssuerTemplates = [
-        "https://sts.windows.net/{tenant}/",
-        "https://login.microsoftonline.com/{tenant}/v2.0",
-    ]
-    /// JWKS URL template; `{tenant}` is replaced by the tenant.
-    public static let defaultJWKSURLTemplate = "https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
-
-    /// `issuers` and `jwksURL` default to the templates above; `{tenant}` in them (given or
-    /// default) is replaced by `tenant`.
-    public init(tenant: String,
-                audiences: [String],
-                appId: String = EntraAuthConfig.eventGridAppId,
-                issuers: [String]? = nil,
-                role: String? = nil,
-                jwksURL: String? = nil) {
-        self.tenant = tenant
-        self.audiences = audiences
-        self.appId = appId
-        self.issuers = (issuers ?? Self.defaultIssuerTemplates).map { Self.substitute(tenant, in: $0) }
-        self.role = role
-        self.jwksURL = Self.substitute(tenant, in: jwksURL ?? Self.defaultJWKSURLTemplate)
-    }
-
-    static func substitute(_ tenant: String, in template: String) -> String {
-        template.replacing("{tenant}", with: tenant)
-    }
-}
-
-/// A shared-secret check: the request carries one of `values` in the named query parameter or
-/// header. Several values allow rotation.
-public struct SecretAuthConfig: Sendable, Equatable {
-    /// Query parameter name (`querySecret.param`) or header name (`headerSecret.header`).
-    public var name: String
-    /// Accepted secrets; never empty, no empty value.
-    public var values: [String]
-
-    public init(name: String, values: [String]) {
-        self.name = name
-        self.values = values
     }
 }
 
