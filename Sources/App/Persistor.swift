@@ -46,9 +46,6 @@ public final class Persistor: Sendable {
         } catch {
             throw StartupError(description: "cannot open store \(settings.store): \(error)")
         }
-        guard config.archive.format == .ndjson else {
-            throw StartupError(description: "archive.format '\(config.archive.format.rawValue)' is not supported by this version; use ndjson")
-        }
         let template: PathTemplate
         do {
             template = try PathTemplate(config.archive.path)
@@ -56,7 +53,7 @@ public final class Persistor: Sendable {
             throw StartupError(description: "archive.path: \(error)")
         }
         let archiveSettings = ArchiveSettings(
-            path: template, useEventTime: config.archive.time == .event,
+            format: config.archive.format == .raw ? .raw : .ndjson, path: template, useEventTime: config.archive.time == .event,
             maxRecords: config.archive.batch.maxRecords, maxBytes: config.archive.batch.maxBytes,
             maxDelay: config.archive.batch.maxDelay, gzipLevel: config.archive.gzipLevel)
 

@@ -15,6 +15,17 @@ public enum RecordEncoder {
         return out
     }
 
+    /// The raw format's `{id}.json` sidecar: the record without its payload, plus `formatVersion`.
+    public static func sidecar(_ record: Record) -> [UInt8] {
+        var out: [UInt8] = []
+        appendObject(record, includePayload: false, to: &out)
+        out.removeLast()   // the closing brace
+        out.append(contentsOf: #","formatVersion":""#.utf8)
+        out.append(contentsOf: formatVersion.utf8)
+        out.append(contentsOf: "\"}\n".utf8)
+        return out
+    }
+
     /// The record as one JSON object; without the payload when `includePayload` is false.
     public static func appendObject(_ record: Record, includePayload: Bool, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"id":"#.utf8)

@@ -4,6 +4,13 @@ import Synchronization
 
 /// How a route's records become objects.
 public struct ArchiveSettings: Sendable {
+    /// `ndjson`: one gzipped NDJSON object per batch and path. `raw`: one create-only gzipped
+    /// object per record (its payload) plus a `{id}.json` sidecar, so a redelivery stores nothing new.
+    public enum Format: Sendable {
+        case ndjson, raw
+    }
+
+    public var format: Format
     public var path: PathTemplate
     /// Use the record's event time (when it parses) for the path instead of the receive time.
     public var useEventTime: Bool
@@ -14,8 +21,9 @@ public struct ArchiveSettings: Sendable {
     public var maxDelay: Duration
     public var gzipLevel: Int
 
-    public init(path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
+    public init(format: Format = .ndjson, path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
                 maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, gzipLevel: Int = 6) {
+        self.format = format
         self.path = path
         self.useEventTime = useEventTime
         self.maxRecords = maxRecords
@@ -62,8 +70,12 @@ public final class RouteArchiver: Sendable {
     private let state = Mutex(State())
 
     private struct Batch {
+        /// ndjson: encoded lines per directory, with the receive times of the first and last.
         var lines: [String: [[UInt8]]] = [:]
         var firstReceivedAt: [String: UTCTime] = [:]
+        var lastReceivedAt: [String: UTCTime] = [:]
+        /// raw: finished objects (payloads and sidecars).
+        var objects: [Blob] = []
         var waiters: [ArchiveCompletion] = []
         var records = 0
         var bytes = 0
@@ -91,13 +103,25 @@ public final class RouteArchiver: Sendable {
     /// An empty list completes after the current batch, like any other waiter.
     public func submit(_ records: [Record], completion: @escaping ArchiveCompletion) {
         var encoded: [(path: String, line: [UInt8], receivedAt: UTCTime)] = []
-        encoded.reserveCapacity(records.count)
-        for record in records {
-            encoded.append((directory(for: record), RecordEncoder.line(record), record.receivedAt))
+        var objects: [Blob] = []
+        switch settings.format {
+        case .ndjson:
+            encoded.reserveCapacity(records.count)
+            for record in records {
+                encoded.append((directory(for: record, time: ndjsonTime(record)), RecordEncoder.line(record), record.receivedAt))
+            }
+        case .raw:
+            do {
+                for record in records { objects += try rawObjects(record) }
+            } catch {
+                completion(.failure(BlobStoreError(store: store.name, key: nil, message: "gzip: \(error)", retryable: true)))
+                return
+            }
         }
-        let size = encoded.reduce(0) { $0 + $1.line.count }
+        let size = encoded.reduce(0) { $0 + $1.line.count } + objects.reduce(0) { $0 + $1.bytes.count }
+        let count = records.count
         let (startFlusher, armTimer) = state.withLock { state -> (Bool, Bool) in
-            if !state.open.isEmpty && (state.open.records + encoded.count > settings.maxRecords
+            if !state.open.isEmpty && (state.open.records + count > settings.maxRecords
                                        || state.open.bytes + size > settings.maxBytes) {
                 state.sealed.append(state.open)
                 state.open = Batch()
@@ -106,8 +130,10 @@ public final class RouteArchiver: Sendable {
             for item in encoded {
                 state.open.lines[item.path, default: []].append(item.line)
                 if state.open.firstReceivedAt[item.path] == nil { state.open.firstReceivedAt[item.path] = item.receivedAt }
+                state.open.lastReceivedAt[item.path] = max(state.open.lastReceivedAt[item.path] ?? item.receivedAt, item.receivedAt)
             }
-            state.open.records += encoded.count
+            state.open.objects += objects
+            state.open.records += count
             state.open.bytes += size
             state.open.waiters.append(completion)
             if state.flushing { return (false, false) }
@@ -142,13 +168,31 @@ public final class RouteArchiver: Sendable {
         }
     }
 
-    private func directory(for record: Record) -> String {
-        var time = record.receivedAt
-        if settings.useEventTime, let text = record.eventTime, let eventTime = UTCTime(rfc3339: text) {
-            time = eventTime
-        }
-        return settings.path.expand(route: record.route, source: record.source, time: time,
-                                    attribute: record.attribute)
+    private func ndjsonTime(_ record: Record) -> UTCTime {
+        settings.useEventTime ? eventTimeOrReceived(record) : record.receivedAt
+    }
+
+    private func eventTimeOrReceived(_ record: Record) -> UTCTime {
+        record.eventTime.flatMap(UTCTime.init(rfc3339:)) ?? record.receivedAt
+    }
+
+    private func directory(for record: Record, time: UTCTime) -> String {
+        settings.path.expand(route: record.route, source: record.source, time: time, attribute: record.attribute)
+    }
+
+    /// raw: `{path}/{id}.gz` (the payload) and `{path}/{id}.json` (the record without payload, plus
+    /// `formatVersion`), both create-only. The path uses the event time, so a redelivery maps to
+    /// the same keys even when it arrives hours later.
+    private func rawObjects(_ record: Record) throws(GzipError) -> [Blob] {
+        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + PathTemplate.keySafe(record.id)
+        let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
+                        "formatVersion": RecordEncoder.formatVersion]
+        return [
+            Blob(key: base + ".gz", bytes: try GzipCompressor.compress(record.payload, level: settings.gzipLevel),
+                 contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
+            Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
+                 metadata: metadata, createOnly: true),
+        ]
     }
 
     private func startFlushing() {
@@ -204,7 +248,7 @@ public final class RouteArchiver: Sendable {
     }
 
     private func write(_ batch: Batch) async -> Result<Void, BlobStoreError> {
-        var blobs: [Blob] = []
+        var blobs = batch.objects
         for (path, lines) in batch.lines {
             let name = namer.batchName(firstReceivedAt: batch.firstReceivedAt[path]!)
             do {
@@ -213,12 +257,15 @@ public final class RouteArchiver: Sendable {
                 blobs.append(Blob(key: path + "/" + name, bytes: try gzip.finish(),
                                   contentType: "application/x-ndjson", contentEncoding: "gzip",
                                   metadata: ["records": String(lines.count),
+                                             "firstReceivedAt": batch.firstReceivedAt[path]!.iso8601,
+                                             "lastReceivedAt": batch.lastReceivedAt[path]!.iso8601,
                                              "formatVersion": RecordEncoder.formatVersion]))
             } catch {
                 return .failure(BlobStoreError(store: store.name, key: path + "/" + name,
                                                message: "gzip: \(error)", retryable: true))
             }
         }
+        if blobs.isEmpty { return .success(()) }
         if blobs.count == 1 { return await Self.put(blobs[0], to: store) }
         return await withTaskGroup(of: Result<Void, BlobStoreError>.self) { group in
             for blob in blobs {

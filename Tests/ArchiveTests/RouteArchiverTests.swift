@@ -122,3 +122,38 @@ final class ScriptedStore: BlobWriter {
         #expect(store.puts.withLock { $0.count } == 1)
     }
 }
+
+@Suite struct RawFormatTests {
+    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, BlobStoreError> {
+        await withCheckedContinuation { continuation in
+            archiver.submit(records) { continuation.resume(returning: $0) }
+        }
+    }
+
+    @Test func oneCreateOnlyObjectPerRecordWithSidecarAndRedeliveryStoresNothingNew() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}")),
+                                     store: store, namer: ObjectNamer())
+        let payload: [UInt8] = [0x00, 0xFF] + Array("payload".utf8)
+        func record(receivedAt: Int64) -> Record {
+            Record(id: "../m 1", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: receivedAt),
+                   eventTime: "2021-02-26T19:13:55.749Z", attributes: [("k", "v")],
+                   meta: [("subscription", .string("projects/p/subscriptions/s"))], payload: payload)
+        }
+        guard case .success = await submit(archiver, [record(receivedAt: 1_795_719_600)]) else { Issue.record("first write failed"); return }
+        // The redelivery arrives a day later: the event time still maps it to the same keys.
+        guard case .success = await submit(archiver, [record(receivedAt: 1_795_806_000)]) else { Issue.record("redelivery failed"); return }
+        #expect(dir.files() == ["orders/2021/02/26/..%2Fm%201.gz", "orders/2021/02/26/..%2Fm%201.json"])
+        let gz = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/orders/2021/02/26/..%2Fm%201.gz")))
+        #expect(try systemGunzip(gz) == payload)
+        let sidecarBytes = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/orders/2021/02/26/..%2Fm%201.json"))
+        let sidecar = try #require(JSONSerialization.jsonObject(with: sidecarBytes) as? [String: Any])
+        #expect(sidecar["id"] as? String == "../m 1")
+        #expect(sidecar["formatVersion"] as? String == "1")
+        #expect(sidecar["receivedAt"] as? String == "2026-11-26T19:00:00.000Z", "the first delivery's sidecar is kept")
+        #expect(sidecar["data"] == nil && sidecar["dataBase64"] == nil)
+        #expect((sidecar["meta"] as? [String: Any])?["subscription"] as? String == "projects/p/subscriptions/s")
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import PersistorTestSupport
+import Testing
+
+/// The archive as users read it: raw mode's create-only objects, and DuckDB over ndjson.
+@Suite(.serialized) struct ArchiveLayoutTests {
+    func post(_ server: PersistorProcess, _ path: String, _ body: String, headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> Int {
+        let client = try server.connect()
+        try client.send(RawHTTPClient.request("POST", path, headers: headers, body: body))
+        return try client.readResponse().status
+    }
+
+    @Test func rawModeStoresARedeliveryOnceAndAcksBoth() throws {
+        let server = try PersistorProcess(config: """
+        archive:
+          format: raw
+          path: "{route}/{yyyy}/{MM}/{dd}"
+        """)
+        let envelope = #"{"message":{"data":"aGVsbG8=","messageId":"42","publishTime":"2021-02-26T19:13:55.749Z","attributes":{"k":"v"}},"subscription":"projects/p/subscriptions/s"}"#
+        #expect(try post(server, "/pubsub", envelope) == 204)
+        #expect(try post(server, "/pubsub", envelope) == 204)
+        #expect(try post(server, "/eventgrid", #"[{"id":"../../escape","eventType":"t","eventTime":"2021-02-26T10:00:00Z","data":{}}]"#) == 200)
+        #expect(server.store.files() == [
+            "eventgrid/2021/02/26/..%2F..%2Fescape.gz", "eventgrid/2021/02/26/..%2F..%2Fescape.json",
+            "pubsub/2021/02/26/42.gz", "pubsub/2021/02/26/42.json",
+        ])
+        let payload = try systemGunzip([UInt8](Data(contentsOf: URL(fileURLWithPath: server.store.path + "/pubsub/2021/02/26/42.gz"))))
+        #expect(payload == Array("hello".utf8))
+        let sidecar = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: server.store.path + "/pubsub/2021/02/26/42.json"))) as? [String: Any])
+        #expect(sidecar["id"] as? String == "42")
+        #expect(sidecar["eventTime"] as? String == "2021-02-26T19:13:55.749Z")
+        #expect(sidecar["attributes"] as? [String: String] == ["k": "v"])
+        #expect(sidecar["formatVersion"] as? String == "1")
+    }
+
+    @Test func duckDBReadsTheHiveStyleArchiveAsIs() throws {
+        let server = try PersistorProcess(config: """
+        archive:
+          path: "{route}/dt={yyyy}-{MM}-{dd}/hour={HH}"
+        """)
+        let binary: [UInt8] = [0x00, 0x9F, 0xFF, 0x10]
+        var sent: [String: [UInt8]] = [:]
+        func pubsub(_ id: String, _ payload: [UInt8]) throws {
+            sent[id] = payload
+            #expect(try post(server, "/pubsub", #"{"message":{"data":"\#(Data(payload).base64EncodedString())","messageId":"\#(id)"}}"#) == 204)
+        }
+        try pubsub("p1", Array(#"{"order":1,"note":"é \" \\ \n"}"#.utf8))
+        try pubsub("p2", binary)
+        let event = #"{"id":"e1","eventType":"Contoso.Created","subject":"s","eventTime":"2026-11-26T19:00:00Z","data":{"x":[1,2]}}"#
+        #expect(try post(server, "/eventgrid", "[\(event)]") == 200)
+        sent["e1"] = Array(event.utf8)
+        let bad = #"{"message":{"data":"!!!","messageId":"p3"}}"#
+        #expect(try post(server, "/pubsub", bad) == 204)
+
+        let output = try runPythonTool("duckdb_read.py", [server.store.path])
+        let rows = try #require(output["rows"] as? [[String: String]])
+        var byID: [String: [String: String]] = [:]
+        for row in rows { byID[row["id"] ?? ""] = row }
+        #expect(rows.count == 4)
+        for (id, payload) in sent {
+            let row = try #require(byID[id], "\(id) is readable with DuckDB")
+            #expect(Data(base64Encoded: row["payload_b64"] ?? "").map { [UInt8]($0) } == payload, "\(id)")
+        }
+        #expect(byID["e1"]?["source"] == "eventgrid" && byID["e1"]?["route"] == "eventgrid")
+        // DuckDB detects the timestamps and reads them as TIMESTAMP WITH TIME ZONE.
+        #expect(byID["e1"]?["eventTime"]?.hasPrefix("2026-11-26 19:00:00") == true)
+        let unparsed = try #require(rows.first { $0["source"] == "unparsed" })
+        #expect(Data(base64Encoded: unparsed["payload_b64"] ?? "").map { [UInt8]($0) } == Array(bad.utf8))
+        let today = UTCDate.now
+        #expect(rows.allSatisfy { $0["dt"] == today.day && $0["hour"] == today.hour || $0["hour"] == today.nextHour },
+                "hive partition columns come from the path")
+    }
+}
+
+/// Today's UTC date and hour, as the receive-time path template writes them.
+private struct UTCDate {
+    let day: String
+    let hour: String
+    let nextHour: String
+
+    static var now: UTCDate {
+        let calendar = Calendar(identifier: .gregorian)
+        var utc = calendar
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        let date = Date()
+        let parts = utc.dateComponents([.year, .month, .day, .hour], from: date)
+        let day = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        let next = utc.component(.hour, from: date.addingTimeInterval(3600))
+        return UTCDate(day: day, hour: String(parts.hour!), nextHour: String(next))
+    }
+}
