@@ -33,6 +33,33 @@ import Testing
         #expect(sidecar["formatVersion"] as? String == "1")
     }
 
+    @Test func hostileAttributesCannotLeaveTheStore() throws {
+        let server = try PersistorProcess(config: """
+        routes:
+          - name: orders
+            path: /pubsub
+            kind: pubsub
+            delivery: unwrapped
+        archive:
+          path: "{route}/{attr:tenant}/{attr:region}"
+        """)
+        let hostile = ["../../../../tmp/escaped", "..", "%2e%2e", "/etc", String(repeating: "x", count: 4000)]
+        for (index, value) in hostile.enumerated() {
+            #expect(try post(server, "/pubsub", "payload \(index)", headers: [("Tenant", value), ("Region", "..")]) == 204)
+        }
+        let objects = server.store.files()
+        #expect(objects.count == hostile.count)
+        for object in objects {
+            let segments = object.split(separator: "/")
+            #expect(segments.count == 4 && segments[0] == "orders", "\(object)")
+            #expect(!segments.contains("..") && !segments.contains("."), "\(object)")
+            #expect(segments[2] == "%2E%2E", "a '..' value is encoded")
+            #expect(segments[1].utf8.count <= 128)
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/escaped"))
+        #expect(try allRecords(server.store).count == hostile.count)
+    }
+
     @Test func duckDBReadsTheHiveStyleArchiveAsIs() throws {
         let server = try PersistorProcess(config: """
         archive:
