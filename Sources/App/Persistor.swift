@@ -73,19 +73,18 @@ public final class Persistor: Sendable {
             } else {
                 logger.warning("route accepts unauthenticated deliveries", metadata: ["route": "\(route.name)", "path": "\(route.path)"])
             }
-            let limit = route.maxBodyBytes
+            // The parser admits the largest route limit; each route enforces its own.
+            let limit = route.maxBodyBytes ?? config.server.maxBodyBytes
+            let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
+            archivers.append(archiver)
             switch route.kind {
             case .pubsub:
-                let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
-                archivers.append(archiver)
                 let handler = PubSubRoute(
                     decoder: PubSubDecoder(route: route.name, delivery: PubSubDecoder.Delivery(rawValue: route.delivery.rawValue) ?? .auto),
                     archiver: archiver, health: storeHealth, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
                                                     handler: authenticated(handler.handle, by: authenticator)))
             case .eventgrid:
-                let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
-                archivers.append(archiver)
                 let handler = EventGridRoute(
                     decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
                     route: route.name, archiver: archiver, health: storeHealth, logger: logger)
