@@ -50,7 +50,7 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
-        .testTarget(name: "JSONTests", dependencies: ["PersistorJSON"]),
+        .testTarget(name: "JSONTests", dependencies: ["PersistorJSON", "PersistorTestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
         .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),

@@ -26,18 +26,7 @@ func json(_ value: Any) -> String {
     switch value {
     case let int as Int: return String(int)
     case let double as Double: return String(double)
-    case let string as String:
-        var out = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
+    case let string as String: return jsonStringLiteral(string)
     case let array as [Any]: return "[" + array.map(json).joined(separator: ",") + "]"
     case let object as [String: Any]:
         return "{" + object.keys.sorted().map { json($0) + ":" + json(object[$0]!) }.joined(separator: ",") + "}"

@@ -93,40 +93,21 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
     return bytes
 }
 
-/// A JSON string literal for ASCII-safe test text (quotes and backslashes escaped).
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if scalar.value < 0x20 {
-                out += String(format: "\\u%04x", scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
-
 /// A wrapped Pub/Sub push envelope (protocols.md §1.2), written by hand so the bytes are exact.
 func wrappedEnvelope(id: String, data: [UInt8]?, attributes: [String: String]? = nil,
                      publishTime: String = "2021-02-26T19:13:55.749Z",
                      subscription: String = "projects/myproject/subscriptions/mysubscription") -> [UInt8] {
     var message: [String] = []
     if let attributes {
-        let members = attributes.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+        let members = attributes.sorted { $0.key < $1.key }.map { "\(jsonStringLiteral($0.key)):\(jsonStringLiteral($0.value))" }
         message.append("\"attributes\":{\(members.joined(separator: ","))}")
     }
     if let data { message.append("\"data\":\"\(Data(data).base64EncodedString())\"") }
-    message.append("\"messageId\":\(jsonString(id))")
-    message.append("\"message_id\":\(jsonString(id))")
-    message.append("\"publishTime\":\(jsonString(publishTime))")
-    message.append("\"publish_time\":\(jsonString(publishTime))")
-    return Array("{\"message\":{\(message.joined(separator: ","))},\"subscription\":\(jsonString(subscription))}".utf8)
+    message.append("\"messageId\":\(jsonStringLiteral(id))")
+    message.append("\"message_id\":\(jsonStringLiteral(id))")
+    message.append("\"publishTime\":\(jsonStringLiteral(publishTime))")
+    message.append("\"publish_time\":\(jsonStringLiteral(publishTime))")
+    return Array("{\"message\":{\(message.joined(separator: ","))},\"subscription\":\(jsonStringLiteral(subscription))}".utf8)
 }
 
 /// A POST /pubsub request carrying a wrapped envelope.

@@ -1,5 +1,6 @@
 import Testing
 import PersistorJSON
+import PersistorTestSupport
 
 // MARK: - Helpers
 
@@ -44,35 +45,16 @@ private func expectFailure(_ text: String, _ reason: String, at offset: Int? = n
 private func render(_ node: JSONNode) -> String {
     switch node.value {
     case .object(let members):
-        return "{" + members.map { renderString($0.key) + ":" + render($0.value) }
+        return "{" + members.map { jsonStringLiteral($0.key) + ":" + render($0.value) }
             .joined(separator: ",") + "}"
     case .array(let elements):
         return "[" + elements.map(render).joined(separator: ",") + "]"
-    case .string(let s): return renderString(s)
+    case .string(let s): return jsonStringLiteral(s)
     case .number(let text): return text
     case .bool(let b): return b ? "true" : "false"
     case .null: return "null"
     case .unmaterialized: return "?"
     }
-}
-
-private func renderString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
 }
 
 private func slice(_ input: [UInt8], _ range: Range<Int>) -> String {

@@ -106,3 +106,23 @@ public func runPythonTool(_ script: String, _ arguments: [String]) throws -> [St
     }
     return object
 }
+
+/// A JSON string literal for test text: quotes, backslashes and control characters escaped,
+/// everything else kept as is.
+public func jsonStringLiteral(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        default:
+            if scalar.value < 0x20 {
+                out += String(format: "\\u%04x", scalar.value)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}
