@@ -1,6 +1,13 @@
-/// Opens the store a URL names: `file:///abs/dir`, `/abs/dir` or `./dir` for the local filesystem.
+import Foundation
+
+/// Opens the store a URL names (design §2): `file:///abs/dir`, `/abs/dir` or `./dir` for the local
+/// filesystem; `gs://bucket/prefix`, `az://account/container/prefix`, `s3://bucket/prefix` for the
+/// clouds, with credentials and endpoints from `environment` by each cloud's own conventions.
 public enum StoreFactory {
-    public static func open(_ url: String) throws(BlobStoreError) -> any BlobWriter {
+    public static func open(_ url: String,
+                            environment: [String: String] = ProcessInfo.processInfo.environment,
+                            policy: StoreRetryPolicy = StoreRetryPolicy(),
+                            transport: any StoreHTTPTransport = URLSessionTransport()) throws(BlobStoreError) -> any BlobWriter {
         if url.hasPrefix("file://") {
             let path = String(url.dropFirst("file://".count))
             guard path.hasPrefix("/") else {
@@ -9,7 +16,7 @@ public enum StoreFactory {
             return try LocalFileStore(root: path)
         }
         if let scheme = url.range(of: "://").map({ url[..<$0.lowerBound] }) {
-            throw BlobStoreError(store: url, key: nil, message: "unsupported store scheme '\(scheme)'; supported: file:// or a directory path", retryable: false)
+            throw BlobStoreError(store: url, key: nil, message: "unsupported store scheme '\(scheme)'; supported: file://, gs://, az://, s3:// or a directory path", retryable: false)
         }
         guard !url.isEmpty else { throw BlobStoreError(store: url, key: nil, message: "empty store URL", retryable: false) }
         return try LocalFileStore(root: url)

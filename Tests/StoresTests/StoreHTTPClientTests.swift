@@ -1,0 +1,125 @@
+import Foundation
+import PersistorStores
+import PersistorTestSupport
+import Testing
+
+/// Answers from a script, one per attempt, and records what was sent.
+private final class ScriptedTransport: StoreHTTPTransport, @unchecked Sendable {
+    enum Step { case answer(Int, [String: String]), refuse }
+    private let steps: LockedBox<[Step]>
+    let sent = LockedBox<[StoreHTTPRequest]>([])
+
+    init(_ steps: [Step]) { self.steps = LockedBox(steps) }
+
+    func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
+        sent.update { $0.append(request) }
+        let step = steps.update { $0.isEmpty ? Step.answer(200, [:]) : $0.removeFirst() }
+        switch step {
+        case .answer(let status, let headers): return StoreHTTPResponse(status: status, headers: headers)
+        case .refuse: throw URLError(.cannotConnectToHost)
+        }
+    }
+}
+
+private let fast = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .seconds(2), maxAttempts: 4,
+                                    initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://127.0.0.1:1/b/k")!)
+
+@Suite struct StoreHTTPClientTests {
+    @Test func retriesServerErrorsAndNetworkFailuresThenReturnsTheAnswer() async throws {
+        let transport = ScriptedTransport([.answer(503, [:]), .refuse, .answer(500, [:]), .answer(201, [:])])
+        let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
+        var builds = 0
+        let response = try await client.send(key: "k") { builds += 1; return request }
+        #expect(response.status == 201)
+        #expect(transport.sent.get().count == 4)
+        #expect(builds == 4, "each attempt builds (and signs) its request afresh")
+    }
+
+    @Test(arguments: [400, 401, 403, 404, 409, 412])
+    func doesNotRetryClientErrors(status: Int) async throws {
+        let transport = ScriptedTransport([.answer(status, [:]), .answer(201, [:])])
+        let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
+        let response = try await client.send(key: "k") { request }
+        #expect(response.status == status)
+        #expect(transport.sent.get().count == 1)
+    }
+
+    @Test(arguments: [408, 429])
+    func retriesTimeoutAndThrottling(status: Int) async throws {
+        let transport = ScriptedTransport([.answer(status, [:]), .answer(201, [:])])
+        let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
+        #expect(try await client.send(key: "k") { request }.status == 201)
+    }
+
+    @Test func givesUpAfterMaxAttemptsWithTheLastStatusAndCode() async throws {
+        let transport = ScriptedTransport(Array(repeating: .answer(503, ["x-code": "ServerBusy"]), count: 10))
+        let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
+        do {
+            _ = try await client.send(key: "a/b", errorCode: { $0.header("x-code") }) { request }
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.status == 503)
+            #expect(error.code == "ServerBusy")
+            #expect(error.key == "a/b")
+            #expect(error.store == "test://s")
+            #expect(error.retryable)
+        }
+        #expect(transport.sent.get().count == 4)
+    }
+
+    @Test func staysWithinTheTotalBudget() async throws {
+        let transport = ScriptedTransport(Array(repeating: .answer(503, ["retry-after": "1"]), count: 10))
+        let policy = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .milliseconds(1500), maxAttempts: 10,
+                                      initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+        let client = StoreHTTPClient(store: "test://s", transport: transport, policy: policy)
+        let started = ContinuousClock.now
+        await #expect(throws: BlobStoreError.self) { _ = try await client.send(key: "k") { request } }
+        #expect(ContinuousClock.now - started < .milliseconds(1500))
+        #expect(transport.sent.get().count == 2, "Retry-After: 1 leaves room for one retry in 1.5 s")
+    }
+
+    @Test func anUnreachableHostIsARetryableNetworkError() async throws {
+        let port = try PersistorProcess.freePort()
+        let client = StoreHTTPClient(store: "test://s", transport: URLSessionTransport(), policy: fast)
+        do {
+            _ = try await client.send(key: "k") { StoreHTTPRequest(method: "PUT", url: URL(string: "http://127.0.0.1:\(port)/x")!) }
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.retryable)
+            #expect(error.status == nil)
+            #expect(error.description.contains("connection refused"), "\(error)")
+        }
+    }
+}
+
+private struct CountingSource: AccessTokenSource {
+    let fetches = LockedBox(0)
+    let lifetime: TimeInterval
+    func fetchToken() async throws(BlobStoreError) -> AccessToken {
+        let n = fetches.update { $0 += 1; return $0 }
+        try? await Task.sleep(for: .milliseconds(50))
+        return AccessToken(value: "t\(n)", expiresAt: Date().addingTimeInterval(lifetime))
+    }
+}
+
+@Suite struct AccessTokenCacheTests {
+    @Test func concurrentCallersShareOneFetchAndReuseTheToken() async throws {
+        let source = CountingSource(lifetime: 3600)
+        let cache = AccessTokenCache(source: source)
+        let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<20 { group.addTask { try await cache.token() } }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(tokens) == ["t1"])
+        #expect(try await cache.token() == "t1")
+        #expect(source.fetches.get() == 1)
+    }
+
+    @Test func refreshesATokenNearExpiry() async throws {
+        let source = CountingSource(lifetime: 200)  // inside the 300 s refresh margin
+        let cache = AccessTokenCache(source: source)
+        #expect(try await cache.token() == "t1")
+        #expect(try await cache.token() == "t2")
+    }
+}
