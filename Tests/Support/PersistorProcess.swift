@@ -36,8 +36,10 @@ public final class PersistorProcess: @unchecked Sendable {
     ///     `PERSISTOR_*` are removed.
     ///   - store: an existing archive directory to serve (e.g. one a previous process wrote);
     ///     it is then left in place. By default a fresh one is created and removed with the process.
+    ///   - storeURL: a store URL (`gs://…`, `az://…`, `s3://…`) passed as `--store` instead of the
+    ///     directory; `store` then stays empty.
     public init(config: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
-                store existingStore: TemporaryDirectory? = nil, startupTimeout: Double = 20) throws {
+                store existingStore: TemporaryDirectory? = nil, storeURL: String? = nil, startupTimeout: Double = 20) throws {
         _ = killLiveServersAtExit
         let binary = try Self.locateBinary()
         let workDirectory = try TemporaryDirectory("persistor-e2e-run")
@@ -61,7 +63,7 @@ public final class PersistorProcess: @unchecked Sendable {
             let port = try Self.freePort()
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", store.path]
+            process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", storeURL ?? store.path]
                 + configArguments + arguments
             process.environment = childEnvironment
             guard FileManager.default.createFile(atPath: logPath, contents: nil),
