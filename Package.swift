@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "StoresTests", dependencies: ["PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorAuth", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorAuth", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
     ]
 )

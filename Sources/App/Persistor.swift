@@ -42,7 +42,7 @@ public final class Persistor: Sendable {
 
         let store: any BlobWriter
         do {
-            store = try StoreFactory.open(settings.store)
+            store = try StoreFactory.open(settings.store, policy: config.storeRetry)
         } catch {
             throw StartupError(description: "cannot open store \(settings.store): \(error)")
         }

@@ -2,6 +2,7 @@ import Foundation
 import PersistorAuth
 import Testing
 import PersistorApp
+import PersistorStores
 
 // MARK: Helpers
 
@@ -147,6 +148,12 @@ struct ConfigFileTests {
     @Test func everySetting() throws {
         let yaml = """
         store: "s3://bucket/prefix"
+        storeRetry:
+          attemptTimeout: 2s
+          totalTimeout: 3s
+          maxAttempts: 2
+          initialBackoff: 50ms
+          maxBackoff: 1s
         server:
           host: 127.0.0.1
           port: 9090
@@ -184,6 +191,8 @@ struct ConfigFileTests {
         let config = try parse(yaml)
         #expect(config == PersistorConfig(
             store: "s3://bucket/prefix",
+            storeRetry: StoreRetryPolicy(attemptTimeout: .seconds(2), totalTimeout: .seconds(3), maxAttempts: 2,
+                                         initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
             server: ServerConfig(host: "127.0.0.1", port: 9090, maxBodyBytes: 16 << 20, maxHeaderBytes: 8192,
                                  headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
                                  maxConnections: 100, drainDelay: .seconds(3), shutdownGrace: .seconds(20)),
@@ -199,9 +208,9 @@ struct ConfigFileTests {
 
     @Test func topLevelMustBeAMapping() {
         #expect(failure("- a\n- b\n")
-                == "config.yaml:1: the configuration must be a mapping (store, server, routes, archive, log), got a list")
+                == "config.yaml:1: the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got a list")
         #expect(failure("hello\n")
-                == "config.yaml:1: the configuration must be a mapping (store, server, routes, archive, log), got a string")
+                == "config.yaml:1: the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got a string")
     }
 
     @Test func yamlSyntaxErrorNamesLine() {

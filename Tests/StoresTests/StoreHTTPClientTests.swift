@@ -93,33 +93,33 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
     }
 }
 
-private struct CountingSource: AccessTokenSource {
+private struct CountingSource: CredentialSource {
     let fetches = LockedBox(0)
     let lifetime: TimeInterval
-    func fetchToken() async throws(BlobStoreError) -> AccessToken {
+    func fetch() async throws(BlobStoreError) -> Expiring<String> {
         let n = fetches.update { $0 += 1; return $0 }
         try? await Task.sleep(for: .milliseconds(50))
-        return AccessToken(value: "t\(n)", expiresAt: Date().addingTimeInterval(lifetime))
+        return Expiring("t\(n)", expiresAt: Date().addingTimeInterval(lifetime))
     }
 }
 
-@Suite struct AccessTokenCacheTests {
+@Suite struct CredentialCacheTests {
     @Test func concurrentCallersShareOneFetchAndReuseTheToken() async throws {
         let source = CountingSource(lifetime: 3600)
-        let cache = AccessTokenCache(source: source)
+        let cache = CredentialCache(source: source)
         let tokens = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<20 { group.addTask { try await cache.token() } }
+            for _ in 0..<20 { group.addTask { try await cache.get() } }
             return try await group.reduce(into: [String]()) { $0.append($1) }
         }
         #expect(Set(tokens) == ["t1"])
-        #expect(try await cache.token() == "t1")
+        #expect(try await cache.get() == "t1")
         #expect(source.fetches.get() == 1)
     }
 
     @Test func refreshesATokenNearExpiry() async throws {
         let source = CountingSource(lifetime: 200)  // inside the 300 s refresh margin
-        let cache = AccessTokenCache(source: source)
-        #expect(try await cache.token() == "t1")
-        #expect(try await cache.token() == "t2")
+        let cache = CredentialCache(source: source)
+        #expect(try await cache.get() == "t1")
+        #expect(try await cache.get() == "t2")
     }
 }

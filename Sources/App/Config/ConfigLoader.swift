@@ -5,6 +5,7 @@
 
 import Foundation
 import PersistorAuth
+import PersistorStores
 import Yams
 
 /// A configuration problem, formatted for the user as `"<source>:<line>: <message>"` (or
@@ -246,17 +247,33 @@ private struct ConfigNodeDecoder {
     func decode(_ root: Node?) throws(ConfigError) -> PersistorConfig {
         guard let root, !isNull(root) else { return PersistorConfig() }
         guard case .mapping = root else {
-            throw fail(lineOf(root, or: 1), "the configuration must be a mapping (store, server, routes, archive, log), got \(describe(root))")
+            throw fail(lineOf(root, or: 1), "the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got \(describe(root))")
         }
         let top = try section(root, label: "the configuration", path: "", line: 1,
-                              allowed: ["store", "server", "routes", "archive", "log"])
+                              allowed: ["store", "storeRetry", "server", "routes", "archive", "log"])
         var config = PersistorConfig()
         if let field = top["store"] { config.store = try string(field) }
+        if let field = top["storeRetry"] { config.storeRetry = try storeRetry(field) }
         if let field = top["server"] { config.server = try server(field) }
         if let field = top["routes"] { config.routes = try routes(field) }
         if let field = top["archive"] { config.archive = try archive(field) }
         if let field = top["log"] { config.log = try log(field) }
         return config
+    }
+
+    // MARK: storeRetry
+
+    func storeRetry(_ field: ConfigField) throws(ConfigError) -> StoreRetryPolicy {
+        let section = try section(of: field, path: "storeRetry", allowed: [
+            "attemptTimeout", "totalTimeout", "maxAttempts", "initialBackoff", "maxBackoff",
+        ])
+        var policy = StoreRetryPolicy()
+        if let f = section["attemptTimeout"] { policy.attemptTimeout = try duration(f, zeroAllowed: false) }
+        if let f = section["totalTimeout"] { policy.totalTimeout = try duration(f, zeroAllowed: false) }
+        if let f = section["maxAttempts"] { policy.maxAttempts = try integer(f, in: 1...100) }
+        if let f = section["initialBackoff"] { policy.initialBackoff = try duration(f, zeroAllowed: true) }
+        if let f = section["maxBackoff"] { policy.maxBackoff = try duration(f, zeroAllowed: true) }
+        return policy
     }
 
     // MARK: server

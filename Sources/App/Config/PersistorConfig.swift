@@ -4,6 +4,7 @@
 // them, so flag > environment > file > default precedence can be applied by the caller.
 
 import PersistorAuth
+import PersistorStores
 
 /// The whole Persistor configuration.
 ///
@@ -12,6 +13,8 @@ public struct PersistorConfig: Sendable, Equatable {
     /// The store URL (`gs://…`, `az://…`, `s3://…`, `file:///…`, `./dir`); `nil` when the file does
     /// not set `store`. URL validation happens where the store is opened.
     public var store: String?
+    /// Timeouts and retries of a cloud store's requests (`storeRetry`).
+    public var storeRetry: StoreRetryPolicy
     /// Listener limits and timeouts.
     public var server: ServerConfig
     /// The routes, in file order. Without a `routes` key these are `defaultRoutes`.
@@ -29,11 +32,13 @@ public struct PersistorConfig: Sendable, Equatable {
     ]
 
     public init(store: String? = nil,
+                storeRetry: StoreRetryPolicy = StoreRetryPolicy(),
                 server: ServerConfig = ServerConfig(),
                 routes: [RouteConfig] = PersistorConfig.defaultRoutes,
                 archive: ArchiveConfig = ArchiveConfig(),
                 log: LogConfig = LogConfig()) {
         self.store = store
+        self.storeRetry = storeRetry
         self.server = server
         self.routes = routes
         self.archive = archive
