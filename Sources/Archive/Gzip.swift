@@ -6,10 +6,13 @@ public struct GzipError: Error, CustomStringConvertible {
 }
 
 /// Compresses a sequence of chunks into one gzip member without joining them first.
-public final class GzipCompressor {
+///
+/// `finish` ends a member and readies the compressor for the next one, so a caller can keep one
+/// compressor (and zlib's ~270 KB of state) instead of allocating it per object. Not thread-safe:
+/// one user at a time.
+public final class GzipCompressor: @unchecked Sendable {
     private let stream: UnsafeMutablePointer<z_stream>
     private var output: [UInt8] = []
-    private var finished = false
 
     /// `level` 0 (store) … 9 (smallest); 6 is zlib's default.
     public init(level: Int) throws(GzipError) {
@@ -34,11 +37,11 @@ public final class GzipCompressor {
         try bytes.withUnsafeBufferPointer { (buffer) throws(GzipError) in try deflate(buffer, flush: Z_NO_FLUSH) }
     }
 
-    /// Ends the stream and returns the whole gzip member.
+    /// Ends the member and returns it whole; the compressor then starts a new, empty member.
     public func finish() throws(GzipError) -> [UInt8] {
-        precondition(!finished, "GzipCompressor.finish called twice")
-        finished = true
         try deflate(UnsafeBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        defer { output = [] }
+        guard deflateReset(stream) == Z_OK else { throw GzipError(description: "deflateReset failed") }
         return output
     }
 

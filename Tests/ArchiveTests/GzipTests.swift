@@ -15,6 +15,14 @@ import Testing
         #expect(try systemGunzip(gz) == chunks.flatMap { $0 })
     }
 
+    @Test func aCompressorIsReusedForTheNextMember() throws {
+        let compressor = try GzipCompressor(level: 6)
+        for text in ["first member\n", "", String(repeating: "second member ", count: 10_000)] {
+            try compressor.append(Array(text.utf8))
+            #expect(try systemGunzip(try compressor.finish()) == Array(text.utf8))
+        }
+    }
+
     @Test func emptyInputIsAValidGzipMember() throws {
         let gz = try GzipCompressor.compress([], level: 6)
         #expect(try systemGunzip(gz) == [])
