@@ -53,12 +53,17 @@ struct EventGridRoute: Sendable {
             case .success:
                 health.succeeded()
                 respond(success)
-            case .failure(let error):
+            case .failure(.store(let error)):
                 health.failed(error)
                 logger.error("archive write failed", metadata: [
                     "route": "\(route)", "id": "\(ids.first ?? "-")", "events": "\(ids.count)", "cause": "\(error)",
                 ])
                 respond(.storeUnavailable)
+            case .failure(let overload):
+                logger.warning("delivery refused", metadata: [
+                    "route": "\(route)", "id": "\(ids.first ?? "-")", "events": "\(ids.count)", "cause": "\(overload)",
+                ])
+                respond(.archiveBusy)
             }
         }
     }

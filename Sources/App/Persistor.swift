@@ -55,7 +55,8 @@ public final class Persistor: Sendable {
         let archiveSettings = ArchiveSettings(
             format: config.archive.format == .raw ? .raw : .ndjson, path: template, useEventTime: config.archive.time == .event,
             maxRecords: config.archive.batch.maxRecords, maxBytes: config.archive.batch.maxBytes,
-            maxDelay: config.archive.batch.maxDelay, gzipLevel: config.archive.gzipLevel)
+            maxDelay: config.archive.batch.maxDelay, gzipLevel: config.archive.gzipLevel,
+            maxPendingRecords: config.archive.maxPendingRecords, maxPendingBytes: config.archive.maxPendingBytes)
 
         let readiness = self.readiness
         let storeHealth = StoreHealth(store: store, readiness: readiness, logger: logger)
@@ -109,7 +110,8 @@ public final class Persistor: Sendable {
             host: settings.host, port: settings.port,
             limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
             headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
-            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections)
+            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections,
+            maxInFlightBodyBytes: server.maxInFlightBodyBytes)
         let protocolLogger = logger
         self.server = HTTPServer(settings: httpSettings, service: router) { status, reason in
             protocolLogger.info("request rejected", metadata: ["status": "\(status)", "cause": "\(reason)"])

@@ -21,10 +21,13 @@ struct PubSubRoute: Sendable {
             case .success:
                 health.succeeded()
                 respond(HTTPResponse(status: 204))
-            case .failure(let error):
+            case .failure(.store(let error)):
                 health.failed(error)
                 logger.error("archive write failed", metadata: ["route": "\(route)", "id": "\(id)", "cause": "\(error)"])
                 respond(.storeUnavailable)
+            case .failure(let overload):
+                logger.warning("delivery refused", metadata: ["route": "\(route)", "id": "\(id)", "cause": "\(overload)"])
+                respond(.archiveBusy)
             }
         }
     }
@@ -34,4 +37,7 @@ extension HTTPResponse {
     /// The retryable answer for any failure to store (never 4xx: senders may drop those).
     static let storeUnavailable = HTTPResponse.text(503, "archive store unavailable; retry later",
                                                     headers: HTTPHeaders([("Retry-After", "5")]))
+    /// The answer when a route's backlog of not-yet-durable records is full.
+    static let archiveBusy = HTTPResponse.text(503, "archive busy; retry later",
+                                               headers: HTTPHeaders([("Retry-After", "1")]))
 }

@@ -20,9 +20,14 @@ public struct ArchiveSettings: Sendable {
     /// flush has finished).
     public var maxDelay: Duration
     public var gzipLevel: Int
+    /// Records not yet durable (open, sealed and being written) beyond which deliveries are refused.
+    public var maxPendingRecords: Int
+    /// Encoded bytes not yet durable beyond which deliveries are refused.
+    public var maxPendingBytes: Int
 
     public init(format: Format = .ndjson, path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
-                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, gzipLevel: Int = 6) {
+                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, gzipLevel: Int = 6,
+                maxPendingRecords: Int = 100_000, maxPendingBytes: Int = 256 << 20) {
         self.format = format
         self.path = path
         self.useEventTime = useEventTime
@@ -30,6 +35,8 @@ public struct ArchiveSettings: Sendable {
         self.maxBytes = maxBytes
         self.maxDelay = maxDelay
         self.gzipLevel = gzipLevel
+        self.maxPendingRecords = maxPendingRecords
+        self.maxPendingBytes = maxPendingBytes
     }
 }
 
@@ -56,8 +63,24 @@ public final class ObjectNamer: Sendable {
     }
 }
 
+/// Why a delivery's records were not archived. Either way nothing of it may be acknowledged.
+public enum ArchiveFailure: Error, Sendable, CustomStringConvertible {
+    /// The store refused or failed the write.
+    case store(BlobStoreError)
+    /// The route already holds its limit of records or bytes that are not yet durable (the store
+    /// is slower than the senders); the delivery was refused without being queued.
+    case backlogFull(records: Int, bytes: Int)
+
+    public var description: String {
+        switch self {
+        case .store(let error): "\(error)"
+        case .backlogFull(let records, let bytes): "archive backlog full (\(records) records, \(bytes) bytes not yet durable)"
+        }
+    }
+}
+
 /// Outcome of archiving one delivery's records.
-public typealias ArchiveCompletion = @Sendable (Result<Void, BlobStoreError>) -> Void
+public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) -> Void
 
 /// Group commit for one route: records from many requests share one batch; a batch is written
 /// as soon as the previous write has finished (or when `maxDelay` passes), each waiter is
@@ -68,6 +91,9 @@ public final class RouteArchiver: Sendable {
     private let store: any BlobWriter
     private let namer: ObjectNamer
     private let state = Mutex(State())
+    /// A compressor kept between objects (zlib's state is costly to set up); taken by one user at
+    /// a time, and a concurrent user makes its own.
+    private let spareCompressor = Mutex<GzipCompressor?>(nil)
 
     private struct Batch {
         /// ndjson: encoded lines per directory, with the receive times of the first and last.
@@ -89,6 +115,9 @@ public final class RouteArchiver: Sendable {
         var flushing = false
         var timerArmed = false
         var draining = false
+        /// Records and bytes submitted and not yet written (or failed), for the backlog limit.
+        var pendingRecords = 0
+        var pendingBytes = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -114,13 +143,19 @@ public final class RouteArchiver: Sendable {
             do {
                 for record in records { objects += try rawObjects(record) }
             } catch {
-                completion(.failure(BlobStoreError(store: store.name, key: nil, message: "gzip: \(error)", retryable: true)))
+                completion(.failure(.store(BlobStoreError(store: store.name, key: nil, message: "gzip: \(error)", retryable: true))))
                 return
             }
         }
         let size = encoded.reduce(0) { $0 + $1.line.count } + objects.reduce(0) { $0 + $1.bytes.count }
         let count = records.count
-        let (startFlusher, armTimer) = state.withLock { state -> (Bool, Bool) in
+        let (accepted, startFlusher, armTimer) = state.withLock { state -> (Bool, Bool, Bool) in
+            if state.pendingRecords > 0 && (state.pendingRecords + count > settings.maxPendingRecords
+                                            || state.pendingBytes + size > settings.maxPendingBytes) {
+                return (false, false, false)
+            }
+            state.pendingRecords += count
+            state.pendingBytes += size
             if !state.open.isEmpty && (state.open.records + count > settings.maxRecords
                                        || state.open.bytes + size > settings.maxBytes) {
                 state.sealed.append(state.open)
@@ -136,14 +171,19 @@ public final class RouteArchiver: Sendable {
             state.open.records += count
             state.open.bytes += size
             state.open.waiters.append(completion)
-            if state.flushing { return (false, false) }
+            if state.flushing { return (true, false, false) }
             if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
                 state.flushing = true
-                return (true, false)
+                return (true, true, false)
             }
-            if state.timerArmed { return (false, false) }
+            if state.timerArmed { return (true, false, false) }
             state.timerArmed = true
-            return (false, true)
+            return (true, false, true)
+        }
+        guard accepted else {
+            let (records, bytes) = state.withLock { ($0.pendingRecords, $0.pendingBytes) }
+            completion(.failure(.backlogFull(records: records, bytes: bytes)))
+            return
         }
         if startFlusher { startFlushing() }
         if armTimer { armDelayTimer(after: settings.maxDelay) }
@@ -188,11 +228,25 @@ public final class RouteArchiver: Sendable {
         let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
                         "formatVersion": RecordEncoder.formatVersion]
         return [
-            Blob(key: base + ".gz", bytes: try GzipCompressor.compress(record.payload, level: settings.gzipLevel),
+            Blob(key: base + ".gz", bytes: try gzip([record.payload]),
                  contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
             Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
                  metadata: metadata, createOnly: true),
         ]
+    }
+
+    /// One gzip member holding `chunks` in order.
+    private func gzip(_ chunks: [[UInt8]]) throws(GzipError) -> [UInt8] {
+        let compressor: GzipCompressor
+        if let spare = spareCompressor.withLock({ $0.take() }) {
+            compressor = spare
+        } else {
+            compressor = try GzipCompressor(level: settings.gzipLevel)
+        }
+        for chunk in chunks { try compressor.append(chunk) }
+        let member = try compressor.finish()
+        spareCompressor.withLock { $0 = compressor }
+        return member
     }
 
     private func startFlushing() {
@@ -214,7 +268,11 @@ public final class RouteArchiver: Sendable {
 
     private func flushLoop() async {
         while let batch = nextBatch() {
-            let result = await write(batch)
+            let result = await write(batch).mapError(ArchiveFailure.store)
+            state.withLock { state in
+                state.pendingRecords -= batch.records
+                state.pendingBytes -= batch.bytes
+            }
             for waiter in batch.waiters { waiter(result) }
         }
     }
@@ -252,9 +310,7 @@ public final class RouteArchiver: Sendable {
         for (path, lines) in batch.lines {
             let name = namer.batchName(firstReceivedAt: batch.firstReceivedAt[path]!)
             do {
-                let gzip = try GzipCompressor(level: settings.gzipLevel)
-                for line in lines { try gzip.append(line) }
-                blobs.append(Blob(key: path + "/" + name, bytes: try gzip.finish(),
+                blobs.append(Blob(key: path + "/" + name, bytes: try gzip(lines),
                                   contentType: "application/x-ndjson", contentEncoding: "gzip",
                                   metadata: ["records": String(lines.count),
                                              "firstReceivedAt": batch.firstReceivedAt[path]!.iso8601,

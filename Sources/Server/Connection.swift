@@ -18,6 +18,8 @@ final class Connection: @unchecked Sendable {
         /// The response was sent from `check`; the request's `.request` event is ignored.
         var answeredEarly = false
         var closeAfter = false
+        /// Taken from the server's in-flight body budget; given back when the slot goes.
+        var reservedBytes = 0
     }
 
     let fd: Int32
@@ -119,17 +121,16 @@ final class Connection: @unchecked Sendable {
                 nextSlotID += 1
                 if !head.keepAlive { stopAfterCurrent = true }
                 if let early = service.check(head) {
-                    slot.response = early
-                    slot.answeredEarly = true
-                    if Self.hasBody(head) {
-                        // The body is not read, so the connection cannot be reused.
-                        slot.closeAfter = true
-                        acceptingRequests = false
-                        bodyProgressAt = nil
-                    }
-                    slots.append(slot)
-                    flushResponses()
+                    answerEarly(slot, early, head: head)
                     continue
+                }
+                let announced = announcedBodyBytes(head)
+                if announced > 0 {
+                    guard server.reserveBodyBytes(announced) else {
+                        answerEarly(slot, Self.busy, head: head)
+                        continue
+                    }
+                    slot.reservedBytes = announced
                 }
                 if head.expectsContinue {
                     if slots.isEmpty { output.append(contentsOf: HTTPResponseEncoder.continueLine) } else { slot.needsContinue = true }
@@ -157,17 +158,44 @@ final class Connection: @unchecked Sendable {
 
     private var service: any HTTPService { server.service }
 
-    private static func hasBody(_ head: HTTPRequestHead) -> Bool {
-        if head.headers["transfer-encoding"] != nil { return true }
-        if let length = head.headers["content-length"], length != "0" { return true }
-        return false
+    /// The answer when the in-flight body budget is spent.
+    private static let busy = HTTPResponse.text(503, "server busy: too many request body bytes in flight; retry later",
+                                                headers: HTTPHeaders([("Retry-After", "1")]))
+
+    /// Answers a request from its head alone; its body (if any) is not read, so the connection
+    /// cannot be reused.
+    private func answerEarly(_ slot: Slot, _ response: HTTPResponse, head: HTTPRequestHead) {
+        var slot = slot
+        slot.response = response
+        slot.answeredEarly = true
+        if announcedBodyBytes(head) > 0 {
+            slot.closeAfter = true
+            acceptingRequests = false
+            bodyProgressAt = nil
+        }
+        slots.append(slot)
+        flushResponses()
+    }
+
+    /// The body bytes a request will hold: its `Content-Length`, or the body limit when chunked.
+    private func announcedBodyBytes(_ head: HTTPRequestHead) -> Int {
+        if head.headers["transfer-encoding"] != nil { return server.settings.limits.maxBodyBytes }
+        return head.headers["content-length"].flatMap { Int($0) } ?? 0
+    }
+
+    /// Removes slots and gives their body reservations back.
+    private func removeSlots(_ range: Range<Int>) {
+        var released = 0
+        for slot in slots[range] { released += slot.reservedBytes }
+        slots.removeSubrange(range)
+        server.releaseBodyBytes(released)
     }
 
     /// Forgets the slot of a request whose body will never complete (error, timeout, peer gone),
     /// so the answers before it can still be written and the connection can close.
     private func abandonIncompleteRequest() {
         guard bodyProgressAt != nil, let last = slots.last, last.response == nil else { return }
-        slots.removeLast()
+        removeSlots(slots.count - 1..<slots.count)
         bodyProgressAt = nil
     }
 
@@ -201,12 +229,12 @@ final class Connection: @unchecked Sendable {
             let last = slots.count == 1 && !acceptingRequests
             let keepAlive = slot.keepAlive && !slot.closeAfter && !last
             loop.encoder.encode(response, headRequest: slot.isHead, keepAlive: keepAlive, http10: slot.http10, into: &output)
-            slots.removeFirst()
             if !keepAlive {
                 closeAfterWrite = true
-                slots.removeAll()
+                removeSlots(0..<slots.count)
                 break
             }
+            removeSlots(0..<1)
             if slots.first?.needsContinue == true {
                 slots[0].needsContinue = false
                 output.append(contentsOf: HTTPResponseEncoder.continueLine)
@@ -299,7 +327,7 @@ final class Connection: @unchecked Sendable {
     private func finalClose() {
         guard !closed else { return }
         closed = true
-        slots.removeAll()
+        removeSlots(0..<slots.count)
         output = []
         if let source = readSource {
             if readSuspended { source.resume() }

@@ -17,6 +17,7 @@ public final class HTTPServer: Sendable {
     private let listener = ListenerSource()
     private let connections = Atomic<Int>(0)
     private let nextLoop = Atomic<Int>(0)
+    private let bodyBytesInFlight = Atomic<Int>(0)
     private let onProtocolError: (@Sendable (Int, String) -> Void)?
 
     /// `onProtocolError` is told about each malformed or timed-out request (status, reason).
@@ -91,6 +92,23 @@ public final class HTTPServer: Sendable {
         shutdown(fd, Int32(SHUT_WR))
         close(fd)
     }
+
+    /// Takes `bytes` from the in-flight body budget; false (and nothing taken) if they don't fit.
+    func reserveBodyBytes(_ bytes: Int) -> Bool {
+        let total = bodyBytesInFlight.add(bytes, ordering: .relaxed).newValue
+        if total > settings.maxInFlightBodyBytes && total != bytes {
+            bodyBytesInFlight.subtract(bytes, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseBodyBytes(_ bytes: Int) {
+        if bytes > 0 { bodyBytesInFlight.subtract(bytes, ordering: .relaxed) }
+    }
+
+    /// Body bytes held by requests not yet answered.
+    public var bodyBytesInFlightNow: Int { bodyBytesInFlight.load(ordering: .relaxed) }
 
     func connectionClosed() {
         connections.subtract(1, ordering: .relaxed)

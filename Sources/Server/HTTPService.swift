@@ -24,13 +24,18 @@ public struct HTTPServerSettings: Sendable {
     public var maxConnections: Int
     /// Requests a connection may have in progress (pipelining) before the server stops reading it.
     public var maxPipelinedRequests: Int
+    /// Request body bytes all connections together may hold (received or announced by
+    /// `Content-Length`, until answered); a request that would exceed it is answered 503 +
+    /// `Retry-After` before its body is read. A chunked request counts as `limits.maxBodyBytes`.
+    public var maxInFlightBodyBytes: Int
     /// Serial queues that run connections (default: one per core).
     public var loops: Int
 
     public init(host: String = "0.0.0.0", port: Int = 8080, limits: HTTPParserLimits = HTTPParserLimits(),
                 headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60), maxConnections: Int = 4096,
-                maxPipelinedRequests: Int = 64, loops: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
+                maxPipelinedRequests: Int = 64, maxInFlightBodyBytes: Int = 256 << 20,
+                loops: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
         self.host = host
         self.port = port
         self.limits = limits
@@ -39,6 +44,7 @@ public struct HTTPServerSettings: Sendable {
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.maxPipelinedRequests = maxPipelinedRequests
+        self.maxInFlightBodyBytes = maxInFlightBodyBytes
         self.loops = loops
     }
 }

@@ -163,6 +163,7 @@ struct ConfigFileTests {
           bodyTimeout: 1.5m
           idleTimeout: 2m
           maxConnections: 100
+          maxInFlightBodyBytes: 64MiB
           drainDelay: 3s
           shutdownGrace: 20s
         routes:
@@ -184,6 +185,8 @@ struct ConfigFileTests {
           path: dt={yyyy}-{MM}-{dd}/hour={HH}
           time: event
           gzipLevel: 0
+          maxPendingRecords: 500
+          maxPendingBytes: 10MiB
         log:
           format: json
           level: critical
@@ -195,14 +198,16 @@ struct ConfigFileTests {
                                          initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
             server: ServerConfig(host: "127.0.0.1", port: 9090, maxBodyBytes: 16 << 20, maxHeaderBytes: 8192,
                                  headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
-                                 maxConnections: 100, drainDelay: .seconds(3), shutdownGrace: .seconds(20)),
+                                 maxConnections: 100, maxInFlightBodyBytes: 64 << 20, drainDelay: .seconds(3),
+                                 shutdownGrace: .seconds(20)),
             routes: [
                 RouteConfig(name: "a.b_c-1", path: "/p", kind: .pubsub, delivery: .unwrapped, maxBodyBytes: 1_000_000),
                 RouteConfig(name: "eg", path: "/e/", kind: .eventgrid,
                             allowedOrigins: ["*", "https://eventgrid.azure.net"]),
             ],
             archive: ArchiveConfig(format: .raw, batch: BatchConfig(maxRecords: 1, maxBytes: 1, maxDelay: .zero),
-                                   path: "dt={yyyy}-{MM}-{dd}/hour={HH}", time: .event, gzipLevel: 0),
+                                   path: "dt={yyyy}-{MM}-{dd}/hour={HH}", time: .event, gzipLevel: 0,
+                                   maxPendingRecords: 500, maxPendingBytes: 10 << 20),
             log: LogConfig(format: .json, level: "critical")))
     }
 

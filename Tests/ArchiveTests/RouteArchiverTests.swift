@@ -30,7 +30,7 @@ final class ScriptedStore: BlobWriter {
                attributes: attributes, payload: Array("payload-\(id)".utf8))
     }
 
-    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, BlobStoreError> {
+    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, ArchiveFailure> {
         await withCheckedContinuation { continuation in
             archiver.submit(records) { continuation.resume(returning: $0) }
         }
@@ -70,7 +70,7 @@ final class ScriptedStore: BlobWriter {
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1"), record("2")])
-        guard case .failure(let error) = result else { Issue.record("expected failure"); return }
+        guard case .failure(.store(let error)) = result else { Issue.record("expected a store failure"); return }
         #expect(error.status == 503)
         store.failing.store(false, ordering: .relaxed)
         guard case .success = await submit(archiver, [record("3")]) else { Issue.record("expected recovery"); return }
@@ -113,6 +113,24 @@ final class ScriptedStore: BlobWriter {
         #expect(done.load(ordering: .relaxed) == 3)
     }
 
+    @Test func aFullBacklogRefusesDeliveriesWithoutQueueingThem() async throws {
+        let store = ScriptedStore(delayMilliseconds: 300)
+        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 2, maxPendingRecords: 3)
+        let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
+        let results = Mutex<[String: Result<Void, ArchiveFailure>]>([:])
+        for i in 0..<5 {
+            archiver.submit([record("\(i)")]) { result in results.withLock { $0["\(i)"] = result } }
+        }
+        // Three fit the backlog; the fourth and fifth are refused at once, while the store is still busy.
+        let refused = results.withLock { $0.filter { if case .failure(.backlogFull) = $0.value { true } else { false } } }
+        #expect(Set(refused.keys) == ["3", "4"])
+        await archiver.drain()
+        let written = Set(try store.puts.withLock { $0 }.flatMap { try lines($0) }.compactMap { $0["id"] as? String })
+        #expect(written == ["0", "1", "2"])
+        // Once the backlog is written, deliveries are taken again.
+        guard case .success = await submit(archiver, [record("5")]) else { Issue.record("expected success"); return }
+    }
+
     @Test func maxDelayTimerFlushes() async throws {
         let store = ScriptedStore()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .milliseconds(50)),
@@ -124,7 +142,7 @@ final class ScriptedStore: BlobWriter {
 }
 
 @Suite struct RawFormatTests {
-    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, BlobStoreError> {
+    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, ArchiveFailure> {
         await withCheckedContinuation { continuation in
             archiver.submit(records) { continuation.resume(returning: $0) }
         }

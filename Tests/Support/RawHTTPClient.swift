@@ -134,6 +134,14 @@ public final class RawHTTPClient {
 
     public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
+    /// Aborts the connection: the server gets a TCP reset (RST) instead of an orderly close.
+    public func reset() {
+        guard fd >= 0 else { return }
+        var abort = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+        close()
+    }
+
     /// Half-closes: the server sees end of input, the client can still read.
     public func shutdownWrite() {
         if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_WR)) }

@@ -281,7 +281,7 @@ private struct ConfigNodeDecoder {
     func server(_ field: ConfigField) throws(ConfigError) -> ServerConfig {
         let section = try section(of: field, path: "server", allowed: [
             "host", "port", "maxBodyBytes", "maxHeaderBytes", "headerTimeout", "bodyTimeout",
-            "idleTimeout", "maxConnections", "drainDelay", "shutdownGrace",
+            "idleTimeout", "maxConnections", "maxInFlightBodyBytes", "drainDelay", "shutdownGrace",
         ])
         var server = ServerConfig()
         if let f = section["host"] { server.host = try string(f) }
@@ -292,6 +292,7 @@ private struct ConfigNodeDecoder {
         if let f = section["bodyTimeout"] { server.bodyTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["idleTimeout"] { server.idleTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["maxConnections"] { server.maxConnections = try integer(f, in: 1...Int.max) }
+        if let f = section["maxInFlightBodyBytes"] { server.maxInFlightBodyBytes = try size(f) }
         if let f = section["drainDelay"] { server.drainDelay = try duration(f, zeroAllowed: true) }
         if let f = section["shutdownGrace"] { server.shutdownGrace = try duration(f, zeroAllowed: false) }
         return server
@@ -485,7 +486,8 @@ private struct ConfigNodeDecoder {
     // MARK: archive, log
 
     func archive(_ field: ConfigField) throws(ConfigError) -> ArchiveConfig {
-        let section = try section(of: field, path: "archive", allowed: ["format", "batch", "path", "time", "gzipLevel"])
+        let section = try section(of: field, path: "archive", allowed: ["format", "batch", "path", "time", "gzipLevel",
+                                                                              "maxPendingRecords", "maxPendingBytes"])
         var archive = ArchiveConfig()
         if let f = section["format"] { archive.format = try choice(f, ArchiveFormat.self) }
         if let f = section["batch"] {
@@ -497,6 +499,8 @@ private struct ConfigNodeDecoder {
         if let f = section["path"] { archive.path = try string(f) }
         if let f = section["time"] { archive.time = try choice(f, ArchiveTime.self) }
         if let f = section["gzipLevel"] { archive.gzipLevel = try integer(f, in: 0...9) }
+        if let f = section["maxPendingRecords"] { archive.maxPendingRecords = try integer(f, in: 1...Int.max) }
+        if let f = section["maxPendingBytes"] { archive.maxPendingBytes = try size(f) }
         return archive
     }
 

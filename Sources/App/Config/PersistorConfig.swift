@@ -64,6 +64,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var idleTimeout: Duration
     /// Most connections served at once.
     public var maxConnections: Int
+    /// Request body bytes all connections together may hold until answered (503 beyond).
+    public var maxInFlightBodyBytes: Int
     /// After SIGTERM, how long the listener keeps accepting while `/readyz` answers 503 (may be 0).
     public var drainDelay: Duration
     /// Upper bound on the whole shutdown (flush batches, answer in-flight requests).
@@ -80,6 +82,7 @@ public struct ServerConfig: Sendable, Equatable {
                 bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60),
                 maxConnections: Int = 4096,
+                maxInFlightBodyBytes: Int = 256 * 1024 * 1024,
                 drainDelay: Duration = .zero,
                 shutdownGrace: Duration = .seconds(10)) {
         self.host = host
@@ -90,6 +93,7 @@ public struct ServerConfig: Sendable, Equatable {
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.maxInFlightBodyBytes = maxInFlightBodyBytes
         self.drainDelay = drainDelay
         self.shutdownGrace = shutdownGrace
     }
@@ -209,6 +213,10 @@ public struct ArchiveConfig: Sendable, Equatable {
     public var time: ArchiveTime
     /// gzip compression level, 0...9.
     public var gzipLevel: Int
+    /// Records a route may hold that are not yet durable (503 beyond).
+    public var maxPendingRecords: Int
+    /// Encoded bytes a route may hold that are not yet durable (503 beyond).
+    public var maxPendingBytes: Int
 
     public static let defaultPath = "{route}/{yyyy}/{MM}/{dd}/{HH}"
 
@@ -216,12 +224,16 @@ public struct ArchiveConfig: Sendable, Equatable {
                 batch: BatchConfig = BatchConfig(),
                 path: String = ArchiveConfig.defaultPath,
                 time: ArchiveTime = .received,
-                gzipLevel: Int = 6) {
+                gzipLevel: Int = 6,
+                maxPendingRecords: Int = 100_000,
+                maxPendingBytes: Int = 256 * 1024 * 1024) {
         self.format = format
         self.batch = batch
         self.path = path
         self.time = time
         self.gzipLevel = gzipLevel
+        self.maxPendingRecords = maxPendingRecords
+        self.maxPendingBytes = maxPendingBytes
     }
 }
 
