@@ -13,14 +13,14 @@ import Foundation
 /// else `https://storage.googleapis.com`. Credentials come from `GoogleCredentials`.
 public struct GCSStore: BlobWriter {
     public let name: String
-    public let location: GCSLocation
+    private let location: GCSLocation
     private let client: StoreHTTPClient
     /// Nil for an emulator, which takes no credentials.
     private let tokens: CredentialCache<String>?
     private let uploadURL: URL
     private let createOnlyUploadURL: URL
 
-    public static let defaultEndpoint = URL(string: "https://storage.googleapis.com")!
+    static let defaultEndpoint = URL(string: "https://storage.googleapis.com")!
 
     /// Parses the URL and resolves endpoint and credentials; an unusable key file throws here.
     public init(url: String, environment: [String: String], policy: StoreRetryPolicy = StoreRetryPolicy(),
@@ -71,7 +71,7 @@ public struct GCSStore: BlobWriter {
 
     /// The `multipart/related` body: the object resource as JSON, then the bytes (RFC 2387;
     /// https://cloud.google.com/storage/docs/json_api/v1/how-tos/multipart-upload).
-    public func multipartBody(_ blob: Blob, boundary: String) throws(BlobStoreError) -> [UInt8] {
+    private func multipartBody(_ blob: Blob, boundary: String) throws(BlobStoreError) -> [UInt8] {
         struct Resource: Encodable {
             var name: String
             var contentType: String

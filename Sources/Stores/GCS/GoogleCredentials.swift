@@ -60,7 +60,7 @@ public struct GoogleServiceAccount: Sendable {
     public static let audience = "https://oauth2.googleapis.com/token"
 
     /// Reads and checks a key file. The errors name the file and what is wrong with it, never its contents.
-    public init(keyFile path: String, store: String) throws(BlobStoreError) {
+    init(keyFile path: String, store: String) throws(BlobStoreError) {
         guard let contents = FileManager.default.contents(atPath: path) else {
             let cause = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
             throw BlobStoreError(store: store, key: nil, message: "GOOGLE_APPLICATION_CREDENTIALS file \(path) \(cause)", retryable: false)
