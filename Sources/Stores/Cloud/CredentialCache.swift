@@ -34,6 +34,11 @@ public actor CredentialCache<Credential: Sendable> {
         self.now = now
     }
 
+    /// Forgets the cached credential (e.g. after the store answered 401), so the next `get` fetches.
+    public func invalidate() {
+        current = nil
+    }
+
     public func get() async throws(BlobStoreError) -> Credential {
         if let current, current.expiresAt.timeIntervalSince(now()) > refreshMargin { return current.value }
         let task: Task<Expiring<Credential>, any Error>

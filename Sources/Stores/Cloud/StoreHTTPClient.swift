@@ -63,8 +63,13 @@ public struct StoreHTTPClient: Sendable {
         var backoff = policy.initialBackoff
         while true {
             attempt += 1
-            let remaining = clock.now.duration(to: deadline)
             let request = try await makeRequest()
+            // Building the request may have taken time (a token fetch): it counts against the budget.
+            let remaining = clock.now.duration(to: deadline)
+            guard remaining > .zero else {
+                throw BlobStoreError(store: store, key: key, message: "request timed out (the time budget ran out before attempt \(attempt))",
+                                     retryable: true)
+            }
             let lastFailure: BlobStoreError
             var retryAfter: Duration?
             do {

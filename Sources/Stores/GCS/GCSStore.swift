@@ -60,6 +60,10 @@ public struct GCSStore: BlobWriter {
         switch response.status {
         case 200..<300: return .created
         case 412 where blob.createOnly: return .alreadyExists
+        case 401:
+            // The token was revoked or expired early: fetch a new one next time, and let the sender retry.
+            await tokens?.invalidate()
+            throw client.failure(key: blob.key, response: response, code: Self.errorCode(response), retryable: true)
         default: throw client.failure(key: blob.key, response: response, code: Self.errorCode(response))
         }
     }
