@@ -125,29 +125,35 @@ struct LoadAndFaultTests {
         try runOnThreads(256, timeout: 120) { connection in
             guard let client = try? RawHTTPClient(port: server.port, timeout: 30) else { return }
             let payload = pseudoRandomBytes(count: 1024, seed: UInt64(connection + 1))
-            for post in 0..<20 {
+            for post in 0..<10 {
                 let response = try? client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
                                                    body: wrappedEnvelope(id: "small-\(connection)-\(post)", data: payload))
                 if response?.status == 204 { acked.update { $0 += 1 } }
             }
         }
         let smallPeak = try Self.peakRSS(server.pid)
-        #expect(acked.get() == 256 * 20)
+        #expect(acked.get() == 256 * 10)
 
         // Unwrapped deliveries: the body is the message, so memory is about the body and its copies.
         let big = pseudoRandomBytes(count: 10 << 20, seed: 99)
         let bigAcked = LockedBox(0)
-        try runOnThreads(16, timeout: 300) { connection in
-            guard let client = try? RawHTTPClient(port: server.port, timeout: 120) else { return }
-            let response = try? client.perform("POST", "/pubsub", headers: [
-                ("Content-Type", "application/octet-stream"), ("x-goog-pubsub-message-id", "big-\(connection)"),
-            ], body: big)
-            if response?.status == 204 { bigAcked.update { $0 += 1 } }
+        let bigOther = LockedBox([String]())
+        try runOnThreads(16, timeout: 600) { connection in
+            do {
+                let client = try RawHTTPClient(port: server.port, timeout: 300)
+                let response = try client.perform("POST", "/pubsub", headers: [
+                    ("Content-Type", "application/octet-stream"), ("x-goog-pubsub-message-id", "big-\(connection)"),
+                ], body: big)
+                if response.status == 204 { bigAcked.update { $0 += 1 } } else { bigOther.update { $0.append("\(response.status) \(response.bodyText)") } }
+            } catch {
+                bigOther.update { $0.append("\(error)") }
+            }
         }
         let bigPeak = try Self.peakRSS(server.pid)
-        print("peak RSS: \(smallPeak >> 20) MiB after 256 connections × 20 × 1 KiB; \(bigPeak >> 20) MiB after 16 × 10 MiB (\(bigAcked.get()) acked, the rest 503 by the in-flight budget)")
+        print("peak RSS: \(smallPeak >> 20) MiB after 256 connections × 10 × 1 KiB; \(bigPeak >> 20) MiB after 16 × 10 MiB (\(bigAcked.get()) acked, others: \(bigOther.get()))")
         #expect(smallPeak < 128 << 20, "documented bound for small deliveries")
         #expect(bigPeak < 1536 << 20, "documented bound for 10 MiB deliveries")
-        #expect(bigAcked.get() >= 1)
+        // 16 × 10 MiB fits the default in-flight budget (256 MiB): every one is stored.
+        #expect(bigAcked.get() == 16, "\(bigOther.get())")
     }
 }
