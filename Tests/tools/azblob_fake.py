@@ -6,10 +6,15 @@ BlobSharedAccessSignature) or a fixed Bearer token (AZ_FAKE_BEARER).
 
 Supports: Create Container (?restype=container), Put Blob (BlockBlob / AppendBlob),
 Append Block (?comp=appendblock, x-ms-blob-condition-appendpos/maxsize), Get Blob / HEAD (Range),
-If-None-Match: * and If-Match on writes.
+Put Block (?comp=block&blockid=, ids of one blob must have equal lengths, at most 64 bytes),
+Put Block List (?comp=blocklist, x-ms-blob-content-*, x-ms-meta-*), Get Block List (committed),
+List Blobs (?restype=container&comp=list&prefix=, one page),
+If-None-Match: * and If-Match on writes, Content-MD5 checked against the body when sent.
 Env: AZ_FAKE_PORT (10000), AZ_FAKE_ACCOUNT / AZ_FAKE_KEY (Azurite defaults), AZ_FAKE_BEARER.
 """
-import base64, hashlib, os, sys, threading, urllib.parse, uuid
+import base64, binascii, hashlib, os, sys, threading, urllib.parse, uuid
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +27,20 @@ from azure.storage.blob._shared_access_signature import BlobSharedAccessSignatur
 ACCOUNT = os.environ.get("AZ_FAKE_ACCOUNT", "devstoreaccount1")
 KEY = os.environ.get("AZ_FAKE_KEY", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
 BEARER = os.environ.get("AZ_FAKE_BEARER")
-containers, blobs, lock = set(), {}, threading.Lock()   # blobs[(c, b)] = dict(data, type, headers, etag)
+containers, blobs, lock = set(), {}, threading.Lock()   # blobs[(c, b)] = dict(data, type, headers, etag, blocks)
+staged = {}   # staged[(c, b)] = {block id: bytes}, uncommitted blocks
+
+
+def blob_headers(headers, from_content_headers):
+    """The stored properties and metadata of a Put Blob / Put Block List request; the request's own
+    Content-Type / Content-Encoding count only for a block blob's Put Blob."""
+    keep = {k: v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
+    for h, xh in (("Content-Type", "x-ms-blob-content-type"), ("Content-Encoding", "x-ms-blob-content-encoding"),
+                  ("Cache-Control", "x-ms-blob-cache-control")):
+        v = headers.get(xh) or (headers.get(h) if from_content_headers else None)
+        if v:
+            keep[h] = v
+    return keep
 
 
 def expected_sharedkey(method, raw_path, headers):
@@ -102,15 +120,61 @@ class H(BaseHTTPRequestHandler):
                 return self.reply(201, headers={"ETag": f'"{uuid.uuid4().hex}"'})
             if container not in containers:
                 return self.reply(404, "ContainerNotFound")
+            if self.command == "GET" and q.get("restype") == ["container"] and q.get("comp") == ["list"] and not blob:
+                prefix = q.get("prefix", [""])[0]
+                items = "".join(
+                    f"<Blob><Name>{escape(name)}</Name><Properties><Last-Modified>{formatdate(usegmt=True)}</Last-Modified>"
+                    f"<Etag>{b['etag']}</Etag><Content-Length>{len(b['data'])}</Content-Length>"
+                    f"<BlobType>{b['type']}</BlobType></Properties></Blob>"
+                    for (c, name), b in sorted(blobs.items()) if c == container and name.startswith(prefix))
+                xml = (f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://fake/{ACCOUNT}" '
+                       f'ContainerName="{escape(container)}"><Prefix>{escape(prefix)}</Prefix><Blobs>{items}</Blobs>'
+                       '<NextMarker /></EnumerationResults>').encode()
+                return self.reply(200, headers={"Content-Type": "application/xml"}, body=xml)
             cur = blobs.get((container, blob))
             inm, im = self.headers.get("If-None-Match"), self.headers.get("If-Match")
             if self.command == "PUT":
                 if self.headers.get("Content-Length") is None:
                     return self.reply(411, "MissingContentLengthHeader")
+                md5 = self.headers.get("Content-MD5")
+                if md5 is not None and md5 != base64.b64encode(hashlib.md5(body).digest()).decode():
+                    return self.reply(400, "Md5Mismatch")
+                if q.get("comp") == ["block"]:
+                    bid = q.get("blockid", [""])[0]
+                    try:
+                        raw = base64.b64decode(bid, validate=True)
+                    except binascii.Error:
+                        raw = b""
+                    if not raw or len(raw) > 64:
+                        return self.reply(400, "InvalidQueryParameterValue")
+                    mine = staged.setdefault((container, blob), {})
+                    if any(len(other) != len(bid) for other in mine):
+                        return self.reply(400, "InvalidBlobOrBlock")
+                    mine[bid] = body
+                    return self.reply(201)
                 if inm == "*" and cur:
                     return self.reply(409, "BlobAlreadyExists")
                 if im and (not cur or (im != "*" and im != cur["etag"])):
                     return self.reply(412, "ConditionNotMet")
+                if q.get("comp") == ["blocklist"]:
+                    try:
+                        ids = [(e.tag, e.text or "") for e in ET.fromstring(body)]
+                    except ET.ParseError:
+                        return self.reply(400, "InvalidXmlDocument")
+                    mine, committed = staged.get((container, blob), {}), dict((cur or {}).get("blocks", []))
+                    parts = []
+                    for tag, bid in ids:
+                        found = {"Uncommitted": mine.get(bid), "Committed": committed.get(bid),
+                                 "Latest": mine.get(bid, committed.get(bid))}.get(tag)
+                        if found is None:
+                            return self.reply(400, "InvalidBlockList")
+                        parts.append((bid, found))
+                    etag = f'"{uuid.uuid4().hex}"'
+                    blobs[(container, blob)] = dict(data=b"".join(p for _, p in parts), type="BlockBlob",
+                                                    headers=blob_headers(self.headers, False), etag=etag,
+                                                    blocks=parts)
+                    staged.pop((container, blob), None)
+                    return self.reply(201, headers={"ETag": etag, "Last-Modified": formatdate(usegmt=True)})
                 if q.get("comp") == ["appendblock"]:
                     if not cur:
                         return self.reply(404, "BlobNotFound")
@@ -130,20 +194,22 @@ class H(BaseHTTPRequestHandler):
                     return self.reply(400, "MissingRequiredHeader" if not btype else "InvalidHeaderValue")
                 if btype == "AppendBlob" and body:
                     return self.reply(400, "InvalidHeaderValue")
-                keep = {k: v for k, v in self.headers.items() if k.lower().startswith("x-ms-meta-")}
-                for h, xh in (("Content-Type", "x-ms-blob-content-type"), ("Content-Encoding", "x-ms-blob-content-encoding"),
-                              ("Cache-Control", "x-ms-blob-cache-control")):
-                    v = self.headers.get(xh) or (self.headers.get(h) if btype == "BlockBlob" else None)
-                    if v:
-                        keep[h] = v
                 etag = f'"{uuid.uuid4().hex}"'
-                blobs[(container, blob)] = dict(data=body, type=btype, headers=keep, etag=etag)
+                blobs[(container, blob)] = dict(data=body, type=btype, headers=blob_headers(self.headers, btype == "BlockBlob"),
+                                                etag=etag, blocks=[])
+                staged.pop((container, blob), None)
                 return self.reply(201, headers={"ETag": etag, "Last-Modified": formatdate(usegmt=True),
                                                 "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
                                                 "x-ms-request-server-encrypted": "true"})
             if self.command in ("GET", "HEAD"):
                 if not cur:
                     return self.reply(404, "BlobNotFound")
+                if q.get("comp") == ["blocklist"]:
+                    items = "".join(f"<Block><Name>{bid}</Name><Size>{len(p)}</Size></Block>" for bid, p in cur["blocks"])
+                    xml = ('<?xml version="1.0" encoding="utf-8"?><BlockList><CommittedBlocks>'
+                           f'{items}</CommittedBlocks><UncommittedBlocks /></BlockList>').encode()
+                    return self.reply(200, headers={"Content-Type": "application/xml", "ETag": cur["etag"],
+                                                    "x-ms-blob-content-length": str(len(cur["data"]))}, body=xml)
                 hdrs = {"Content-Type": "application/octet-stream", **cur["headers"], "ETag": cur["etag"],
                         "x-ms-blob-type": cur["type"], "Accept-Ranges": "bytes", "Content-Length": str(len(cur["data"]))}
                 rng, data, total = self.headers.get("x-ms-range") or self.headers.get("Range"), cur["data"], len(cur["data"])
