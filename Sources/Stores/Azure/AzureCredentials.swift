@@ -88,6 +88,8 @@ struct AzureManagedIdentity: CredentialSource {
     let client: StoreHTTPClient
     /// IMDS also answers 404 (identity not assigned yet) and 410 (updating) for a while.
     let retryStatuses: Set<Int>
+    /// Names what failed in errors, and why managed identity is in use at all.
+    static let subject = "managed identity token (used because neither AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN gives a key or SAS)"
 
     init(environment: [String: String], client: StoreHTTPClient) throws(AzureConfigurationError) {
         func variable(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -123,13 +125,13 @@ struct AzureManagedIdentity: CredentialSource {
             }
         } catch {
             var error = error
-            error.message = "managed identity token from \(origin): \(error.message)"
+            error.message = "\(Self.subject) from \(origin): \(error.message)"
             throw error
         }
         let fields = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
         guard response.status == 200 else {
             throw BlobStoreError(store: client.store, key: nil, status: response.status, code: fields["error"] as? String,
-                                 message: "managed identity token from \(origin): HTTP \(response.status)",
+                                 message: "\(Self.subject) from \(origin): HTTP \(response.status)",
                                  retryable: StoreHTTPClient.isRetryable(response))
         }
         func seconds(_ name: String) -> Double? {
@@ -143,7 +145,7 @@ struct AzureManagedIdentity: CredentialSource {
             ?? seconds("expires_in").map { Date().addingTimeInterval($0) }
         guard let token = fields["access_token"] as? String, !token.isEmpty, let expiry else {
             throw BlobStoreError(store: client.store, key: nil, status: response.status,
-                                 message: "managed identity token from \(origin): the answer lacks access_token or expires_on/expires_in",
+                                 message: "\(Self.subject) from \(origin): the answer lacks access_token or expires_on/expires_in",
                                  retryable: true)
         }
         return Expiring(token, expiresAt: expiry)
