@@ -64,9 +64,18 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
         urlRequest.timeoutInterval = max(0.001, Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        // One dictionary assignment keeps the names as given; `addValue` would re-capitalize them
+        // (`x-ms-meta-firstReceivedAt` → `X-Ms-Meta-Firstreceivedat`), and Azure stores metadata
+        // names as sent. Repeated names are joined with ", ".
+        var fields: [String: String] = [:]
         for header in request.headers {
-            urlRequest.addValue(header.value, forHTTPHeaderField: header.name)
+            if let name = fields.keys.first(where: { $0.caseInsensitiveCompare(header.name) == .orderedSame }) {
+                fields[name]! += ", " + header.value
+            } else {
+                fields[header.name] = header.value
+            }
         }
+        urlRequest.allHTTPHeaderFields = fields
         if !request.body.isEmpty || ["PUT", "POST"].contains(request.method) {
             urlRequest.httpBody = Data(request.body)
         }
