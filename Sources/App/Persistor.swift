@@ -109,7 +109,8 @@ public final class Persistor: Sendable {
             host: settings.host, port: settings.port,
             limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
             headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
-            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections)
+            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections,
+            maxConcurrentStreams: server.maxConcurrentStreams)
         let protocolLogger = logger
         self.server = HTTPServer(settings: httpSettings, service: router) { status, reason in
             protocolLogger.info("request rejected", metadata: ["status": "\(status)", "cause": "\(reason)"])

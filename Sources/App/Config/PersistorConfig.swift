@@ -64,6 +64,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var idleTimeout: Duration
     /// Most connections served at once.
     public var maxConnections: Int
+    /// HTTP/2 streams one connection may have open at once.
+    public var maxConcurrentStreams: Int
     /// After SIGTERM, how long the listener keeps accepting while `/readyz` answers 503 (may be 0).
     public var drainDelay: Duration
     /// Upper bound on the whole shutdown (flush batches, answer in-flight requests).
@@ -80,6 +82,7 @@ public struct ServerConfig: Sendable, Equatable {
                 bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60),
                 maxConnections: Int = 4096,
+                maxConcurrentStreams: Int = 100,
                 drainDelay: Duration = .zero,
                 shutdownGrace: Duration = .seconds(10)) {
         self.host = host
@@ -90,6 +93,7 @@ public struct ServerConfig: Sendable, Equatable {
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.maxConcurrentStreams = maxConcurrentStreams
         self.drainDelay = drainDelay
         self.shutdownGrace = shutdownGrace
     }
