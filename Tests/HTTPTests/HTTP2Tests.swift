@@ -16,7 +16,8 @@ import Testing
         /// Requests that reached `/count`.
         let counted = LockedBox(0)
 
-        init(maxHeaderBytes: Int = 4096, maxBodyBytes: Int = 64 * 1024, maxConcurrentStreams: Int = 10) throws {
+        init(maxHeaderBytes: Int = 4096, maxBodyBytes: Int = 64 * 1024, maxConcurrentStreams: Int = 10,
+             bodyTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)) throws {
             var router = Router()
             router.add("/echo", Router.Route(methods: ["GET", "POST"], maxBodyBytes: 4096) { request, respond in
                 let head = request.head
@@ -48,7 +49,7 @@ import Testing
             server = HTTPServer(settings: HTTPServerSettings(
                 host: "127.0.0.1", port: 0,
                 limits: HTTPParserLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes),
-                loops: 2, maxConcurrentStreams: maxConcurrentStreams), service: router)
+                bodyTimeout: bodyTimeout, idleTimeout: idleTimeout, loops: 2, maxConcurrentStreams: maxConcurrentStreams), service: router)
             port = try server.start()
         }
 
@@ -322,6 +323,19 @@ import Testing
         let responses = (final["responses"] as? [[String: Any]] ?? []).map(Response.init)
         #expect(responses.count == 8)
         #expect(responses.allSatisfy { $0.status == 204 }, "\(final)")
+        await fixture.stop()
+    }
+
+    @Test func aStalledBodyIsAnswered408AndAnIdleConnectionIsClosedWithGoaway() async throws {
+        let fixture = try Fixture(bodyTimeout: .seconds(1), idleTimeout: .seconds(2))
+        let started = Date()
+        let output = try Self.runClient(["streams", "--port", String(fixture.port), "--count", "1", "--path", "/echo",
+                                         "--seconds", "8"])
+        #expect((output["statuses"] as? [String: Int])?["1"] == 408, "\(output)")
+        let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
+        #expect(goaway["error_code"] as? Int == 0)
+        #expect(output["closed"] as? Bool == true)
+        #expect(Date().timeIntervalSince(started) < 7, "closed by the idle timeout, not by the client")
         await fixture.stop()
     }
 
