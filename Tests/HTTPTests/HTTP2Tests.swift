@@ -262,6 +262,7 @@ import Testing
         let output = try Self.runClient(["reset", "--port", String(fixture.port), "--path", "/count"])
         let responses = (output["responses"] as? [[String: Any]] ?? []).map(Response.init)
         try #require(responses.count == 2, "\(output)")
+        #expect(responses[0].status == nil, "the reset stream gets no answer")
         #expect(responses[1].status == 200, "the stream after the reset is served")
         #expect(fixture.counted.get() == 0, "the reset request never reached the service")
         #expect(output["goaway"] is NSNull)

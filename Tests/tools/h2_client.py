@@ -290,7 +290,7 @@ def scenario_reset(args):
     conn.initiate_connection()
     exchange = Exchange(sock, conn)
     conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1"),
-                          (":path", args.path), ("content-length", "100000")])
+                          (":path", args.path), ("content-length", "10000")])
     exchange.track(1)
     conn.send_data(1, b"x" * 1000)
     exchange.flush()

@@ -60,7 +60,11 @@ final class HTTP2Callbacks: @unchecked Sendable {
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
             let frame = frame!.pointee
-            if frame.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) && frame.goaway.error_code != NGHTTP2_NO_ERROR.rawValue {
+            let type = UInt32(frame.hd.type)
+            if (type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue)
+                && frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+                HTTP2Callbacks.connection(userData).responseSent(frame.hd.stream_id)
+            } else if type == NGHTTP2_GOAWAY.rawValue && frame.goaway.error_code != NGHTTP2_NO_ERROR.rawValue {
                 let code = String(cString: nghttp2_http2_strerror(frame.goaway.error_code))
                 let detail = frame.goaway.opaque_data_len > 0
                     ? ": " + String(decoding: UnsafeBufferPointer(start: frame.goaway.opaque_data, count: frame.goaway.opaque_data_len), as: UTF8.self)

@@ -122,6 +122,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
             upgradeRequest = nil
             var stream = HTTP2Stream(now: .now)
             stream.head = request.head
+            stream.requestEnded = true
             streams[1] = stream
             dispatch(1, request)
         }
@@ -194,6 +195,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
         guard var stream = streams[id], stream.phase == .headers else { return }
         let head = stream.makeHead()
         stream.phase = .body
+        stream.requestEnded = endStream
         stream.progressAt = .now
         streams[id] = stream
         if let error = stream.headError {
@@ -245,6 +247,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
 
     /// The client ended the stream: the request goes to the service unless it was answered already.
     func requestComplete(_ id: Int32) {
+        streams[id]?.requestEnded = true
         guard var stream = streams[id], stream.phase == .body, let head = stream.head else { return }
         let request = HTTPRequest(head: head, body: stream.body)
         stream.body = []
@@ -303,6 +306,13 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
         if status != 0 {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_INTERNAL_ERROR.rawValue)
         }
+    }
+
+    /// The response's last frame went out. If the request is still arriving (answered early, over a
+    /// limit, or timed out), RST_STREAM NO_ERROR tells the client to stop sending it (RFC 9113 §8.1).
+    func responseSent(_ id: Int32) {
+        guard let stream = streams[id], !stream.requestEnded else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_NO_ERROR.rawValue)
     }
 
     /// nghttp2's data provider: copies the next part of the stream's response body.
@@ -364,17 +374,12 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
             }
             if outputOffset == output.count { break }
             guard writeOutput() else {
-                if !readSuspended, let source = readSource {
-                    readSuspended = true
-                    source.suspend()
-                }
+                // Blocked: read no more until the peer takes what it has been sent.
+                if !closed { suspendReading() }
                 return
             }
         }
-        if readSuspended, let source = readSource {
-            readSuspended = false
-            source.resume()
-        }
+        resumeReading()
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             closeGracefully()
         }
@@ -487,6 +492,18 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
         close(fd)
         loop.unregister(self)
         server.connectionClosed()
+    }
+
+    private func suspendReading() {
+        guard !readSuspended, let source = readSource else { return }
+        readSuspended = true
+        source.suspend()
+    }
+
+    private func resumeReading() {
+        guard readSuspended, let source = readSource else { return }
+        readSuspended = false
+        source.resume()
     }
 
     private func resumeWriting() {

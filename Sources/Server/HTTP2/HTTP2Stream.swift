@@ -14,6 +14,8 @@ struct HTTP2Stream {
     }
 
     var phase = Phase.headers
+    /// The client has ended its side of the stream (END_STREAM).
+    var requestEnded = false
     /// When the stream began, then when its body last made progress (for the timeouts).
     var progressAt: ContinuousClock.Instant
     var method = ""
