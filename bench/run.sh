@@ -450,11 +450,12 @@ print_report() {
   done
   for scenario in "${SCENARIOS[@]}"; do
     local -a values=()
-    local med_rps med_p50 med_p99 med_ratio="-" med_cpu non2xx=0
+    local med_rps med_p50 med_p99="-" med_ratio="-" med_cpu non2xx=0
     for field in rps p50 p99 cpu ratio; do
       values=()
       for ((round = 1; round <= ROUNDS; round++)); do
-        [[ -n ${RESULT[$round:$scenario:$field]:-} ]] && values+=("${RESULT[$round:$scenario:$field]}")
+        [[ -n ${RESULT[$round:$scenario:$field]:-} && ${RESULT[$round:$scenario:$field]} != "-" ]] &&
+          values+=("${RESULT[$round:$scenario:$field]}")
       done
       ((${#values[@]} > 0)) || continue
       case $field in
