@@ -22,7 +22,7 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
-        .target(name: "PersistorHTTP", path: "Sources/Server"),
+        .target(name: "PersistorHTTP", dependencies: ["CNghttp2"], path: "Sources/Server"),
         .target(name: "PersistorJSON", path: "Sources/JSON"),
         .target(name: "PersistorAuth",
                 dependencies: ["PersistorHTTP", "PersistorJSON",

@@ -2,14 +2,17 @@
 # Persistor throughput benchmark against an nginx reference on the same machine.
 #
 # Builds Persistor (release), starts it and an nginx that answers 204 to everything, then runs wrk
-# alternately against both for ROUNDS rounds:
+# (HTTP/1.1) and h2load (HTTP/2 cleartext, prior knowledge) alternately against both for ROUNDS rounds:
 #   nginx GET /            reference for            Persistor GET /healthz
 #   nginx POST /pubsub     (same Lua script) for     Persistor POST /pubsub (bench/pubsub.lua)
-# and prints req/s, p50, p99 and the ratio to the nginx reference per round and as medians.
+#   nginx h2c GET /        reference for            Persistor h2c GET /healthz
+#   nginx h2c POST /pubsub (same body file) for     Persistor h2c POST /pubsub
+# and prints req/s, latency and the ratio to the nginx reference per round and as medians.
 # Afterwards it checks that the archive holds at least every acknowledged (2xx) delivery.
 #
 # Usage: bench/run.sh            (as root; installs wrk/nginx/curl with apt if missing)
 # Knobs: CONNECTIONS (64) DURATION (10, seconds) ROUNDS (3) PAYLOAD_BYTES (1024)
+#        H2_STREAMS (10, concurrent streams per h2load connection)
 #        SCRATCH (.build-release, relative to the repo root; never .build)
 #        BENCH_TMPDIR (temp parent for nginx prefix and the archive; default $TMPDIR or /tmp)
 set -euo pipefail
@@ -23,6 +26,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 SCRATCH=${SCRATCH:-.build-release}
 PAYLOAD_BYTES=${PAYLOAD_BYTES:-1024}
+H2_STREAMS=${H2_STREAMS:-10}
 BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 WRK_THREADS=2
 
@@ -31,6 +35,7 @@ WORK_DIR=""
 NGINX_PID=""
 PERSISTOR_PID=""
 WRK_PID=""
+H2LOAD_PID=""
 POLICY_RC_CREATED=""
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -90,6 +95,10 @@ cleanup() {
     kill -TERM "$WRK_PID" 2>/dev/null
     wait "$WRK_PID" 2>/dev/null
   fi
+  if [[ -n $H2LOAD_PID ]]; then
+    kill -TERM "$H2LOAD_PID" 2>/dev/null
+    wait "$H2LOAD_PID" 2>/dev/null
+  fi
   stop_persistor
   stop_nginx
   [[ -n $POLICY_RC_CREATED ]] && rm -f /usr/sbin/policy-rc.d
@@ -109,7 +118,7 @@ trap 'exit 143' TERM
 
 check_knobs() {
   local name
-  for name in CONNECTIONS DURATION ROUNDS PAYLOAD_BYTES; do
+  for name in CONNECTIONS DURATION ROUNDS PAYLOAD_BYTES H2_STREAMS; do
     [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '${!name}'"
   done
   ((CONNECTIONS >= WRK_THREADS)) || die "CONNECTIONS must be at least $WRK_THREADS (wrk threads)"
@@ -119,10 +128,10 @@ check_knobs() {
   [[ $scratch_abs != "$REPO_ROOT/.build" ]] || die "SCRATCH must not be .build (it is in use by other builds)"
 }
 
-# Installs wrk, nginx and curl with apt when missing; apt-get update at most once.
+# Installs wrk, nginx, curl and h2load (nghttp2-client) with apt when missing; apt-get update at most once.
 ensure_packages() {
   local pkg missing=()
-  for pkg in wrk nginx curl; do
+  for pkg in wrk nginx curl nghttp2-client; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -184,6 +193,7 @@ wait_ready() {
 start_nginx() {
   local prefix="$WORK_DIR/nginx"
   NGINX_PORT=$(free_port)
+  NGINX_H2_PORT=$(free_port)
   mkdir -p "$prefix"
   cat >"$prefix/nginx.conf" <<EOF
 daemon off;
@@ -202,6 +212,11 @@ http {
     scgi_temp_path $prefix/scgi;
     server {
         listen 127.0.0.1:$NGINX_PORT;
+        location / { return 204; }
+    }
+    server {
+        listen 127.0.0.1:$NGINX_H2_PORT http2;
+        http2_max_requests 1000000;
         location / { return 204; }
     }
 }
@@ -300,10 +315,77 @@ run_scenario() {
   return 0
 }
 
+# h2load_value FILE KEY: extract one number from h2load's output (latency: mean, in ms).
+h2load_value() {
+  local file=$1 key=$2
+  case $key in
+    rps) awk '/^finished in/ { print $4 }' "$file" ;;
+    requests) awk '/^requests:/ { print $6 }' "$file" ;;
+    ok) awk '/^status codes:/ { print $3 }' "$file" ;;
+    errors) awk '/^requests:/ { e = $10 + $12 + $14 } END { print (e > 0 ? e " failed/errored/timeout" : "none") }' "$file" ;;
+    mean)
+      awk '/^time for request:/ {
+          v = $6; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+          f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : -1
+          printf "%.2f\n", (f < 0 ? -1 : v * f)
+        }' "$file"
+      ;;
+  esac
+}
+
+# run_h2_scenario ROUND SCENARIO PID URL [BODY_FILE]: one h2load run (h2c, prior knowledge) with
+# CONNECTIONS clients × H2_STREAMS streams; records the same fields as run_scenario (latency is
+# h2load's mean, shown in the p50 column; h2load reports no percentiles).
+run_h2_scenario() {
+  local round=$1 scenario=$2 pid=$3 url=$4 body=${5:-}
+  local out="$WORK_DIR/h2load-r$round-$scenario.txt" args=() cpu0 cpu1
+  kill -0 "$pid" 2>/dev/null || die "$scenario: server (pid $pid) is not running"
+  args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -m"$H2_STREAMS" -D"$DURATION")
+  [[ -n $body ]] && args+=(-d "$body" -H "content-type: application/json")
+  log "round $round/$ROUNDS: $scenario (${DURATION}s, $CONNECTIONS connections × $H2_STREAMS streams)"
+  cpu0=$(cpu_ticks "$pid")
+  h2load "${args[@]}" "$url" >"$out" 2>&1 &
+  H2LOAD_PID=$!
+  if ! wait "$H2LOAD_PID"; then
+    H2LOAD_PID=""
+    cat "$out" >&2
+    die "h2load failed for $scenario"
+  fi
+  H2LOAD_PID=""
+  cpu1=$(cpu_ticks "$pid")
+  kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$scenario: server (pid $pid) died during the run"; }
+
+  local key="$round:$scenario" done ok
+  RESULT[$key:rps]=$(h2load_value "$out" rps)
+  [[ -n ${RESULT[$key:rps]} ]] || { cat "$out" >&2; die "could not parse h2load output for $scenario"; }
+  done=$(h2load_value "$out" requests)
+  ok=$(h2load_value "$out" ok)
+  RESULT[$key:requests]=$done
+  RESULT[$key:p50]=$(h2load_value "$out" mean)
+  RESULT[$key:p99]="-"
+  RESULT[$key:non2xx]=$((done - ok))
+  RESULT[$key:sockerr]=$(h2load_value "$out" errors)
+  RESULT[$key:cpu]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
+  if [[ $scenario == persistor-h2-pubsub ]]; then
+    ACKED_TOTAL=$((ACKED_TOTAL + ok))
+  fi
+  return 0
+}
+
+# The body h2load posts (one file, so every h2c delivery carries the same messageId).
+write_h2_body() {
+  H2_BODY="$WORK_DIR/h2-body.json"
+  local data
+  data=$(head -c "$PAYLOAD_BYTES" /dev/urandom | base64 -w0)
+  printf '{"message":{"attributes":{"bench":"h2load"},"data":"%s","messageId":"h2load-%s","publishTime":"2021-02-26T19:13:55.749Z"},"subscription":"projects/persistor-bench/subscriptions/bench-h2"}' \
+    "$data" "$RUN_ID" >"$H2_BODY"
+}
+
 # Archive check: objects and records now in the store. Fails when nothing was archived, when
 # fewer records than acknowledged deliveries are there (a 204 must mean durable), or when records
 # were quarantined as unparsed (the benchmark would be measuring the wrong path). Duplicate ids
-# are reported only: wrk never resends, so they would point at the archiver.
+# are reported only: wrk never resends, so beyond the h2load deliveries (which all repeat one body
+# and so one id) they would point at the archiver.
 verify_archive() {
   local when=$1 objects counts records=0 unparsed=0 duplicates=0
   objects=$(find "$STORE_DIR" -type f -name '*.ndjson.gz' | wc -l)
@@ -328,8 +410,10 @@ verify_archive() {
 # ---------------------------------------------------------------------------------------------
 
 # Reference scenario for each Persistor scenario (the ratio's denominator).
-declare -A REFERENCE=([persistor-healthz]=nginx-get [persistor-pubsub]=nginx-post)
-SCENARIOS=(nginx-get persistor-healthz nginx-post persistor-pubsub)
+declare -A REFERENCE=([persistor-healthz]=nginx-get [persistor-pubsub]=nginx-post
+  [persistor-h2-healthz]=nginx-h2-get [persistor-h2-pubsub]=nginx-h2-post)
+SCENARIOS=(nginx-get persistor-healthz nginx-post persistor-pubsub
+  nginx-h2-get persistor-h2-healthz nginx-h2-post persistor-h2-pubsub)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -344,9 +428,10 @@ print_row() { # round scenario rps p50 p99 ratio cpu non2xx sockerr
 print_report() {
   local round scenario key ref vs field
   echo
-  echo "== Persistor vs nginx (wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds) =="
+  echo "== Persistor vs nginx (wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s --latency; h2load -t$WRK_THREADS -c$CONNECTIONS -m$H2_STREAMS -D$DURATION; $ROUNDS rounds) =="
   echo "machine: $(nproc) cpus, $CPU_MODEL, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION"
+  echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION; $H2LOAD_VERSION"
+  echo "h2 rows: the p50 column is h2load's mean latency (it reports no percentiles)"
   echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes)"
   echo
   print_row round scenario req/s "p50 ms" "p99 ms" "vs ref" "srv cpu" non-2xx "socket errors"
@@ -365,11 +450,12 @@ print_report() {
   done
   for scenario in "${SCENARIOS[@]}"; do
     local -a values=()
-    local med_rps med_p50 med_p99 med_ratio="-" med_cpu non2xx=0
+    local med_rps med_p50 med_p99="-" med_ratio="-" med_cpu non2xx=0
     for field in rps p50 p99 cpu ratio; do
       values=()
       for ((round = 1; round <= ROUNDS; round++)); do
-        [[ -n ${RESULT[$round:$scenario:$field]:-} ]] && values+=("${RESULT[$round:$scenario:$field]}")
+        [[ -n ${RESULT[$round:$scenario:$field]:-} && ${RESULT[$round:$scenario:$field]} != "-" ]] &&
+          values+=("${RESULT[$round:$scenario:$field]}")
       done
       ((${#values[@]} > 0)) || continue
       case $field in
@@ -408,6 +494,7 @@ main() {
   SWIFT_VERSION=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([^ ]*\).*/\1/p' | head -n 1)
   NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //')
   WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }') # wrk -v exits 1
+  H2LOAD_VERSION=$(h2load --version 2>&1 | head -n 1)
   STORE_FS=$(stat -f -c %T "$WORK_DIR")
   [[ $STORE_FS != tmpfs ]] || log "WARNING: $WORK_DIR is on tmpfs; fsync is free there, set BENCH_TMPDIR to a disk"
   STORE_FS="$STORE_FS filesystem under $BENCH_TMPDIR"
@@ -415,7 +502,8 @@ main() {
   build_persistor
   start_nginx
   start_persistor
-  log "nginx pid $NGINX_PID on :$NGINX_PORT, persistor pid $PERSISTOR_PID on :$PERSISTOR_PORT"
+  write_h2_body
+  log "nginx pid $NGINX_PID on :$NGINX_PORT (h2c :$NGINX_H2_PORT), persistor pid $PERSISTOR_PID on :$PERSISTOR_PORT"
 
   local round
   for ((round = 1; round <= ROUNDS; round++)); do
@@ -423,6 +511,10 @@ main() {
     run_scenario "$round" persistor-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
     run_scenario "$round" nginx-post "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/pubsub" "$LUA_SCRIPT"
     run_scenario "$round" persistor-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$LUA_SCRIPT"
+    run_h2_scenario "$round" nginx-h2-get "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/"
+    run_h2_scenario "$round" persistor-h2-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
+    run_h2_scenario "$round" nginx-h2-post "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/pubsub" "$H2_BODY"
+    run_h2_scenario "$round" persistor-h2-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$H2_BODY"
     verify_archive "after round $round" >&2
   done
 

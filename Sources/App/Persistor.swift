@@ -111,7 +111,8 @@ public final class Persistor: Sendable {
             limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
             headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
             idleTimeout: server.idleTimeout, maxConnections: server.maxConnections,
-            maxInFlightBodyBytes: server.maxInFlightBodyBytes)
+            maxInFlightBodyBytes: server.maxInFlightBodyBytes,
+            maxConcurrentStreams: server.maxConcurrentStreams)
         let protocolLogger = logger
         self.server = HTTPServer(settings: httpSettings, service: router) { status, reason in
             protocolLogger.info("request rejected", metadata: ["status": "\(status)", "cause": "\(reason)"])

@@ -7,7 +7,9 @@ import Glibc
 /// One HTTP/1.1 connection: reads and parses requests, hands them to the service, and writes the
 /// responses back in request order (pipelining). Every mutable field is touched only on the
 /// loop's queue; handlers capture `self` strongly and are cleared when the connection closes.
-final class Connection: @unchecked Sendable {
+/// An HTTP/2 preface at the start, or an `Upgrade: h2c` first request, hands the socket to an
+/// `HTTP2Connection`.
+final class Connection: @unchecked Sendable, LoopConnection {
     private struct Slot {
         let id: Int
         var response: HTTPResponse?
@@ -46,6 +48,12 @@ final class Connection: @unchecked Sendable {
     private var drainRequested = false
     /// The request being received asked for `Connection: close`.
     private var stopAfterCurrent = false
+    /// The first bytes while they match the HTTP/2 preface; nil once the connection is HTTP/1.
+    private var prefaceBytes: [UInt8]? = []
+    /// The decoded `HTTP2-Settings` of a first request that asks to upgrade to h2c.
+    private var upgradeSettings: [UInt8]?
+    /// Takes the socket over once this connection's sources are cancelled.
+    private var successor: HTTP2Connection?
 
     private var lastActivity = ContinuousClock.now
     private var headStartedAt: ContinuousClock.Instant?
@@ -81,6 +89,7 @@ final class Connection: @unchecked Sendable {
                 lastActivity = now
                 if lingerSince != nil || !acceptingRequests { if n < capacity { return } else { continue } }
                 if bodyProgressAt != nil { bodyProgressAt = now }
+                if prefaceBytes != nil && holdPreface(count: n) { return }
                 loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 processInput()
                 if n < capacity { return }
@@ -102,6 +111,33 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// At connection start, holds bytes back from the parser while they match the HTTP/2 preface
+    /// and hands the socket to HTTP/2 once it is complete. False when the connection is HTTP/1
+    /// (bytes held earlier have then gone to the parser; the caller feeds the new ones).
+    private func holdPreface(count: Int) -> Bool {
+        let held = prefaceBytes ?? []
+        let match = loop.readBuffer.withUnsafeBytes {
+            HTTP2Handoff.matchPreface(held: held, chunk: UnsafeRawBufferPointer(rebasing: $0[0..<count]))
+        }
+        switch match {
+        case .mismatch:
+            prefaceBytes = nil
+            parser.feed(held)
+            return false
+        case .partial:
+            prefaceBytes = held + loop.readBuffer[0..<count]
+        case .complete:
+            handOff(to: HTTP2Connection(fd: fd, loop: loop, server: server, received: held + loop.readBuffer[0..<count]))
+        }
+        return true
+    }
+
+    /// Stops this connection; `successor` starts on the socket once the sources are cancelled.
+    private func handOff(to successor: HTTP2Connection) {
+        self.successor = successor
+        finalClose()
+    }
+
     private func processInput() {
         while acceptingRequests && slots.count < server.settings.maxPipelinedRequests {
             let event: HTTPParserEvent?
@@ -119,6 +155,7 @@ final class Connection: @unchecked Sendable {
                 var slot = Slot(id: nextSlotID, isHead: head.method == "HEAD", keepAlive: head.keepAlive,
                                 http10: head.versionMinor == 0)
                 nextSlotID += 1
+                if slot.id == 0 { upgradeSettings = HTTP2Handoff.upgradeSettings(head) }
                 if !head.keepAlive { stopAfterCurrent = true }
                 if let early = service.check(head) {
                     answerEarly(slot, early, head: head)
@@ -142,6 +179,12 @@ final class Connection: @unchecked Sendable {
                 guard let slot = slots.last else { continue }
                 if drainRequested || stopAfterCurrent { acceptingRequests = false }
                 if slot.answeredEarly { continue }
+                if slot.id == 0, let settings = upgradeSettings, acceptingRequests && slots.count == 1 && parser.isIdle,
+                   let upgraded = HTTP2Connection(fd: fd, loop: loop, server: server, upgrading: request,
+                                                  settings: settings, unsent: Array(output[outputOffset...])) {
+                    handOff(to: upgraded)
+                    return
+                }
                 let id = slot.id
                 service.handle(request) { response in
                     self.loop.execute { self.complete(id, response) }
@@ -348,8 +391,13 @@ final class Connection: @unchecked Sendable {
         writeSource?.setCancelHandler(handler: nil)
         readSource = nil
         writeSource = nil
-        close(fd)
         loop.unregister(self)
+        if let successor {
+            // The socket, and its place in the connection count, pass to HTTP/2.
+            successor.start()
+            return
+        }
+        close(fd)
         server.connectionClosed()
     }
 

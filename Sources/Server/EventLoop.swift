@@ -1,6 +1,12 @@
 import Dispatch
 import Foundation
 
+/// What a loop's timeout sweep and the server's drain call on each connection it runs.
+protocol LoopConnection: AnyObject {
+    func checkTimeouts(now: ContinuousClock.Instant)
+    func drain()
+}
+
 /// A serial queue that runs a set of connections, with the state they share: a read buffer, the
 /// response encoder (and its cached `Date`), and a once-a-second sweep that enforces timeouts.
 /// Every mutable field is touched only on `queue`.
@@ -9,7 +15,7 @@ final class EventLoop: @unchecked Sendable {
     private static let key = DispatchSpecificKey<ObjectIdentifier>()
     var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     var encoder = HTTPResponseEncoder()
-    private var connections: [ObjectIdentifier: Connection] = [:]
+    private var connections: [ObjectIdentifier: any LoopConnection] = [:]
     private var sweep: DispatchSourceTimer?
 
     init(index: Int) {
@@ -40,7 +46,7 @@ final class EventLoop: @unchecked Sendable {
         sweep = nil
     }
 
-    func register(_ connection: Connection) { connections[ObjectIdentifier(connection)] = connection }
-    func unregister(_ connection: Connection) { connections[ObjectIdentifier(connection)] = nil }
-    var allConnections: [Connection] { Array(connections.values) }
+    func register(_ connection: any LoopConnection) { connections[ObjectIdentifier(connection)] = connection }
+    func unregister(_ connection: any LoopConnection) { connections[ObjectIdentifier(connection)] = nil }
+    var allConnections: [any LoopConnection] { Array(connections.values) }
 }

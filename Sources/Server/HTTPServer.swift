@@ -5,7 +5,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// A non-blocking HTTP/1.1 server on Dispatch: one accept source, and connections spread
+/// A non-blocking HTTP/1.1 (and h2c) server on Dispatch: one accept source, and connections spread
 /// round-robin over a few serial queues (`EventLoop`s), so a request is parsed, handled and
 /// answered on one queue without thread hops.
 public final class HTTPServer: Sendable {

@@ -30,12 +30,14 @@ public struct HTTPServerSettings: Sendable {
     public var maxInFlightBodyBytes: Int
     /// Serial queues that run connections (default: one per core).
     public var loops: Int
+    /// HTTP/2 streams a connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    public var maxConcurrentStreams: Int
 
     public init(host: String = "0.0.0.0", port: Int = 8080, limits: HTTPParserLimits = HTTPParserLimits(),
                 headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60), maxConnections: Int = 4096,
                 maxPipelinedRequests: Int = 64, maxInFlightBodyBytes: Int = 256 << 20,
-                loops: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
+                loops: Int = max(1, ProcessInfo.processInfo.activeProcessorCount), maxConcurrentStreams: Int = 100) {
         self.host = host
         self.port = port
         self.limits = limits
@@ -46,6 +48,7 @@ public struct HTTPServerSettings: Sendable {
         self.maxPipelinedRequests = maxPipelinedRequests
         self.maxInFlightBodyBytes = maxInFlightBodyBytes
         self.loops = loops
+        self.maxConcurrentStreams = maxConcurrentStreams
     }
 }
 

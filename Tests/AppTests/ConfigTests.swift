@@ -116,6 +116,7 @@ struct ConfigFileTests {
         #expect(config.server.bodyTimeout == .seconds(30))
         #expect(config.server.idleTimeout == .seconds(60))
         #expect(config.server.maxConnections == 4096)
+        #expect(config.server.maxConcurrentStreams == 100)
         #expect(config.server.drainDelay == .zero)
         #expect(config.server.shutdownGrace == .seconds(10))
         #expect(config.routes == [
@@ -164,6 +165,7 @@ struct ConfigFileTests {
           idleTimeout: 2m
           maxConnections: 100
           maxInFlightBodyBytes: 64MiB
+          maxConcurrentStreams: 50
           drainDelay: 3s
           shutdownGrace: 20s
         routes:
@@ -198,7 +200,7 @@ struct ConfigFileTests {
                                          initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
             server: ServerConfig(host: "127.0.0.1", port: 9090, maxBodyBytes: 16 << 20, maxHeaderBytes: 8192,
                                  headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
-                                 maxConnections: 100, maxInFlightBodyBytes: 64 << 20, drainDelay: .seconds(3),
+                                 maxConnections: 100, maxInFlightBodyBytes: 64 << 20, maxConcurrentStreams: 50, drainDelay: .seconds(3),
                                  shutdownGrace: .seconds(20)),
             routes: [
                 RouteConfig(name: "a.b_c-1", path: "/p", kind: .pubsub, delivery: .unwrapped, maxBodyBytes: 1_000_000),
@@ -442,6 +444,7 @@ struct ConfigRangeTests {
         #expect(failure("archive:\n  batch:\n    maxRecords: 0\n") == "config.yaml:3: 'maxRecords' must be at least 1, got 0")
         #expect(failure("archive:\n  batch:\n    maxBytes: 0\n") == "config.yaml:3: 'maxBytes' must be greater than 0, got '0'")
         #expect(failure("server:\n  maxConnections: 0\n") == "config.yaml:2: 'maxConnections' must be at least 1, got 0")
+        #expect(failure("server:\n  maxConcurrentStreams: 0\n") == "config.yaml:2: 'maxConcurrentStreams' must be between 1 and 2147483647, got 0")
     }
 
     @Test func emptyStrings() {

@@ -281,7 +281,7 @@ private struct ConfigNodeDecoder {
     func server(_ field: ConfigField) throws(ConfigError) -> ServerConfig {
         let section = try section(of: field, path: "server", allowed: [
             "host", "port", "maxBodyBytes", "maxHeaderBytes", "headerTimeout", "bodyTimeout",
-            "idleTimeout", "maxConnections", "maxInFlightBodyBytes", "drainDelay", "shutdownGrace",
+            "idleTimeout", "maxConnections", "maxInFlightBodyBytes", "maxConcurrentStreams", "drainDelay", "shutdownGrace",
         ])
         var server = ServerConfig()
         if let f = section["host"] { server.host = try string(f) }
@@ -293,6 +293,7 @@ private struct ConfigNodeDecoder {
         if let f = section["idleTimeout"] { server.idleTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["maxConnections"] { server.maxConnections = try integer(f, in: 1...Int.max) }
         if let f = section["maxInFlightBodyBytes"] { server.maxInFlightBodyBytes = try size(f) }
+        if let f = section["maxConcurrentStreams"] { server.maxConcurrentStreams = try integer(f, in: 1...Int(Int32.max)) }
         if let f = section["drainDelay"] { server.drainDelay = try duration(f, zeroAllowed: true) }
         if let f = section["shutdownGrace"] { server.shutdownGrace = try duration(f, zeroAllowed: false) }
         return server

@@ -66,6 +66,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var maxConnections: Int
     /// Request body bytes all connections together may hold until answered (503 beyond).
     public var maxInFlightBodyBytes: Int
+    /// HTTP/2 streams one connection may have open at once.
+    public var maxConcurrentStreams: Int
     /// After SIGTERM, how long the listener keeps accepting while `/readyz` answers 503 (may be 0).
     public var drainDelay: Duration
     /// Upper bound on the whole shutdown (flush batches, answer in-flight requests).
@@ -83,6 +85,7 @@ public struct ServerConfig: Sendable, Equatable {
                 idleTimeout: Duration = .seconds(60),
                 maxConnections: Int = 4096,
                 maxInFlightBodyBytes: Int = 256 * 1024 * 1024,
+                maxConcurrentStreams: Int = 100,
                 drainDelay: Duration = .zero,
                 shutdownGrace: Duration = .seconds(10)) {
         self.host = host
@@ -94,6 +97,7 @@ public struct ServerConfig: Sendable, Equatable {
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.maxInFlightBodyBytes = maxInFlightBodyBytes
+        self.maxConcurrentStreams = maxConcurrentStreams
         self.drainDelay = drainDelay
         self.shutdownGrace = shutdownGrace
     }

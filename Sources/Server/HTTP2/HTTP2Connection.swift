@@ -1,0 +1,528 @@
+import CNghttp2
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One HTTP/2 cleartext connection, taken over from an HTTP/1.1 `Connection` that saw the preface
+/// or an `Upgrade: h2c` request. An nghttp2 server session does the framing; this class feeds it
+/// the socket's bytes (`mem_recv`), writes what it produces (`mem_send`), and turns each request
+/// stream into an `HTTPRequest` for the service. Every mutable field, and the session, is touched
+/// only on the loop's queue; handlers capture `self` strongly and are cleared when the socket closes.
+///
+/// Flow control: WINDOW_UPDATEs are not automatic. A stream's window is credited as its body bytes
+/// are stored; the connection's window only while the bodies held (stored or with the service,
+/// unanswered) fit the body budget, or nothing is with the service. So a slow service slows the
+/// sender instead of growing memory.
+final class HTTP2Connection: @unchecked Sendable, LoopConnection {
+    let fd: Int32
+    private let loop: EventLoop
+    private let server: HTTPServer
+    private let session: OpaquePointer
+    private var streams: [Int32: HTTP2Stream] = [:]
+
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var readSuspended = false
+    private var writeSuspended = true
+    private var pendingCancels = 0
+
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    /// Bytes received before the hand-off, fed to the session when the connection starts.
+    private var received: [UInt8]
+    /// The upgrade's request, which becomes stream 1 when the connection starts.
+    private var upgradeRequest: HTTPRequest?
+
+    /// Inside `nghttp2_session_mem_recv`: responses are submitted, and sent once it returns.
+    private var receiving = false
+    private var closed = false
+    private var lingerSince: ContinuousClock.Instant?
+    private var draining = false
+    /// A connection error was reported (once per connection).
+    private var failed = false
+
+    /// Request body bytes of unanswered streams, and connection-window credit withheld for them.
+    private var heldBytes = 0
+    private var owedCredit = 0
+    private var streamsWithService = 0
+
+    private let startedAt = ContinuousClock.now
+    private var settingsReceived = false
+    private var lastActivity = ContinuousClock.now
+    private var writeStalledSince: ContinuousClock.Instant?
+
+    /// Output buffered beyond this stops pulling frames from the session and reading the socket.
+    private static let outputHighWater = 64 * 1024
+
+    /// A connection whose client sent the preface with prior knowledge; `received` starts with it.
+    convenience init(fd: Int32, loop: EventLoop, server: HTTPServer, received: [UInt8]) {
+        self.init(fd: fd, loop: loop, server: server, received: received, unsent: [])
+    }
+
+    /// A connection upgraded by `request` (complete, with `HTTP2-Settings` decoded as
+    /// `settings`); `unsent` is output the HTTP/1.1 connection had not written yet. Nil when
+    /// nghttp2 refuses the settings or the body is too large: the request then stays HTTP/1.1.
+    convenience init?(fd: Int32, loop: EventLoop, server: HTTPServer, upgrading request: HTTPRequest,
+                      settings: [UInt8], unsent: [UInt8]) {
+        guard request.body.count <= HTTP2Handoff.maxUpgradeBodyBytes else { return nil }
+        self.init(fd: fd, loop: loop, server: server, received: [], unsent: unsent + HTTP2Handoff.switchingProtocols)
+        let status = settings.withUnsafeBufferPointer {
+            nghttp2_session_upgrade2(session, $0.baseAddress, $0.count,
+                                     request.head.method == "HEAD" ? 1 : 0, nil)
+        }
+        guard status == 0 else { return nil }
+        upgradeRequest = HTTP2Handoff.upgradedRequest(request)
+    }
+
+    private init(fd: Int32, loop: EventLoop, server: HTTPServer, received: [UInt8], unsent: [UInt8]) {
+        self.fd = fd
+        self.loop = loop
+        self.server = server
+        self.received = received
+        self.output = unsent
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        var created: OpaquePointer?
+        let status = nghttp2_session_server_new2(&created, HTTP2Callbacks.shared.pointer, nil, option)
+        nghttp2_option_del(option)
+        guard status == 0, let created else { fatalError("nghttp2_session_server_new2: \(String(cString: nghttp2_strerror(status)))") }
+        session = created
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+        let settings = server.settings
+        let entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                                   value: UInt32(clamping: settings.maxConcurrentStreams)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                                   value: UInt32(clamping: settings.limits.maxHeaderBytes)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+        ]
+        entries.withUnsafeBufferPointer {
+            _ = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
+        }
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    /// Takes over the socket: watches it, replays what the HTTP/1.1 side had read, and serves the
+    /// upgrade's request on stream 1.
+    func start() {
+        loop.register(self)
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
+        source.setEventHandler { @Sendable in self.readable() }
+        source.setCancelHandler { @Sendable in self.sourceCancelled() }
+        pendingCancels += 1
+        readSource = source
+        source.resume()
+        if let request = upgradeRequest {
+            upgradeRequest = nil
+            var stream = HTTP2Stream(now: .now)
+            stream.head = request.head
+            stream.requestEnded = true
+            streams[1] = stream
+            dispatch(1, request)
+        }
+        if !received.isEmpty {
+            let bytes = received
+            received = []
+            bytes.withUnsafeBytes { receive($0) }
+        }
+        flush()
+    }
+
+    // MARK: Reading
+
+    private func readable() {
+        let capacity = loop.readBuffer.count
+        while !closed && !readSuspended {
+            let n = loop.readBuffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, capacity) }
+            if n > 0 {
+                lastActivity = .now
+                if lingerSince == nil {
+                    loop.readBuffer.withUnsafeBytes { receive(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    flush()
+                }
+                if n < capacity { return }
+            } else if n == 0 {
+                finalClose()
+            } else if errno != EINTR {
+                if errno != EAGAIN && errno != EWOULDBLOCK { finalClose() }
+                return
+            }
+        }
+    }
+
+    /// Feeds bytes to the session; a fatal error ends the connection after a GOAWAY.
+    private func receive(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        receiving = true
+        let status = nghttp2_session_mem_recv(session, base, bytes.count)
+        receiving = false
+        if status < 0 {
+            failed = true
+            server.protocolError(status: 400, reason: "HTTP/2: \(String(cString: nghttp2_strerror(Int32(status))))")
+            nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
+        }
+    }
+
+    /// nghttp2 is sending a GOAWAY with an error (a malformed or forbidden frame arrived).
+    func connectionError(_ description: String) {
+        guard !failed else { return }
+        failed = true
+        server.protocolError(status: 400, reason: "HTTP/2 connection error: \(description)")
+    }
+
+    // MARK: Streams (called from the nghttp2 callbacks)
+
+    func beginHeaders(_ id: Int32) {
+        streams[id] = HTTP2Stream(now: .now)
+    }
+
+    func header(_ id: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+        streams[id]?.addField(name: name, value: value, limit: server.settings.limits.maxHeaderBytes)
+    }
+
+    func settingsArrived() {
+        settingsReceived = true
+    }
+
+    /// The request's header block is complete: refuse it, answer it early, or wait for its body.
+    func headersComplete(_ id: Int32, endStream: Bool) {
+        guard var stream = streams[id], stream.phase == .headers else { return }
+        let head = stream.makeHead()
+        stream.phase = .body
+        stream.requestEnded = endStream
+        stream.progressAt = .now
+        streams[id] = stream
+        if let error = stream.headError {
+            server.protocolError(status: error.status, reason: error.reason)
+            respond(id, .text(error.status, error.reason))
+            return
+        }
+        let limit = server.settings.limits.maxBodyBytes
+        if let length = head.headers["content-length"].flatMap(Int.init), length > limit {
+            respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
+            return
+        }
+        if let early = server.service.check(head) {
+            respond(id, early)
+            return
+        }
+        if endStream {
+            requestComplete(id)
+        } else if head.headers["expect"].map({ $0.caseInsensitiveEquals("100-continue") }) == true {
+            HTTP2ResponseHead.withFields(status: 100, headers: HTTPHeaders(), date: dateValue(), contentLength: nil) {
+                _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, nil, $0, $1, nil)
+            }
+        }
+    }
+
+    /// Body bytes of a stream: stored while it is receiving and within the limit, else dropped.
+    /// Either way their flow-control credit is returned (the connection's maybe later).
+    func data(_ id: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
+        if var stream = streams[id], stream.phase == .body {
+            let limit = server.settings.limits.maxBodyBytes
+            if stream.body.count + bytes.count > limit {
+                server.protocolError(status: 413, reason: "request body too large")
+                respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
+            } else {
+                streams[id] = nil // keep the body uniquely referenced while it grows
+                stream.body.append(contentsOf: bytes)
+                stream.heldBytes += bytes.count
+                stream.progressAt = .now
+                streams[id] = stream
+                heldBytes += bytes.count
+                nghttp2_session_consume_stream(session, id, bytes.count)
+                creditConnection(bytes.count)
+                return
+            }
+        }
+        if nghttp2_session_find_stream(session, id) != nil { nghttp2_session_consume_stream(session, id, bytes.count) }
+        creditConnection(bytes.count)
+    }
+
+    /// The client ended the stream: the request goes to the service unless it was answered already.
+    func requestComplete(_ id: Int32) {
+        streams[id]?.requestEnded = true
+        guard var stream = streams[id], stream.phase == .body, let head = stream.head else { return }
+        let request = HTTPRequest(head: head, body: stream.body)
+        stream.body = []
+        streams[id] = stream
+        dispatch(id, request)
+    }
+
+    private func dispatch(_ id: Int32, _ request: HTTPRequest) {
+        streams[id]?.phase = .service
+        streamsWithService += 1
+        server.service.handle(request) { response in
+            self.loop.execute { self.complete(id, response) }
+        }
+    }
+
+    /// The service's answer; dropped if the client reset the stream meanwhile.
+    private func complete(_ id: Int32, _ response: HTTPResponse) {
+        guard !closed, streams[id]?.phase == .service else { return }
+        respond(id, response)
+        flush()
+    }
+
+    /// nghttp2 has closed the stream (answered, or reset by either side).
+    func streamClosed(_ id: Int32) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        if stream.phase == .service { streamsWithService -= 1 }
+        release(stream.heldBytes)
+    }
+
+    // MARK: Responses
+
+    private func respond(_ id: Int32, _ response: HTTPResponse) {
+        guard var stream = streams[id] else { return }
+        if stream.phase == .service { streamsWithService -= 1 }
+        let held = stream.heldBytes
+        stream.phase = .answered
+        stream.body = []
+        stream.heldBytes = 0
+        let bodyless = response.status == 204 || response.status == 304 || response.status < 200
+        let isHead = stream.head?.method == "HEAD"
+        stream.responseBody = bodyless || isHead ? [] : response.body
+        stream.responseOffset = 0
+        streams[id] = stream
+        release(held)
+
+        var provider = nghttp2_data_provider()
+        provider.read_callback = { _, id, buffer, length, flags, _, userData in
+            HTTP2Callbacks.connection(userData).readResponse(id, into: buffer!, length: length, flags: flags!)
+        }
+        let hasBody = !stream.responseBody.isEmpty
+        let status = HTTP2ResponseHead.withFields(status: response.status, headers: response.headers, date: dateValue(),
+                                                  contentLength: bodyless ? nil : response.body.count) { fields, count in
+            hasBody ? nghttp2_submit_response(session, id, fields, count, &provider)
+                    : nghttp2_submit_response(session, id, fields, count, nil)
+        }
+        if status != 0 {
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_INTERNAL_ERROR.rawValue)
+        }
+    }
+
+    /// The response's last frame went out. If the request is still arriving (answered early, over a
+    /// limit, or timed out), RST_STREAM NO_ERROR tells the client to stop sending it (RFC 9113 §8.1).
+    func responseSent(_ id: Int32) {
+        guard let stream = streams[id], !stream.requestEnded else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_NO_ERROR.rawValue)
+    }
+
+    /// nghttp2's data provider: copies the next part of the stream's response body.
+    func readResponse(_ id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
+                      flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard var stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        let count = min(length, stream.responseBody.count - stream.responseOffset)
+        if count > 0 {
+            stream.responseBody.withUnsafeBufferPointer {
+                buffer.update(from: $0.baseAddress! + stream.responseOffset, count: count)
+            }
+        }
+        stream.responseOffset += count
+        if stream.responseOffset == stream.responseBody.count {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            stream.responseBody = []
+        }
+        streams[id] = stream
+        return count
+    }
+
+    private func dateValue() -> ArraySlice<UInt8> {
+        let line = loop.encoder.dateLine() // "Date: …\r\n"
+        return line[6..<(line.count - 2)]
+    }
+
+    // MARK: Flow control
+
+    /// Returns connection-window credit now, or owes it while the service holds more than the budget.
+    private func creditConnection(_ count: Int) {
+        if heldBytes <= server.settings.limits.maxBodyBytes || streamsWithService == 0 {
+            nghttp2_session_consume_connection(session, count + owedCredit)
+            owedCredit = 0
+        } else {
+            owedCredit += count
+        }
+    }
+
+    private func release(_ count: Int) {
+        heldBytes -= count
+        if owedCredit > 0 { creditConnection(0) }
+    }
+
+    // MARK: Writing
+
+    /// Sends what the session has to send; closes once the session wants neither to read nor to write.
+    private func flush() {
+        guard !closed, !receiving, lingerSince == nil else { return }
+        while true {
+            while output.count - outputOffset < Self.outputHighWater {
+                var chunk: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(session, &chunk)
+                if n < 0 {
+                    finalClose()
+                    return
+                }
+                guard n > 0, let chunk else { break }
+                output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: n))
+            }
+            if outputOffset == output.count { break }
+            guard writeOutput() else {
+                // Blocked: read no more until the peer takes what it has been sent.
+                if !closed { suspendReading() }
+                return
+            }
+        }
+        resumeReading()
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+            closeGracefully()
+        }
+    }
+
+    /// Writes buffered output; false when the socket is full (the write source resumes `flush`).
+    private func writeOutput() -> Bool {
+        while outputOffset < output.count {
+            let n = output.withUnsafeBytes {
+                send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL))
+            }
+            if n > 0 {
+                outputOffset += n
+                writeStalledSince = nil
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if writeStalledSince == nil { writeStalledSince = .now }
+                resumeWriting()
+                return false
+            } else {
+                finalClose()
+                return false
+            }
+        }
+        output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
+        outputOffset = 0
+        suspendWriting()
+        return true
+    }
+
+    // MARK: Timeouts and shutdown
+
+    func checkTimeouts(now: ContinuousClock.Instant) {
+        guard !closed else { return }
+        let settings = server.settings
+        if let since = lingerSince {
+            if now - since > .seconds(2) { finalClose() }
+            return
+        }
+        if let since = writeStalledSince, now - since > settings.idleTimeout {
+            finalClose()
+            return
+        }
+        if !settingsReceived && now - startedAt > settings.headerTimeout {
+            server.protocolError(status: 408, reason: "HTTP/2 preface timeout")
+            finalClose()
+            return
+        }
+        for (id, stream) in streams {
+            switch stream.phase {
+            case .headers where now - stream.progressAt > settings.headerTimeout:
+                // A header block still open blocks the whole connection (RFC 9113 §6.10).
+                server.protocolError(status: 408, reason: "request header timeout")
+                nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
+            case .body where now - stream.progressAt > settings.bodyTimeout:
+                server.protocolError(status: 408, reason: "request body timeout")
+                respond(id, .text(408, "request body timeout"))
+            default:
+                break
+            }
+        }
+        if streams.isEmpty && outputOffset >= output.count && now - lastActivity > settings.idleTimeout {
+            nghttp2_session_terminate_session(session, NGHTTP2_NO_ERROR.rawValue)
+        }
+        flush()
+    }
+
+    /// GOAWAY: streams the client opened so far are answered, later ones are refused; the
+    /// connection closes once they are done.
+    func drain() {
+        guard !closed, !draining else { return }
+        draining = true
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                              NGHTTP2_NO_ERROR.rawValue, nil, 0)
+        flush()
+    }
+
+    /// Half-closes and reads (discarding) briefly, so the peer gets the last frames rather than a reset.
+    private func closeGracefully() {
+        guard !closed, lingerSince == nil else { return }
+        shutdown(fd, Int32(SHUT_WR))
+        lingerSince = .now
+    }
+
+    private func finalClose() {
+        guard !closed else { return }
+        closed = true
+        streams.removeAll()
+        output = []
+        if let source = readSource {
+            if readSuspended { source.resume() }
+            source.cancel()
+        }
+        if let source = writeSource {
+            if writeSuspended { source.resume() }
+            source.cancel()
+        }
+    }
+
+    private func sourceCancelled() {
+        pendingCancels -= 1
+        guard pendingCancels == 0 else { return }
+        readSource?.setEventHandler(handler: nil)
+        readSource?.setCancelHandler(handler: nil)
+        writeSource?.setEventHandler(handler: nil)
+        writeSource?.setCancelHandler(handler: nil)
+        readSource = nil
+        writeSource = nil
+        close(fd)
+        loop.unregister(self)
+        server.connectionClosed()
+    }
+
+    private func suspendReading() {
+        guard !readSuspended, let source = readSource else { return }
+        readSuspended = true
+        source.suspend()
+    }
+
+    private func resumeReading() {
+        guard readSuspended, let source = readSource else { return }
+        readSuspended = false
+        source.resume()
+    }
+
+    private func resumeWriting() {
+        if writeSource == nil {
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
+            source.setEventHandler { @Sendable in self.flush() }
+            source.setCancelHandler { @Sendable in self.sourceCancelled() }
+            pendingCancels += 1
+            writeSource = source
+            writeSuspended = true
+        }
+        guard writeSuspended, let source = writeSource else { return }
+        writeSuspended = false
+        source.resume()
+    }
+
+    private func suspendWriting() {
+        guard !writeSuspended, let source = writeSource else { return }
+        writeSuspended = true
+        source.suspend()
+    }
+}
