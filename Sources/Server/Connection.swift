@@ -164,7 +164,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
                 let announced = announcedBodyBytes(head)
                 if announced > 0 {
                     guard server.reserveBodyBytes(announced) else {
-                        answerEarly(slot, Self.busy, head: head)
+                        answerEarly(slot, .bodyBudgetSpent, head: head)
                         continue
                     }
                     slot.reservedBytes = announced
@@ -200,10 +200,6 @@ final class Connection: @unchecked Sendable, LoopConnection {
     }
 
     private var service: any HTTPService { server.service }
-
-    /// The answer when the in-flight body budget is spent.
-    private static let busy = HTTPResponse.text(503, "server busy: too many request body bytes in flight; retry later",
-                                                headers: HTTPHeaders([("Retry-After", "1")]))
 
     /// Answers a request from its head alone; its body (if any) is not read, so the connection
     /// cannot be reused.

@@ -119,6 +119,12 @@ public final class HTTPServer: Sendable {
     }
 }
 
+extension HTTPResponse {
+    /// The answer when the in-flight body budget is spent.
+    static let bodyBudgetSpent = HTTPResponse.text(503, "server busy: too many request body bytes in flight; retry later",
+                                                   headers: HTTPHeaders([("Retry-After", "1")]))
+}
+
 private final class ListenerSource: @unchecked Sendable {
     var source: (any DispatchSourceRead)?
 }

@@ -229,6 +229,8 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
             if stream.body.count + bytes.count > limit {
                 server.protocolError(status: 413, reason: "request body too large")
                 respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
+            } else if !server.reserveBodyBytes(bytes.count) {
+                respond(id, .bodyBudgetSpent)
             } else {
                 streams[id] = nil // keep the body uniquely referenced while it grows
                 stream.body.append(contentsOf: bytes)
@@ -352,6 +354,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
     }
 
     private func release(_ count: Int) {
+        server.releaseBodyBytes(count)
         heldBytes -= count
         if owedCredit > 0 { creditConnection(0) }
     }
@@ -468,6 +471,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
     private func finalClose() {
         guard !closed else { return }
         closed = true
+        server.releaseBodyBytes(streams.values.reduce(0) { $0 + $1.heldBytes })
         streams.removeAll()
         output = []
         if let source = readSource {
