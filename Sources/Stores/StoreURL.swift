@@ -15,6 +15,9 @@ public enum StoreFactory {
             }
             return try LocalFileStore(root: path)
         }
+        if url.hasPrefix("s3://") {
+            return try S3Store(url: url, environment: environment, policy: policy, transport: transport)
+        }
         if let scheme = url.range(of: "://").map({ url[..<$0.lowerBound] }) {
             throw BlobStoreError(store: url, key: nil, message: "unsupported store scheme '\(scheme)'; supported: file://, gs://, az://, s3:// or a directory path", retryable: false)
         }
