@@ -169,7 +169,7 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
         let server = try PersistorProcess(environment: [
             "AWS_ENDPOINT_URL_S3": moto.endpoint, "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(imdsPort)/",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(imdsPort)/", "AWS_EC2_METADATA_DISABLED": "",
         ], storeURL: "s3://bkt/imds")
         #expect(waitForReadiness(server, 200) == 200, "\(server.log)\n\(imds.log)")
         for index in 0..<3 {
@@ -181,6 +181,18 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
         let counts = try imdsStats(port: imdsPort)
         #expect(counts["credentials"] == 1, "the role's keys are fetched once and cached: \(counts)")
         #expect(!server.log.contains(role["SecretAccessKey"]!) && !server.log.contains(role["Token"]!))
+    }
+
+    @Test func missingCredentialsWithIMDSDisabledStopTheStartWithAClearError() throws {
+        do {
+            _ = try PersistorProcess(environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"],
+                                     storeURL: "s3://bkt/archive")
+            Issue.record("persistor started without credentials")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("s3://bkt/archive") && message.contains("no AWS credentials")
+                    && message.contains("AWS_ACCESS_KEY_ID"), "\(message)")
+        }
     }
 
     private func imdsStats(port: Int) throws -> [String: Int] {
