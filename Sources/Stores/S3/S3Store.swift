@@ -9,30 +9,28 @@ import Foundation
 /// are retried like 5xx. See `S3Location` for the endpoint and `S3CredentialProvider` for the keys.
 ///
 /// Metadata goes as `x-amz-meta-*` headers, which S3 stores as US-ASCII with lower-cased names:
-/// names are lower-cased, and in names and values every byte outside printable ASCII (and `%`,
-/// and a leading or trailing space in a value) is percent-encoded (UTF-8, `%XX`), so a value reads
-/// back unchanged when it is plain ASCII and decodes back exactly with any percent-decoder.
+/// names are lower-cased, and in names and values every byte outside printable ASCII, and `%`, is
+/// percent-encoded (UTF-8, `%XX`), as are a leading or trailing space of a value and spaces and
+/// HTTP separators in a name. A plain-ASCII value reads back unchanged, and any value decodes back
+/// exactly with a percent-decoder.
 struct S3Store: BlobWriter {
     let name: String
     let location: S3Location
     let credentials: S3CredentialProvider
     let client: StoreHTTPClient
-    let now: @Sendable () -> Date
 
-    init(url: String, environment: [String: String], policy: StoreRetryPolicy, transport: any StoreHTTPTransport,
-         now: @escaping @Sendable () -> Date = Date.init) throws(BlobStoreError) {
+    init(url: String, environment: [String: String], policy: StoreRetryPolicy, transport: any StoreHTTPTransport) throws(BlobStoreError) {
         location = try S3Location(url: url, environment: environment)
         name = location.storeName
         client = StoreHTTPClient(store: name, transport: transport, policy: policy)
         credentials = try S3CredentialProvider.resolve(environment: environment, client: client)
-        self.now = now
     }
 
     func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
         let key = location.objectKey(blob.key)
         let response = try await client.send(key: key, errorCode: { Self.errorDetail($0).code }, retryable: Self.isRetryable) { () async throws(BlobStoreError) in
             let keys = try await credentials.get()
-            return request(for: blob, credentials: keys, date: now()).request
+            return request(for: blob, credentials: keys, date: Date()).request
         }
         switch response.status {
         case 200..<300: return .created
