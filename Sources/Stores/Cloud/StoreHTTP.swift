@@ -89,14 +89,57 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
 }
 
 /// Runs `operation`, throwing `URLError(.timedOut)` if it has not finished after `timeout`.
+///
+/// On timeout (or when the caller is cancelled) the operation is cancelled but not waited for:
+/// FoundationNetworking's `data(for:)` does not always return once cancelled, and the deadline
+/// must hold regardless.
 func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw URLError(.timedOut)
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation,
+                       work: Task {
+                           do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
+                       },
+                       timer: Task {
+                           guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                           race.finish(.failure(URLError(.timedOut)))
+                       })
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The first of an operation's result, its deadline and its caller's cancellation resumes the
+/// caller; both tasks are then cancelled.
+private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<T, any Error>?
+    private var tasks: [Task<Void, Never>] = []
+    private var outcome: Result<T, any Error>?
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, work: Task<Void, Never>, timer: Task<Void, Never>) {
+        let early: Result<T, any Error>? = lock.withLock {
+            tasks = [work, timer]
+            if outcome == nil { self.continuation = continuation }
+            return outcome
+        }
+        if let early {
+            work.cancel()
+            timer.cancel()
+            continuation.resume(with: early)
+        }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (waiting, tasks): (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) = lock.withLock {
+            guard outcome == nil else { return (nil, []) }
+            outcome = result
+            defer { continuation = nil }
+            return (continuation, self.tasks)
+        }
+        for task in tasks { task.cancel() }
+        waiting?.resume(with: result)
     }
 }
