@@ -63,22 +63,47 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
     public func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
-        urlRequest.timeoutInterval = max(0.001, Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        // `perform` enforces `timeout`; URLSession's own limit stays above it (FoundationNetworking
+        // truncates it to whole seconds, so a sub-second value would fail every request at once).
+        urlRequest.timeoutInterval = timeout.timeInterval.rounded(.up) + 1
         for header in request.headers {
             urlRequest.addValue(header.value, forHTTPHeaderField: header.name)
         }
         if !request.body.isEmpty || ["PUT", "POST"].contains(request.method) {
             urlRequest.httpBody = Data(request.body)
         }
-        let (data, response) = try await withDeadline(timeout) { [session, urlRequest] in
-            try await session!.data(for: urlRequest)
-        }
+        let (data, response) = try await perform(urlRequest, timeout: timeout)
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
         var headers: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
             if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
         }
         return StoreHTTPResponse(status: http.statusCode, headers: headers, body: Array(data))
+    }
+
+    /// Runs a data task with a hard deadline: when it passes, the caller gets `URLError(.timedOut)`
+    /// and the task is cancelled from a Dispatch thread.
+    ///
+    /// Not `session.data(for:)` inside a cancelled Swift task: in FoundationNetworking that
+    /// deadlocks (the task's cancellation handler waits for URLSession's work queue while the work
+    /// queue waits for the task's status lock to resume it), which froze every store request once
+    /// a slow store made one attempt time out.
+    private func perform(_ urlRequest: URLRequest, timeout: Duration) async throws -> (Data, URLResponse) {
+        let call = PendingCall()
+        return try await withCheckedThrowingContinuation { continuation in
+            call.start(continuation)
+            let task = session.dataTask(with: urlRequest) { data, response, error in
+                if let data, let response {
+                    call.finish(.success((data, response)))
+                } else {
+                    call.finish(.failure(error ?? URLError(.badServerResponse)))
+                }
+            }
+            task.resume()
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) {
+                if call.finish(.failure(URLError(.timedOut))) { task.cancel() }
+            }
+        }
     }
 
     /// Redirects are answers in their own right (a store that redirects a PUT is misconfigured).
@@ -88,58 +113,31 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
     }
 }
 
-/// Runs `operation`, throwing `URLError(.timedOut)` if it has not finished after `timeout`.
-///
-/// On timeout (or when the caller is cancelled) the operation is cancelled but not waited for:
-/// FoundationNetworking's `data(for:)` does not always return once cancelled, and the deadline
-/// must hold regardless.
-func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    let race = DeadlineRace<T>()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-            race.start(continuation,
-                       work: Task {
-                           do { race.finish(.success(try await operation())) } catch { race.finish(.failure(error)) }
-                       },
-                       timer: Task {
-                           guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                           race.finish(.failure(URLError(.timedOut)))
-                       })
+/// One data task's continuation, resumed by whichever comes first: the answer or the deadline.
+private final class PendingCall: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<(Data, URLResponse), any Error>?
+    private var finished = false
+
+    func start(_ continuation: CheckedContinuation<(Data, URLResponse), any Error>) {
+        lock.withLock { self.continuation = continuation }
+    }
+
+    /// Resumes the caller unless that already happened; returns whether this call did it.
+    @discardableResult
+    func finish(_ result: Result<(Data, URLResponse), any Error>) -> Bool {
+        let waiting: CheckedContinuation<(Data, URLResponse), any Error>? = lock.withLock {
+            guard !finished else { return nil }
+            finished = true
+            defer { continuation = nil }
+            return continuation
         }
-    } onCancel: {
-        race.finish(.failure(CancellationError()))
+        waiting?.resume(with: result)
+        return waiting != nil
     }
 }
 
-/// The first of an operation's result, its deadline and its caller's cancellation resumes the
-/// caller; both tasks are then cancelled.
-private final class DeadlineRace<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: CheckedContinuation<T, any Error>?
-    private var tasks: [Task<Void, Never>] = []
-    private var outcome: Result<T, any Error>?
-
-    func start(_ continuation: CheckedContinuation<T, any Error>, work: Task<Void, Never>, timer: Task<Void, Never>) {
-        let early: Result<T, any Error>? = lock.withLock {
-            tasks = [work, timer]
-            if outcome == nil { self.continuation = continuation }
-            return outcome
-        }
-        if let early {
-            work.cancel()
-            timer.cancel()
-            continuation.resume(with: early)
-        }
-    }
-
-    func finish(_ result: Result<T, any Error>) {
-        let (waiting, tasks): (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) = lock.withLock {
-            guard outcome == nil else { return (nil, []) }
-            outcome = result
-            defer { continuation = nil }
-            return (continuation, self.tasks)
-        }
-        for task in tasks { task.cancel() }
-        waiting?.resume(with: result)
-    }
+extension Duration {
+    /// The duration in (fractional) seconds.
+    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
