@@ -21,6 +21,9 @@ public enum StoreFactory {
         if url.hasPrefix("az://") {
             return try AzureBlobStore(url: url, environment: environment, policy: policy, transport: transport)
         }
+        if url.hasPrefix("s3://") {
+            return try S3Store(url: url, environment: environment, policy: policy, transport: transport)
+        }
         if let scheme = url.range(of: "://").map({ url[..<$0.lowerBound] }) {
             throw BlobStoreError(store: url, key: nil, message: "unsupported store scheme '\(scheme)'; supported: file://, gs://, az://, s3:// or a directory path", retryable: false)
         }

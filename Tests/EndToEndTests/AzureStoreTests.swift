@@ -93,16 +93,6 @@ private func post(_ server: PersistorProcess, _ request: [UInt8]) throws -> RawH
     return try client.readResponse()
 }
 
-private func readyStatus(_ server: PersistorProcess) -> Int {
-    (try? server.connect(timeout: 2).perform("GET", "/readyz"))?.status ?? 0
-}
-
-/// Waits until `/readyz` answers `status`; returns the seconds it took, or nil after `timeout`.
-private func waitForReadiness(_ server: PersistorProcess, _ status: Int, timeout: Double) -> Double? {
-    let start = Date()
-    return waitUntil(timeout: timeout) { readyStatus(server) == status } ? secondsSince(start) : nil
-}
-
 /// Polls `condition` every 20 ms; false if it is still false after `timeout` seconds.
 private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)

@@ -227,3 +227,18 @@ func isIMFFixdate(_ value: String) -> Bool {
 
 /// Seconds elapsed since `start`.
 func secondsSince(_ start: Date) -> Double { Date().timeIntervalSince(start) }
+
+/// `GET /readyz`'s status now, on a new connection (0 when it cannot be asked).
+func readyStatus(_ server: PersistorProcess) -> Int {
+    (try? server.connect(timeout: 5).perform("GET", "/readyz", headers: [("Connection", "close")]))?.status ?? 0
+}
+
+/// Polls `GET /readyz` until it answers `status`; returns the seconds that took, or nil after `timeout`.
+func waitForReadiness(_ server: PersistorProcess, _ status: Int, timeout: Double = 20) -> Double? {
+    let start = Date()
+    while secondsSince(start) < timeout {
+        if readyStatus(server) == status { return secondsSince(start) }
+        usleep(50_000)
+    }
+    return nil
+}

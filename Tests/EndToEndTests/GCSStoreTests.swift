@@ -76,18 +76,6 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
     return try client.readResponse()
 }
 
-/// Polls `GET /readyz` until it answers `expected`; the seconds it took, or nil after `timeout`.
-private func waitForReadiness(_ server: PersistorProcess, _ expected: Int, timeout: Double) -> Double? {
-    let start = Date()
-    while secondsSince(start) < timeout {
-        if let response = try? server.connect(timeout: 2).perform("GET", "/readyz"), response.status == expected {
-            return secondsSince(start)
-        }
-        usleep(100_000)
-    }
-    return nil
-}
-
 /// Persistor archiving to fake-gcs-server through `STORAGE_EMULATOR_HOST`, read back with the
 /// official client.
 @Suite(.serialized) struct GCSStoreTests {

@@ -63,7 +63,9 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
     public func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
-        urlRequest.timeoutInterval = max(0.001, Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        // `perform` enforces `timeout`; URLSession's own limit stays above it (FoundationNetworking
+        // truncates it to whole seconds, so a sub-second value would fail every request at once).
+        urlRequest.timeoutInterval = timeout.timeInterval.rounded(.up) + 1
         // One dictionary assignment keeps the names as given; `addValue` would re-capitalize them
         // (`x-ms-meta-firstReceivedAt` → `X-Ms-Meta-Firstreceivedat`), and Azure stores metadata
         // names as sent. Repeated names are joined with ", ".
@@ -79,15 +81,38 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
         if !request.body.isEmpty || ["PUT", "POST"].contains(request.method) {
             urlRequest.httpBody = Data(request.body)
         }
-        let (data, response) = try await withDeadline(timeout) { [session, urlRequest] in
-            try await session!.data(for: urlRequest)
-        }
+        let (data, response) = try await perform(urlRequest, timeout: timeout)
         guard let http = response as? HTTPURLResponse else { throw URLError(.badServerResponse) }
         var headers: [String: String] = [:]
         for (name, value) in http.allHeaderFields {
             if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
         }
         return StoreHTTPResponse(status: http.statusCode, headers: headers, body: Array(data))
+    }
+
+    /// Runs a data task with a hard deadline: when it passes, the caller gets `URLError(.timedOut)`
+    /// and the task is cancelled from a Dispatch thread.
+    ///
+    /// Not `session.data(for:)` inside a cancelled Swift task: in FoundationNetworking that
+    /// deadlocks (the task's cancellation handler waits for URLSession's work queue while the work
+    /// queue waits for the task's status lock to resume it), which froze every store request once
+    /// a slow store made one attempt time out.
+    private func perform(_ urlRequest: URLRequest, timeout: Duration) async throws -> (Data, URLResponse) {
+        let call = PendingCall()
+        return try await withCheckedThrowingContinuation { continuation in
+            call.start(continuation)
+            let task = session.dataTask(with: urlRequest) { data, response, error in
+                if let data, let response {
+                    call.finish(.success((data, response)))
+                } else {
+                    call.finish(.failure(error ?? URLError(.badServerResponse)))
+                }
+            }
+            task.resume()
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) {
+                if call.finish(.failure(URLError(.timedOut))) { task.cancel() }
+            }
+        }
     }
 
     /// Redirects are answers in their own right (a store that redirects a PUT is misconfigured).
@@ -97,15 +122,31 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
     }
 }
 
-/// Runs `operation`, throwing `URLError(.timedOut)` if it has not finished after `timeout`.
-func withDeadline<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw URLError(.timedOut)
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
+/// One data task's continuation, resumed by whichever comes first: the answer or the deadline.
+private final class PendingCall: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<(Data, URLResponse), any Error>?
+    private var finished = false
+
+    func start(_ continuation: CheckedContinuation<(Data, URLResponse), any Error>) {
+        lock.withLock { self.continuation = continuation }
     }
+
+    /// Resumes the caller unless that already happened; returns whether this call did it.
+    @discardableResult
+    func finish(_ result: Result<(Data, URLResponse), any Error>) -> Bool {
+        let waiting: CheckedContinuation<(Data, URLResponse), any Error>? = lock.withLock {
+            guard !finished else { return nil }
+            finished = true
+            defer { continuation = nil }
+            return continuation
+        }
+        waiting?.resume(with: result)
+        return waiting != nil
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) seconds.
+    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
