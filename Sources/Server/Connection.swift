@@ -9,7 +9,7 @@ import Glibc
 /// loop's queue; handlers capture `self` strongly and are cleared when the connection closes.
 /// An HTTP/2 preface at the start, or an `Upgrade: h2c` first request, hands the socket to an
 /// `HTTP2Connection`.
-final class Connection: @unchecked Sendable, LoopConnection {
+final class Connection: @unchecked Sendable, SocketChannelOwner {
     private struct Slot {
         let id: Int
         var response: HTTPResponse?
@@ -24,18 +24,10 @@ final class Connection: @unchecked Sendable, LoopConnection {
         var reservedBytes = 0
     }
 
-    let fd: Int32
+    private(set) var channel: SocketChannel
     private let loop: EventLoop
-    private let server: HTTPServer
+    let server: HTTPServer
     private var parser: HTTPRequestParser
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var readSuspended = false
-    private var writeSuspended = true
-    private var pendingCancels = 0
-
-    private var output: [UInt8] = []
-    private var outputOffset = 0
     private var slots: [Slot] = []
     private var nextSlotID = 0
 
@@ -43,8 +35,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
     private var acceptingRequests = true
     private var closeAfterWrite = false
     private var peerClosed = false
-    private var closed = false
-    private var lingerSince: ContinuousClock.Instant?
+    private var closed: Bool { channel.cancelled }
     private var drainRequested = false
     /// The request being received asked for `Connection: close`.
     private var stopAfterCurrent = false
@@ -58,10 +49,9 @@ final class Connection: @unchecked Sendable, LoopConnection {
     private var lastActivity = ContinuousClock.now
     private var headStartedAt: ContinuousClock.Instant?
     private var bodyProgressAt: ContinuousClock.Instant?
-    private var writeStalledSince: ContinuousClock.Instant?
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
-        self.fd = fd
+        self.channel = SocketChannel(fd: fd, queue: loop.queue)
         self.loop = loop
         self.server = server
         self.parser = HTTPRequestParser(limits: server.settings.limits)
@@ -69,12 +59,8 @@ final class Connection: @unchecked Sendable, LoopConnection {
 
     func start() {
         loop.register(self)
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
-        source.setEventHandler { @Sendable in self.readable() }
-        source.setCancelHandler { @Sendable in self.sourceCancelled() }
-        pendingCancels += 1
-        readSource = source
-        source.resume()
+        channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.writeOutput() },
+                      cancelled: { @Sendable in self.sourceCancelled() })
     }
 
     // MARK: Reading
@@ -82,29 +68,29 @@ final class Connection: @unchecked Sendable, LoopConnection {
     private func readable() {
         guard !closed else { return }
         let capacity = loop.readBuffer.count
-        while !closed && !readSuspended {
-            let n = loop.readBuffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, capacity) }
-            if n > 0 {
+        while !closed && !channel.readSuspended {
+            switch channel.read(into: &loop.readBuffer) {
+            case .bytes(let n):
                 let now = ContinuousClock.now
                 lastActivity = now
-                if lingerSince != nil || !acceptingRequests { if n < capacity { return } else { continue } }
+                if channel.lingerSince != nil || !acceptingRequests { if n < capacity { return } else { continue } }
                 if bodyProgressAt != nil { bodyProgressAt = now }
                 if prefaceBytes != nil && holdPreface(count: n) { return }
                 loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 processInput()
                 if n < capacity { return }
-            } else if n == 0 {
+            case .end:
                 peerClosed = true
-                if lingerSince != nil { finalClose(); return }
+                if channel.lingerSince != nil { finalClose(); return }
                 // A half-closed client still gets the answers to the requests it completed.
                 abandonIncompleteRequest()
                 acceptingRequests = false
-                suspendReading()
-                if slots.isEmpty && outputOffset >= output.count { finalClose() }
+                channel.suspendReading()
+                if slots.isEmpty && channel.isFlushed { finalClose() }
                 return
-            } else {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            case .wouldBlock:
+                return
+            case .failed:
                 finalClose()
                 return
             }
@@ -127,7 +113,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
         case .partial:
             prefaceBytes = held + loop.readBuffer[0..<count]
         case .complete:
-            handOff(to: HTTP2Connection(fd: fd, loop: loop, server: server, received: held + loop.readBuffer[0..<count]))
+            handOff(to: HTTP2Connection(fd: channel.fd, loop: loop, server: server, received: held + loop.readBuffer[0..<count]))
         }
         return true
     }
@@ -170,7 +156,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
                     slot.reservedBytes = announced
                 }
                 if head.expectsContinue {
-                    if slots.isEmpty { output.append(contentsOf: HTTPResponseEncoder.continueLine) } else { slot.needsContinue = true }
+                    if slots.isEmpty { channel.output.append(contentsOf: HTTPResponseEncoder.continueLine) } else { slot.needsContinue = true }
                 }
                 slots.append(slot)
                 if head.expectsContinue && slots.count == 1 { writeOutput() }
@@ -180,8 +166,8 @@ final class Connection: @unchecked Sendable, LoopConnection {
                 if drainRequested || stopAfterCurrent { acceptingRequests = false }
                 if slot.answeredEarly { continue }
                 if slot.id == 0, let settings = upgradeSettings, acceptingRequests && slots.count == 1 && parser.isIdle,
-                   let upgraded = HTTP2Connection(fd: fd, loop: loop, server: server, upgrading: request,
-                                                  settings: settings, unsent: Array(output[outputOffset...])) {
+                   let upgraded = HTTP2Connection(fd: channel.fd, loop: loop, server: server, upgrading: request,
+                                                  settings: settings, unsent: channel.unsentOutput) {
                     handOff(to: upgraded)
                     return
                 }
@@ -191,7 +177,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
                 }
             }
         }
-        if acceptingRequests && slots.count >= server.settings.maxPipelinedRequests { suspendReading() }
+        if acceptingRequests && slots.count >= server.settings.maxPipelinedRequests { channel.suspendReading() }
         if acceptingRequests && bodyProgressAt == nil && !parser.isIdle {
             if headStartedAt == nil { headStartedAt = ContinuousClock.now }
         } else {
@@ -267,7 +253,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
         while let slot = slots.first, let response = slot.response {
             let last = slots.count == 1 && !acceptingRequests
             let keepAlive = slot.keepAlive && !slot.closeAfter && !last
-            loop.encoder.encode(response, headRequest: slot.isHead, keepAlive: keepAlive, http10: slot.http10, into: &output)
+            loop.encoder.encode(response, headRequest: slot.isHead, keepAlive: keepAlive, http10: slot.http10, into: &channel.output)
             if !keepAlive {
                 closeAfterWrite = true
                 removeSlots(0..<slots.count)
@@ -276,7 +262,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
             removeSlots(0..<1)
             if slots.first?.needsContinue == true {
                 slots[0].needsContinue = false
-                output.append(contentsOf: HTTPResponseEncoder.continueLine)
+                channel.output.append(contentsOf: HTTPResponseEncoder.continueLine)
             }
         }
         writeOutput()
@@ -284,49 +270,22 @@ final class Connection: @unchecked Sendable, LoopConnection {
 
     private func writeOutput() {
         guard !closed else { return }
-        while outputOffset < output.count {
-            let n = output.withUnsafeBytes {
-                send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 {
-                outputOffset += n
-                writeStalledSince = nil
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if writeStalledSince == nil { writeStalledSince = .now }
-                resumeWriting()
-                return
-            } else {
-                finalClose()
-                return
-            }
+        switch channel.writeOutput() {
+        case .flushed: break
+        case .blocked: return
+        case .failed: finalClose(); return
         }
-        output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
-        outputOffset = 0
-        writeStalledSince = nil
-        suspendWriting()
         if closeAfterWrite || (!acceptingRequests && slots.isEmpty) {
             closeGracefully()
-        } else if readSuspended && !peerClosed && slots.count < server.settings.maxPipelinedRequests {
-            resumeReading()
+        } else if channel.readSuspended && !peerClosed && slots.count < server.settings.maxPipelinedRequests {
+            channel.resumeReading()
             processInput()
         }
     }
 
     // MARK: Timeouts and shutdown
 
-    func checkTimeouts(now: ContinuousClock.Instant) {
-        guard !closed else { return }
-        let settings = server.settings
-        if let since = lingerSince {
-            if now - since > .seconds(2) { finalClose() }
-            return
-        }
-        if let since = writeStalledSince, now - since > settings.idleTimeout {
-            finalClose()
-            return
-        }
+    func checkProtocolTimeouts(now: ContinuousClock.Instant, settings: HTTPServerSettings) {
         if let since = headStartedAt, now - since > settings.headerTimeout {
             fail(status: 408, reason: "request header timeout")
             return
@@ -335,7 +294,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
             fail(status: 408, reason: "request body timeout")
             return
         }
-        if slots.isEmpty && parser.isIdle && outputOffset >= output.count && now - lastActivity > settings.idleTimeout {
+        if slots.isEmpty && parser.isIdle && channel.isFlushed && now - lastActivity > settings.idleTimeout {
             finalClose()
         }
     }
@@ -346,7 +305,7 @@ final class Connection: @unchecked Sendable, LoopConnection {
         drainRequested = true
         if parser.isIdle && bodyProgressAt == nil {
             acceptingRequests = false
-            if slots.isEmpty && outputOffset >= output.count { finalClose() }
+            if slots.isEmpty && channel.isFlushed { finalClose() }
         }
     }
 
@@ -358,74 +317,25 @@ final class Connection: @unchecked Sendable, LoopConnection {
             finalClose()
             return
         }
-        shutdown(fd, Int32(SHUT_WR))
-        lingerSince = .now
-        resumeReading()
+        channel.shutdownWriting()
+        channel.resumeReading()
     }
 
-    private func finalClose() {
+    func finalClose() {
         guard !closed else { return }
-        closed = true
+        channel.cancel()
         removeSlots(0..<slots.count)
-        output = []
-        if let source = readSource {
-            if readSuspended { source.resume() }
-            source.cancel()
-        }
-        if let source = writeSource {
-            if writeSuspended { source.resume() }
-            source.cancel()
-        }
     }
 
     private func sourceCancelled() {
-        pendingCancels -= 1
-        guard pendingCancels == 0 else { return }
-        readSource?.setEventHandler(handler: nil)
-        readSource?.setCancelHandler(handler: nil)
-        writeSource?.setEventHandler(handler: nil)
-        writeSource?.setCancelHandler(handler: nil)
-        readSource = nil
-        writeSource = nil
+        guard channel.sourceCancelled() else { return }
         loop.unregister(self)
         if let successor {
             // The socket, and its place in the connection count, pass to HTTP/2.
             successor.start()
             return
         }
-        close(fd)
+        channel.closeSocket()
         server.connectionClosed()
-    }
-
-    private func suspendReading() {
-        guard !readSuspended, let source = readSource else { return }
-        readSuspended = true
-        source.suspend()
-    }
-
-    private func resumeReading() {
-        guard readSuspended, let source = readSource else { return }
-        readSuspended = false
-        source.resume()
-    }
-
-    private func resumeWriting() {
-        if writeSource == nil {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
-            source.setEventHandler { @Sendable in self.writeOutput() }
-            source.setCancelHandler { @Sendable in self.sourceCancelled() }
-            pendingCancels += 1
-            writeSource = source
-            writeSuspended = true
-        }
-        guard writeSuspended, let source = writeSource else { return }
-        writeSuspended = false
-        source.resume()
-    }
-
-    private func suspendWriting() {
-        guard !writeSuspended, let source = writeSource else { return }
-        writeSuspended = true
-        source.suspend()
     }
 }

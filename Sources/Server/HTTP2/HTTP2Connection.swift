@@ -15,21 +15,13 @@ import Glibc
 /// are stored; the connection's window only while the bodies held (stored or with the service,
 /// unanswered) fit the body budget, or nothing is with the service. So a slow service slows the
 /// sender instead of growing memory.
-final class HTTP2Connection: @unchecked Sendable, LoopConnection {
-    let fd: Int32
+final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
+    private(set) var channel: SocketChannel
     private let loop: EventLoop
-    private let server: HTTPServer
+    let server: HTTPServer
     private let session: OpaquePointer
     private var streams: [Int32: HTTP2Stream] = [:]
 
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var readSuspended = false
-    private var writeSuspended = true
-    private var pendingCancels = 0
-
-    private var output: [UInt8] = []
-    private var outputOffset = 0
     /// Bytes received before the hand-off, fed to the session when the connection starts.
     private var received: [UInt8]
     /// The upgrade's request, which becomes stream 1 when the connection starts.
@@ -37,8 +29,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
 
     /// Inside `nghttp2_session_mem_recv`: responses are submitted, and sent once it returns.
     private var receiving = false
-    private var closed = false
-    private var lingerSince: ContinuousClock.Instant?
+    private var closed: Bool { channel.cancelled }
     private var draining = false
     /// A connection error was reported (once per connection).
     private var failed = false
@@ -51,7 +42,6 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
     private let startedAt = ContinuousClock.now
     private var settingsReceived = false
     private var lastActivity = ContinuousClock.now
-    private var writeStalledSince: ContinuousClock.Instant?
 
     /// Output buffered beyond this stops pulling frames from the session and reading the socket.
     private static let outputHighWater = 64 * 1024
@@ -77,11 +67,10 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
     }
 
     private init(fd: Int32, loop: EventLoop, server: HTTPServer, received: [UInt8], unsent: [UInt8]) {
-        self.fd = fd
+        self.channel = SocketChannel(fd: fd, queue: loop.queue, output: unsent)
         self.loop = loop
         self.server = server
         self.received = received
-        self.output = unsent
         var option: OpaquePointer?
         nghttp2_option_new(&option)
         nghttp2_option_set_no_auto_window_update(option, 1)
@@ -112,12 +101,8 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
     /// upgrade's request on stream 1.
     func start() {
         loop.register(self)
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: loop.queue)
-        source.setEventHandler { @Sendable in self.readable() }
-        source.setCancelHandler { @Sendable in self.sourceCancelled() }
-        pendingCancels += 1
-        readSource = source
-        source.resume()
+        channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.flush() },
+                      cancelled: { @Sendable in self.sourceCancelled() })
         if let request = upgradeRequest {
             upgradeRequest = nil
             var stream = HTTP2Stream(now: .now)
@@ -138,19 +123,21 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
 
     private func readable() {
         let capacity = loop.readBuffer.count
-        while !closed && !readSuspended {
-            let n = loop.readBuffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, capacity) }
-            if n > 0 {
+        while !closed && !channel.readSuspended {
+            switch channel.read(into: &loop.readBuffer) {
+            case .bytes(let n):
                 lastActivity = .now
-                if lingerSince == nil {
+                if channel.lingerSince == nil {
                     loop.readBuffer.withUnsafeBytes { receive(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     flush()
                 }
                 if n < capacity { return }
-            } else if n == 0 {
+            case .end:
                 finalClose()
-            } else if errno != EINTR {
-                if errno != EAGAIN && errno != EWOULDBLOCK { finalClose() }
+            case .wouldBlock:
+                return
+            case .failed:
+                finalClose()
                 return
             }
         }
@@ -363,9 +350,9 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
 
     /// Sends what the session has to send; closes once the session wants neither to read nor to write.
     private func flush() {
-        guard !closed, !receiving, lingerSince == nil else { return }
+        guard !closed, !receiving, channel.lingerSince == nil else { return }
         while true {
-            while output.count - outputOffset < Self.outputHighWater {
+            while channel.output.count - channel.outputOffset < Self.outputHighWater {
                 var chunk: UnsafePointer<UInt8>?
                 let n = nghttp2_session_mem_send(session, &chunk)
                 if n < 0 {
@@ -373,60 +360,30 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
                     return
                 }
                 guard n > 0, let chunk else { break }
-                output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: n))
+                channel.output.append(contentsOf: UnsafeBufferPointer(start: chunk, count: n))
             }
-            if outputOffset == output.count { break }
-            guard writeOutput() else {
-                // Blocked: read no more until the peer takes what it has been sent.
-                if !closed { suspendReading() }
+            if channel.isFlushed { break }
+            switch channel.writeOutput() {
+            case .flushed:
+                continue
+            case .blocked:
+                // Read no more until the peer takes what it has been sent.
+                channel.suspendReading()
+                return
+            case .failed:
+                finalClose()
                 return
             }
         }
-        resumeReading()
+        channel.resumeReading()
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
             closeGracefully()
         }
     }
 
-    /// Writes buffered output; false when the socket is full (the write source resumes `flush`).
-    private func writeOutput() -> Bool {
-        while outputOffset < output.count {
-            let n = output.withUnsafeBytes {
-                send(fd, $0.baseAddress! + outputOffset, $0.count - outputOffset, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 {
-                outputOffset += n
-                writeStalledSince = nil
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if writeStalledSince == nil { writeStalledSince = .now }
-                resumeWriting()
-                return false
-            } else {
-                finalClose()
-                return false
-            }
-        }
-        output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
-        outputOffset = 0
-        suspendWriting()
-        return true
-    }
-
     // MARK: Timeouts and shutdown
 
-    func checkTimeouts(now: ContinuousClock.Instant) {
-        guard !closed else { return }
-        let settings = server.settings
-        if let since = lingerSince {
-            if now - since > .seconds(2) { finalClose() }
-            return
-        }
-        if let since = writeStalledSince, now - since > settings.idleTimeout {
-            finalClose()
-            return
-        }
+    func checkProtocolTimeouts(now: ContinuousClock.Instant, settings: HTTPServerSettings) {
         if !settingsReceived && now - startedAt > settings.headerTimeout {
             server.protocolError(status: 408, reason: "HTTP/2 preface timeout")
             finalClose()
@@ -445,7 +402,7 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
                 break
             }
         }
-        if streams.isEmpty && outputOffset >= output.count && now - lastActivity > settings.idleTimeout {
+        if streams.isEmpty && channel.isFlushed && now - lastActivity > settings.idleTimeout {
             nghttp2_session_terminate_session(session, NGHTTP2_NO_ERROR.rawValue)
         }
         flush()
@@ -463,70 +420,21 @@ final class HTTP2Connection: @unchecked Sendable, LoopConnection {
 
     /// Half-closes and reads (discarding) briefly, so the peer gets the last frames rather than a reset.
     private func closeGracefully() {
-        guard !closed, lingerSince == nil else { return }
-        shutdown(fd, Int32(SHUT_WR))
-        lingerSince = .now
+        guard !closed, channel.lingerSince == nil else { return }
+        channel.shutdownWriting()
     }
 
-    private func finalClose() {
+    func finalClose() {
         guard !closed else { return }
-        closed = true
+        channel.cancel()
         server.releaseBodyBytes(streams.values.reduce(0) { $0 + $1.heldBytes })
         streams.removeAll()
-        output = []
-        if let source = readSource {
-            if readSuspended { source.resume() }
-            source.cancel()
-        }
-        if let source = writeSource {
-            if writeSuspended { source.resume() }
-            source.cancel()
-        }
     }
 
     private func sourceCancelled() {
-        pendingCancels -= 1
-        guard pendingCancels == 0 else { return }
-        readSource?.setEventHandler(handler: nil)
-        readSource?.setCancelHandler(handler: nil)
-        writeSource?.setEventHandler(handler: nil)
-        writeSource?.setCancelHandler(handler: nil)
-        readSource = nil
-        writeSource = nil
-        close(fd)
+        guard channel.sourceCancelled() else { return }
+        channel.closeSocket()
         loop.unregister(self)
         server.connectionClosed()
-    }
-
-    private func suspendReading() {
-        guard !readSuspended, let source = readSource else { return }
-        readSuspended = true
-        source.suspend()
-    }
-
-    private func resumeReading() {
-        guard readSuspended, let source = readSource else { return }
-        readSuspended = false
-        source.resume()
-    }
-
-    private func resumeWriting() {
-        if writeSource == nil {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: loop.queue)
-            source.setEventHandler { @Sendable in self.flush() }
-            source.setCancelHandler { @Sendable in self.sourceCancelled() }
-            pendingCancels += 1
-            writeSource = source
-            writeSuspended = true
-        }
-        guard writeSuspended, let source = writeSource else { return }
-        writeSuspended = false
-        source.resume()
-    }
-
-    private func suspendWriting() {
-        guard !writeSuspended, let source = writeSource else { return }
-        writeSuspended = true
-        source.suspend()
     }
 }
