@@ -61,5 +61,9 @@ let package = Package(
         .testTarget(name: "StoresTests", dependencies: ["PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorAuth", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
+        // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
+        // build they replay corpus files given on the command line. Each depends only on what it fuzzes.
+        .executableTarget(name: "FuzzHTTPParser", dependencies: ["PersistorHTTP"], path: "Tests/Fuzz/FuzzHTTPParser"),
+        .executableTarget(name: "FuzzJSONScanner", dependencies: ["PersistorJSON"], path: "Tests/Fuzz/FuzzJSONScanner"),
     ]
 )
