@@ -238,7 +238,7 @@ private final class TokenAnswers: StoreHTTPTransport, @unchecked Sendable {
 }
 
 @Suite struct AzureManagedIdentityTokenTests {
-    private let fast = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .seconds(2), maxAttempts: 3,
+    private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
                                         initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2))
 
     private func identity(_ environment: [String: String], _ transport: TokenAnswers) throws -> AzureManagedIdentity {

@@ -16,7 +16,7 @@ private final class RecordingTransport: StoreHTTPTransport, @unchecked Sendable 
     }
 }
 
-private let fast = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .seconds(2), maxAttempts: 2,
+private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 2,
                                     initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
 private let emulator = ["STORAGE_EMULATOR_HOST": "http://127.0.0.1:4443"]
 

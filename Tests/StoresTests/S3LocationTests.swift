@@ -143,7 +143,7 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
                 return answers.update { $0.removeFirst() }
             }
         }
-        let policy = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .seconds(5), maxAttempts: 3,
+        let policy = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
                                       initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(1))
         let store = try S3Store(url: "s3://bkt/p", environment: keys, policy: policy, transport: Scripted(answers: answers, sent: sent))
         let outcome = try await store.put(Blob(key: "k.gz", bytes: [1, 2], contentType: "application/octet-stream", createOnly: true))
