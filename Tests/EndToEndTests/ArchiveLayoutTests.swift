@@ -61,6 +61,7 @@ import Testing
     }
 
     @Test func duckDBReadsTheHiveStyleArchiveAsIs() throws {
+        let started = UTCHour(Date())
         let server = try PersistorProcess(config: """
         archive:
           path: "{route}/dt={yyyy}-{MM}-{dd}/hour={HH}"
@@ -93,26 +94,24 @@ import Testing
         #expect(byID["e1"]?["eventTime"]?.hasPrefix("2026-11-26 19:00:00") == true)
         let unparsed = try #require(rows.first { $0["source"] == "unparsed" })
         #expect(Data(base64Encoded: unparsed["payload_b64"] ?? "").map { [UInt8]($0) } == Array(bad.utf8))
-        let today = UTCDate.now
-        #expect(rows.allSatisfy { $0["dt"] == today.day && $0["hour"] == today.hour || $0["hour"] == today.nextHour },
-                "hive partition columns come from the path")
+        // The deliveries were received between `started` and now, in one or two (day, hour) partitions.
+        let partitions = [started, UTCHour(Date())]
+        #expect(rows.allSatisfy { row in partitions.contains { $0.day == row["dt"] && $0.hour == row["hour"].flatMap { Int($0) } } },
+                "hive partition columns come from the path: \(rows.map { ($0["dt"] ?? "-", $0["hour"] ?? "-") }), expected one of \(partitions)")
     }
 }
 
 /// Today's UTC date and hour, as the receive-time path template writes them.
-private struct UTCDate {
+/// A UTC day (`yyyy-MM-dd`) and hour, as the Hive-style path names them.
+private struct UTCHour: Equatable {
     let day: String
-    let hour: String
-    let nextHour: String
+    let hour: Int
 
-    static var now: UTCDate {
-        let calendar = Calendar(identifier: .gregorian)
-        var utc = calendar
-        utc.timeZone = TimeZone(identifier: "UTC")!
-        let date = Date()
-        let parts = utc.dateComponents([.year, .month, .day, .hour], from: date)
-        let day = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
-        let next = utc.component(.hour, from: date.addingTimeInterval(3600))
-        return UTCDate(day: day, hour: String(parts.hour!), nextHour: String(next))
+    init(_ date: Date) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day, .hour], from: date)
+        day = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        hour = parts.hour!
     }
 }
