@@ -63,7 +63,8 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
         // build they replay corpus files given on the command line. Each depends only on what it fuzzes.
-        .executableTarget(name: "FuzzHTTPParser", dependencies: ["PersistorHTTP"], path: "Tests/Fuzz/FuzzHTTPParser"),
-        .executableTarget(name: "FuzzJSONScanner", dependencies: ["PersistorJSON"], path: "Tests/Fuzz/FuzzJSONScanner"),
+        .target(name: "FuzzReplay", path: "Tests/Fuzz/FuzzReplay"),
+        .executableTarget(name: "FuzzHTTPParser", dependencies: ["PersistorHTTP", "FuzzReplay"], path: "Tests/Fuzz/FuzzHTTPParser"),
+        .executableTarget(name: "FuzzJSONScanner", dependencies: ["PersistorJSON", "FuzzReplay"], path: "Tests/Fuzz/FuzzJSONScanner"),
     ]
 )

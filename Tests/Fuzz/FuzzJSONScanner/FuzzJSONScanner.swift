@@ -30,35 +30,11 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     return 0
 }
 #else
+import FuzzReplay
+
 @main
 struct ReplayCorpus {
-    static func main() {
-        let arguments = CommandLine.arguments.dropFirst()
-        if arguments.isEmpty {
-            FileHandle.standardError.write(Data("usage: FuzzJSONScanner FILE|DIR...\n".utf8))
-            exit(2)
-        }
-        var count = 0
-        for path in arguments {
-            for file in filesAt(path) {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    FileHandle.standardError.write(Data("cannot read \(file)\n".utf8))
-                    exit(1)
-                }
-                data.withUnsafeBytes { fuzzJSONScanner($0) }
-                count += 1
-            }
-        }
-        print("FuzzJSONScanner: replayed \(count) inputs, all checks held")
-    }
-
-    static func filesAt(_ path: String) -> [String] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
-        else { return [path] }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.sorted().filter { !$0.hasPrefix(".") }.map { path + "/" + $0 }
-    }
+    static func main() { replayCorpus("FuzzJSONScanner", fuzzJSONScanner) }
 }
 #endif
 
