@@ -22,7 +22,9 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
                        providers: [.apt(["libnghttp2-dev"])]),
-        .target(name: "PersistorHTTP", dependencies: ["CNghttp2"], path: "Sources/Server"),
+        // epoll(7) is in glibc, but not in Swift's Glibc module.
+        .systemLibrary(name: "CEpoll", path: "Sources/CEpoll"),
+        .target(name: "PersistorHTTP", dependencies: ["CEpoll", "CNghttp2"], path: "Sources/Server"),
         .target(name: "PersistorJSON", path: "Sources/JSON"),
         .target(name: "PersistorAuth",
                 dependencies: ["PersistorHTTP", "PersistorJSON",

@@ -51,7 +51,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     private var bodyProgressAt: ContinuousClock.Instant?
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
-        self.channel = SocketChannel(fd: fd, queue: loop.queue)
+        self.channel = SocketChannel(fd: fd, loop: loop)
         self.loop = loop
         self.server = server
         self.parser = HTTPRequestParser(limits: server.settings.limits)
@@ -60,7 +60,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     func start() {
         loop.register(self)
         channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.writeOutput() },
-                      cancelled: { @Sendable in self.sourceCancelled() })
+                      closed: { @Sendable in self.socketClosed() })
     }
 
     // MARK: Reading
@@ -327,8 +327,8 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         removeSlots(0..<slots.count)
     }
 
-    private func sourceCancelled() {
-        guard channel.sourceCancelled() else { return }
+    /// The channel was cancelled: the connection goes, and the socket is closed or handed on.
+    private func socketClosed() {
         loop.unregister(self)
         if let successor {
             // The socket, and its place in the connection count, pass to HTTP/2.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// What a loop's timeout sweep and the server's drain call on each connection it runs.
 protocol LoopConnection: AnyObject {
@@ -7,11 +8,14 @@ protocol LoopConnection: AnyObject {
     func drain()
 }
 
-/// A serial queue that runs a set of connections, with the state they share: a read buffer, the
-/// response encoder (and its cached `Date`), and a once-a-second sweep that enforces timeouts.
-/// Every mutable field is touched only on `queue`.
+/// A serial queue that runs a set of connections, with the state they share: the socket poller,
+/// a read buffer, the response encoder (and its cached `Date`), and a once-a-second sweep that
+/// enforces timeouts. Every mutable field is touched only on `queue`.
 final class EventLoop: @unchecked Sendable {
     let queue: DispatchQueue
+    let poller: SocketPoller
+    /// Work handed in from other threads, run by one queue item however much arrives at once.
+    private let inbox = Mutex<[@Sendable () -> Void]>([])
     private static let key = DispatchSpecificKey<ObjectIdentifier>()
     var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     var encoder = HTTPResponseEncoder()
@@ -20,17 +24,38 @@ final class EventLoop: @unchecked Sendable {
 
     init(index: Int) {
         queue = DispatchQueue(label: "persistor.loop.\(index)")
+        poller = SocketPoller(queue: queue)
         queue.setSpecific(key: Self.key, value: ObjectIdentifier(self))
     }
 
     var isCurrent: Bool { DispatchQueue.getSpecific(key: Self.key) == ObjectIdentifier(self) }
 
-    /// Runs `work` now if already on this loop, else enqueues it.
+    /// Runs `work` now if already on this loop, else enqueues it. Work enqueued while earlier work
+    /// still waits joins it, so a batch of completions (one per archived request) costs one
+    /// queue item and at most one thread wake-up.
     func execute(_ work: @escaping @Sendable () -> Void) {
-        if isCurrent { work() } else { queue.async(execute: work) }
+        if isCurrent {
+            work()
+            return
+        }
+        let first = inbox.withLock { pending in
+            pending.append(work)
+            return pending.count == 1
+        }
+        if first { queue.async { @Sendable [self] in runInbox() } }
+    }
+
+    private func runInbox() {
+        let work = inbox.withLock { pending in
+            var taken: [@Sendable () -> Void] = []
+            swap(&taken, &pending)
+            return taken
+        }
+        for item in work { item() }
     }
 
     func start() {
+        poller.start()
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
         timer.setEventHandler { @Sendable [unowned self] in
@@ -44,6 +69,7 @@ final class EventLoop: @unchecked Sendable {
     func stop() {
         sweep?.cancel()
         sweep = nil
+        poller.stop()
     }
 
     func register(_ connection: any LoopConnection) { connections[ObjectIdentifier(connection)] = connection }

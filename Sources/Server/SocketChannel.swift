@@ -27,15 +27,15 @@ extension SocketChannelOwner {
     }
 }
 
-/// The socket side of a connection, shared by HTTP/1.1 and HTTP/2: the non-blocking fd, its read
-/// source and lazily made write source (with their suspended flags), the output buffer and its
-/// write loop, write-stall tracking, the lingering half-close, and the cancel sequence.
+/// The socket side of a connection, shared by HTTP/1.1 and HTTP/2: the non-blocking fd, its
+/// registration with the loop's `SocketPoller` (with the read-suspended and waiting-to-write
+/// states), the output buffer and its write loop, write-stall tracking, the lingering half-close,
+/// and the close sequence.
 ///
 /// A value stored in its connection and touched only on the loop's queue. It never calls back
 /// into the connection: its methods return what happened, and the handlers given to `start`
-/// (which capture the connection strongly) run on the queue and are dropped once both sources
-/// are cancelled. After `cancel` the sources are never suspended or resumed again, and no write
-/// source is made.
+/// (which capture the connection strongly) run on the queue and are dropped by `cancel`, which
+/// also schedules the `closed` handler once. After `cancel` nothing is read, written or watched.
 struct SocketChannel {
     enum ReadResult {
         case bytes(Int)
@@ -46,9 +46,9 @@ struct SocketChannel {
     }
 
     enum WriteResult {
-        /// All output is sent (the buffer is empty and the write source suspended).
+        /// All output is sent (the buffer is empty).
         case flushed
-        /// The socket is full; the write source calls the `writable` handler when it drains.
+        /// The socket is full; the `writable` handler runs when it drains.
         case blocked
         /// The socket failed; the connection should close.
         case failed
@@ -64,13 +64,12 @@ struct SocketChannel {
 
     let fd: Int32
     private let queue: DispatchQueue
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
+    private let poller: SocketPoller
+    private var token: SocketPoller.Token?
+    /// The connection does not want input now; `resumeReading` makes it read again.
     private(set) var readSuspended = false
-    private var writeSuspended = true
-    private var pendingCancels = 0
-    private var onWritable: (@Sendable () -> Void)?
-    private var onCancel: (@Sendable () -> Void)?
+    private var waitingToWrite = false
+    private var onClosed: (@Sendable () -> Void)?
     /// `cancel` ran: the connection is closed.
     private(set) var cancelled = false
 
@@ -81,9 +80,10 @@ struct SocketChannel {
     /// When the write side was shut down; the socket is read (and the input discarded) meanwhile.
     private(set) var lingerSince: ContinuousClock.Instant?
 
-    init(fd: Int32, queue: DispatchQueue, output: [UInt8] = []) {
+    init(fd: Int32, loop: EventLoop, output: [UInt8] = []) {
         self.fd = fd
-        self.queue = queue
+        self.queue = loop.queue
+        self.poller = loop.poller
         self.output = output
     }
 
@@ -93,18 +93,14 @@ struct SocketChannel {
     /// The output not sent yet.
     var unsentOutput: [UInt8] { Array(output[outputOffset...]) }
 
-    /// Starts watching the socket: `readable` runs when it has input, `writable` when a blocked
-    /// write can go on, and `cancelled` once for each source cancelled (see `sourceCancelled`).
+    /// Starts watching the socket: `readable` runs when it has input (it must read until the
+    /// socket would block), `writable` when a blocked write can go on, and `closed` once, on the
+    /// queue, after `cancel`. If the socket cannot be watched, the channel cancels itself.
     mutating func start(readable: @escaping @Sendable () -> Void, writable: @escaping @Sendable () -> Void,
-                        cancelled: @escaping @Sendable () -> Void) {
-        onWritable = writable
-        onCancel = cancelled
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler(handler: readable)
-        source.setCancelHandler(handler: cancelled)
-        pendingCancels += 1
-        readSource = source
-        source.resume()
+                        closed: @escaping @Sendable () -> Void) {
+        onClosed = closed
+        token = poller.register(fd: fd, readable: readable, writable: writable)
+        if token == nil { cancel() }
     }
 
     // MARK: Reading
@@ -121,15 +117,14 @@ struct SocketChannel {
     }
 
     mutating func suspendReading() {
-        guard !cancelled, !readSuspended, let source = readSource else { return }
         readSuspended = true
-        source.suspend()
     }
 
+    /// Reads again: the `readable` handler runs soon, for input that arrived meanwhile.
     mutating func resumeReading() {
-        guard !cancelled, readSuspended, let source = readSource else { return }
+        guard !cancelled, readSuspended, let token else { return }
         readSuspended = false
-        source.resume()
+        poller.resumeReading(token)
     }
 
     // MARK: Writing
@@ -148,7 +143,7 @@ struct SocketChannel {
                 continue
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if writeStalledSince == nil { writeStalledSince = .now }
-                resumeWriting()
+                setWaitingToWrite(true)
                 return .blocked
             } else {
                 return .failed
@@ -157,29 +152,14 @@ struct SocketChannel {
         output.removeAll(keepingCapacity: output.capacity <= 256 * 1024)
         outputOffset = 0
         writeStalledSince = nil
-        suspendWriting()
+        setWaitingToWrite(false)
         return .flushed
     }
 
-    private mutating func resumeWriting() {
-        guard !cancelled else { return }
-        if writeSource == nil, let onWritable, let onCancel {
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler(handler: onWritable)
-            source.setCancelHandler(handler: onCancel)
-            pendingCancels += 1
-            writeSource = source
-            writeSuspended = true
-        }
-        guard writeSuspended, let source = writeSource else { return }
-        writeSuspended = false
-        source.resume()
-    }
-
-    private mutating func suspendWriting() {
-        guard !cancelled, !writeSuspended, let source = writeSource else { return }
-        writeSuspended = true
-        source.suspend()
+    private mutating func setWaitingToWrite(_ waiting: Bool) {
+        guard waiting != waitingToWrite, let token else { return }
+        waitingToWrite = waiting
+        poller.setWaitingToWrite(token, waiting)
     }
 
     // MARK: Timeouts and closing
@@ -198,38 +178,16 @@ struct SocketChannel {
         lingerSince = .now
     }
 
-    /// Drops the output and cancels the sources (resuming suspended ones first, as a suspended
-    /// source never finishes cancelling). Later suspends and resumes are no-ops.
+    /// Drops the output, stops watching the socket (dropping the handlers) and schedules the
+    /// `closed` handler, which unregisters the connection and closes the socket or hands it on.
     mutating func cancel() {
         guard !cancelled else { return }
         cancelled = true
         output = []
         outputOffset = 0
-        if let source = readSource {
-            if readSuspended { source.resume() }
-            source.cancel()
-        }
-        if let source = writeSource {
-            if writeSuspended { source.resume() }
-            source.cancel()
-        }
-    }
-
-    /// Called by the cancel handler of each source. True once the last one is cancelled: the
-    /// handlers are then cleared (breaking their cycles with the connection), and the connection
-    /// unregisters and either calls `closeSocket` or hands the still-open fd on.
-    mutating func sourceCancelled() -> Bool {
-        pendingCancels -= 1
-        guard pendingCancels == 0 else { return false }
-        readSource?.setEventHandler(handler: nil)
-        readSource?.setCancelHandler(handler: nil)
-        writeSource?.setEventHandler(handler: nil)
-        writeSource?.setCancelHandler(handler: nil)
-        readSource = nil
-        writeSource = nil
-        onWritable = nil
-        onCancel = nil
-        return true
+        if let token { poller.deregister(token) }
+        if let onClosed { queue.async(execute: onClosed) }
+        onClosed = nil
     }
 
     func closeSocket() {

@@ -67,7 +67,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     }
 
     private init(fd: Int32, loop: EventLoop, server: HTTPServer, received: [UInt8], unsent: [UInt8]) {
-        self.channel = SocketChannel(fd: fd, queue: loop.queue, output: unsent)
+        self.channel = SocketChannel(fd: fd, loop: loop, output: unsent)
         self.loop = loop
         self.server = server
         self.received = received
@@ -102,7 +102,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     func start() {
         loop.register(self)
         channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.flush() },
-                      cancelled: { @Sendable in self.sourceCancelled() })
+                      closed: { @Sendable in self.socketClosed() })
         if let request = upgradeRequest {
             upgradeRequest = nil
             var stream = HTTP2Stream(now: .now)
@@ -431,8 +431,8 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         streams.removeAll()
     }
 
-    private func sourceCancelled() {
-        guard channel.sourceCancelled() else { return }
+    /// The channel was cancelled: the connection goes, and the socket is closed or handed on.
+    private func socketClosed() {
         channel.closeSocket()
         loop.unregister(self)
         server.connectionClosed()
