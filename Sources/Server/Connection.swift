@@ -43,7 +43,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     private var prefaceBytes: [UInt8]? = []
     /// The decoded `HTTP2-Settings` of a first request that asks to upgrade to h2c.
     private var upgradeSettings: [UInt8]?
-    /// Takes the socket over once this connection's sources are cancelled.
+    /// Takes the socket over once this connection has closed its channel.
     private var successor: HTTP2Connection?
 
     private var lastActivity = ContinuousClock.now
@@ -118,7 +118,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         return true
     }
 
-    /// Stops this connection; `successor` starts on the socket once the sources are cancelled.
+    /// Stops this connection; `successor` starts on the socket once the channel has closed.
     private func handOff(to successor: HTTP2Connection) {
         self.successor = successor
         finalClose()

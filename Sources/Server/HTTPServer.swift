@@ -6,8 +6,8 @@ import Glibc
 #endif
 
 /// A non-blocking HTTP/1.1 (and h2c) server on Dispatch: one accept source, and connections spread
-/// round-robin over a few serial queues (`EventLoop`s), so a request is parsed, handled and
-/// answered on one queue without thread hops.
+/// round-robin over a few serial queues (`EventLoop`s, each watching its sockets through one
+/// `SocketPoller`), so a request is parsed, handled and answered on one queue without thread hops.
 public final class HTTPServer: Sendable {
     public let settings: HTTPServerSettings
     let service: any HTTPService

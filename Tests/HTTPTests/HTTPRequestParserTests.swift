@@ -411,8 +411,25 @@ struct HTTPRequestParserTests {
         #expect(options.head.target == "*")
         let absolute = try #require(parseOne("GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\n\r\n"))
         #expect(absolute.head.target == "http://example.com/a?b")
+        #expect(absolute.head.path == "/a")
+        #expect(absolute.head.query == "b")
+        let noPath = try #require(parseOne("GET http://example.com?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"))
+        #expect(noPath.head.path == "/")
+        #expect(noPath.head.query == "q=1")
+        let plain = try #require(parseOne("GET /p%3F/x HTTP/1.1\r\nHost: a\r\n\r\n"))
+        #expect(plain.head.path == "/p%3F/x")
+        #expect(plain.head.query == nil)
         #expect(run("GET * HTTP/1.1\r\nHost: a\r\n\r\n").error?.status == 400)
         #expect(run("OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n").error?.status == 400)
+    }
+
+    @Test func caseInsensitivePrefix() {
+        #expect("X-Goog-PubSub-Message-Id".hasCaseInsensitivePrefix("x-goog-pubsub-"))
+        #expect("x-goog-pubsub-".hasCaseInsensitivePrefix("x-goog-pubsub-"))
+        #expect(!"x-goog-pubsub".hasCaseInsensitivePrefix("x-goog-pubsub-"))
+        #expect(!"x_goog-pubsub-id".hasCaseInsensitivePrefix("x-goog-pubsub-"))
+        #expect(!"Content-Type".hasCaseInsensitivePrefix("x-goog-pubsub-"))
+        #expect("anything".hasCaseInsensitivePrefix(""))
     }
 
     @Test func leadingEmptyLinesAreSkipped() throws {

@@ -28,7 +28,7 @@ public struct PubSubDecoder: Sendable {
 
     public func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
         let headers = request.head.headers
-        let hasMetadataHeaders = headers.contains { $0.name.lowercased().hasPrefix("x-goog-pubsub-") }
+        let hasMetadataHeaders = headers.contains { $0.name.hasCaseInsensitivePrefix("x-goog-pubsub-") }
         switch delivery {
         case .unwrapped:
             return unwrapped(request, receivedAt: receivedAt)

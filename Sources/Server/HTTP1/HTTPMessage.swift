@@ -55,14 +55,15 @@ public struct HTTPRequestHead: Sendable {
 
     /// The target's path, up to `?`.
     public var path: Substring {
-        let target = originForm
-        return target.firstIndex(of: "?").map { target[..<$0] } ?? target
+        // Origin form (every request but a proxy's) needs no conversion; `?` is found in the bytes.
+        let form = target.utf8.first == UInt8(ascii: "/") ? target[...] : originForm
+        return form.utf8.firstIndex(of: UInt8(ascii: "?")).map { form[..<$0] } ?? form
     }
 
     /// The part after `?`, if any.
     public var query: Substring? {
         let target = originForm
-        return target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+        return target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[target.utf8.index(after: $0)...] }
     }
 
     /// Whether the connection may stay open after this request (HTTP/1.1 default, `Connection` tokens).
@@ -117,6 +118,16 @@ extension StringProtocol {
         guard a.count == b.count else { return false }
         for (x, y) in zip(a, b) where x != y {
             guard (x | 0x20) == (y | 0x20), (x | 0x20) >= 0x61, (x | 0x20) <= 0x7A else { return false }
+        }
+        return true
+    }
+
+    /// ASCII case-insensitive `hasPrefix`; `prefix` is given in lower case.
+    public func hasCaseInsensitivePrefix(_ prefix: some StringProtocol) -> Bool {
+        let a = utf8, b = prefix.utf8
+        guard a.count >= b.count else { return false }
+        for (x, y) in zip(a, b) where x != y {
+            guard (x | 0x20) == y, y >= 0x61, y <= 0x7A else { return false }
         }
         return true
     }
