@@ -25,6 +25,9 @@ local HEADERS = {
   ["User-Agent"] = "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
 }
 
+-- The payload helpers live next to this script.
+local payload = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "payload.lua")
+
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 -- Standard base64 with padding. Only used while building the pool, so speed does not matter.
@@ -44,39 +47,8 @@ local function base64(s)
   return table.concat(out)
 end
 
-local ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-local function random_text(len)
-  local t = {}
-  for i = 1, len do
-    local k = math.random(1, #ALNUM)
-    t[i] = ALNUM:sub(k, k)
-  end
-  return table.concat(t)
-end
-
--- A JSON document of exactly `len` bytes (or plain text when len is too small for the wrapper).
-local function payload(len, k)
-  local head = string.format('{"kind":"bench","n":%d,"pad":"', k)
-  local tail = '"}'
-  local pad = len - #head - #tail
-  if pad < 0 then return random_text(len) end
-  return head .. random_text(pad) .. tail
-end
-
--- publishTime in RFC 3339 (UTC), recomputed at most once a second.
-local cached_second, cached_stamp = -1, ""
-local function publish_time()
-  local now = os.time()
-  if now ~= cached_second then
-    cached_second = now
-    cached_stamp = os.date("!%Y-%m-%dT%H:%M:%S.000Z", now)
-  end
-  return cached_stamp
-end
-
 local function envelope(data, id, thread_id)
-  local stamp = publish_time()
+  local stamp = payload.timestamp()
   return string.format(
     '{"message":{"attributes":{"generator":"wrk","thread":"%d"},"data":"%s",'
       .. '"messageId":"%s","message_id":"%s","publishTime":"%s","publish_time":"%s"},'
@@ -98,7 +70,7 @@ function init(args)
   thread_id = tonumber(tid) or 0
   math.randomseed(1000003 * (thread_id + 1) + os.time())
   for k = 1, POOL_SIZE do
-    pool[k] = base64(payload(payload_bytes, k))
+    pool[k] = base64(payload.json(payload_bytes, k))
   end
   body_bytes = #envelope(pool[1], run_tag .. "-" .. thread_id .. "-0", thread_id)
 end

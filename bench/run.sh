@@ -5,6 +5,8 @@
 # (HTTP/1.1) and h2load (HTTP/2 cleartext, prior knowledge) alternately against both for ROUNDS rounds:
 #   nginx GET /            reference for            Persistor GET /healthz
 #   nginx POST /pubsub     (same Lua script) for     Persistor POST /pubsub (bench/pubsub.lua)
+#                          and, per event, for       Persistor POST /eventgrid (bench/eventgrid.lua,
+#                                                    batches of 10 events)
 #   nginx h2c GET /        reference for            Persistor h2c GET /healthz
 #   nginx h2c POST /pubsub (same body file) for     Persistor h2c POST /pubsub
 # and prints req/s, latency and the ratio to the nginx reference per round and as medians.
@@ -12,6 +14,8 @@
 #
 # Usage: bench/run.sh            (as root; installs wrk/nginx/curl with apt if missing)
 # Knobs: CONNECTIONS (64) DURATION (10, seconds) ROUNDS (3) PAYLOAD_BYTES (1024)
+#        ONLY (Persistor scenarios to run with their references, e.g. "healthz pubsub"; default all:
+#              healthz pubsub eventgrid h2-healthz h2-pubsub)
 #        H2_STREAMS (10, concurrent streams per h2load connection)
 #        SCRATCH (.build-release, relative to the repo root; never .build)
 #        BENCH_TMPDIR (temp parent for nginx prefix and the archive; default $TMPDIR or /tmp)
@@ -20,6 +24,8 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$BENCH_DIR")
 LUA_SCRIPT="$BENCH_DIR/pubsub.lua"
+EVENTGRID_SCRIPT="$BENCH_DIR/eventgrid.lua"
+EVENTS_PER_BATCH=10
 
 CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10}
@@ -28,6 +34,7 @@ SCRATCH=${SCRATCH:-.build-release}
 PAYLOAD_BYTES=${PAYLOAD_BYTES:-1024}
 H2_STREAMS=${H2_STREAMS:-10}
 BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
+ONLY=${ONLY:-healthz pubsub eventgrid h2-healthz h2-pubsub}
 WRK_THREADS=2
 
 # State used by cleanup(); empty until the thing exists.
@@ -277,7 +284,7 @@ wrk_value() {
 
 # Results, keyed "round:scenario:field".
 declare -A RESULT
-ACKED_TOTAL=0 # 2xx answers from Persistor to POST /pubsub over all rounds
+ACKED_TOTAL=0 # records acknowledged by Persistor (2xx answers × events per delivery) over all rounds
 
 # run_scenario ROUND SCENARIO PID URL [LUA]: one wrk run; records req/s, p50, p99, errors, CPU.
 run_scenario() {
@@ -289,7 +296,7 @@ run_scenario() {
   log "round $round/$ROUNDS: $scenario (${DURATION}s, $CONNECTIONS connections)"
   cpu0=$(cpu_ticks "$pid")
   # In the background so a signal reaches cleanup() at once; wrk is stopped there.
-  BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES wrk "${args[@]}" "$url" >"$out" 2>&1 &
+  BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES EVENTS=$EVENTS_PER_BATCH wrk "${args[@]}" "$url" >"$out" 2>&1 &
   WRK_PID=$!
   if ! wait "$WRK_PID"; then
     WRK_PID=""
@@ -309,9 +316,16 @@ run_scenario() {
   local body
   body=$(awk -F'body_bytes=' '/^pubsub.lua:/ { print $2 }' "$out")
   [[ -n $body ]] && BODY_BYTES=$body
-  if [[ $scenario == persistor-pubsub ]]; then
-    ACKED_TOTAL=$((ACKED_TOTAL + ${RESULT[$key:requests]} - ${RESULT[$key:non2xx]}))
-  fi
+  body=$(awk -F'body_bytes=' '/^eventgrid.lua:/ { print $2 }' "$out")
+  [[ -n $body ]] && EVENTGRID_BODY_BYTES=$body
+  case $scenario in
+    persistor-pubsub) ACKED_TOTAL=$((ACKED_TOTAL + ${RESULT[$key:requests]} - ${RESULT[$key:non2xx]})) ;;
+    persistor-eventgrid)
+      ACKED_TOTAL=$((ACKED_TOTAL + (${RESULT[$key:requests]} - ${RESULT[$key:non2xx]}) * EVENTS_PER_BATCH))
+      # Per event, against nginx's rate for single 1 KiB posts (the bar is the same per event).
+      RESULT[$key:rps]=$(awk -v r="${RESULT[$key:rps]}" -v n="$EVENTS_PER_BATCH" 'BEGIN { printf "%.2f", r * n }')
+      ;;
+  esac
   return 0
 }
 
@@ -400,7 +414,7 @@ verify_archive() {
   fi
   printf 'archived %d records in %d objects (%s; %d deliveries acknowledged so far; %d unparsed, %d duplicate ids)\n' \
     "$records" "$objects" "$when" "$ACKED_TOTAL" "$unparsed" "$duplicates"
-  ((records > 0)) || die "the benchmark archived nothing"
+  ((records > 0 || ACKED_TOTAL == 0 && !POSTS)) || die "the benchmark archived nothing"
   ((records >= ACKED_TOTAL)) || die "archive holds $records records but $ACKED_TOTAL deliveries were acknowledged"
   ((unparsed == 0)) || die "$unparsed records were quarantined as unparsed; check bench/pubsub.lua against the decoder"
 }
@@ -411,9 +425,26 @@ verify_archive() {
 
 # Reference scenario for each Persistor scenario (the ratio's denominator).
 declare -A REFERENCE=([persistor-healthz]=nginx-get [persistor-pubsub]=nginx-post
-  [persistor-h2-healthz]=nginx-h2-get [persistor-h2-pubsub]=nginx-h2-post)
-SCENARIOS=(nginx-get persistor-healthz nginx-post persistor-pubsub
-  nginx-h2-get persistor-h2-healthz nginx-h2-post persistor-h2-pubsub)
+  [persistor-eventgrid]=nginx-post [persistor-h2-healthz]=nginx-h2-get [persistor-h2-pubsub]=nginx-h2-post)
+SCENARIOS=() # filled by select_scenarios from ONLY
+
+# wants NAME: NAME (healthz, pubsub, eventgrid, h2-healthz, h2-pubsub) is in ONLY.
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+select_scenarios() {
+  local name
+  for name in $ONLY; do
+    [[ -n ${REFERENCE[persistor-$name]:-} ]] || die "ONLY: unknown scenario '$name' (healthz pubsub eventgrid h2-healthz h2-pubsub)"
+  done
+  wants healthz && SCENARIOS+=(nginx-get persistor-healthz)
+  if wants pubsub || wants eventgrid; then SCENARIOS+=(nginx-post); fi
+  wants pubsub && SCENARIOS+=(persistor-pubsub)
+  wants eventgrid && SCENARIOS+=(persistor-eventgrid)
+  wants h2-healthz && SCENARIOS+=(nginx-h2-get persistor-h2-healthz)
+  wants h2-pubsub && SCENARIOS+=(nginx-h2-post persistor-h2-pubsub)
+  if wants pubsub || wants eventgrid || wants h2-pubsub; then POSTS=1; else POSTS=0; fi
+  return 0
+}
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -433,6 +464,7 @@ print_report() {
   echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION; $H2LOAD_VERSION"
   echo "h2 rows: the p50 column is h2load's mean latency (it reports no percentiles)"
   echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes)"
+  echo "eventgrid: $EVENTS_PER_BATCH events of $PAYLOAD_BYTES data bytes per delivery (${EVENTGRID_BODY_BYTES:-?} bytes); its req/s column counts events, its reference is nginx-post"
   echo
   print_row round scenario req/s "p50 ms" "p99 ms" "vs ref" "srv cpu" non-2xx "socket errors"
   for ((round = 1; round <= ROUNDS; round++)); do
@@ -480,6 +512,7 @@ print_report() {
 
 main() {
   check_knobs
+  select_scenarios
   ensure_packages
   command -v swift >/dev/null || die "swift is not on PATH"
 
@@ -507,14 +540,28 @@ main() {
 
   local round
   for ((round = 1; round <= ROUNDS; round++)); do
-    run_scenario "$round" nginx-get "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
-    run_scenario "$round" persistor-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
-    run_scenario "$round" nginx-post "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/pubsub" "$LUA_SCRIPT"
-    run_scenario "$round" persistor-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$LUA_SCRIPT"
-    run_h2_scenario "$round" nginx-h2-get "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/"
-    run_h2_scenario "$round" persistor-h2-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
-    run_h2_scenario "$round" nginx-h2-post "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/pubsub" "$H2_BODY"
-    run_h2_scenario "$round" persistor-h2-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$H2_BODY"
+    if wants healthz; then
+      run_scenario "$round" nginx-get "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
+      run_scenario "$round" persistor-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
+    fi
+    if wants pubsub || wants eventgrid; then
+      run_scenario "$round" nginx-post "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/pubsub" "$LUA_SCRIPT"
+    fi
+    if wants pubsub; then
+      run_scenario "$round" persistor-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$LUA_SCRIPT"
+    fi
+    if wants eventgrid; then
+      run_scenario "$round" persistor-eventgrid "$PERSISTOR_PID" \
+        "http://127.0.0.1:$PERSISTOR_PORT/eventgrid" "$EVENTGRID_SCRIPT"
+    fi
+    if wants h2-healthz; then
+      run_h2_scenario "$round" nginx-h2-get "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/"
+      run_h2_scenario "$round" persistor-h2-healthz "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/healthz"
+    fi
+    if wants h2-pubsub; then
+      run_h2_scenario "$round" nginx-h2-post "$NGINX_PID" "http://127.0.0.1:$NGINX_H2_PORT/pubsub" "$H2_BODY"
+      run_h2_scenario "$round" persistor-h2-pubsub "$PERSISTOR_PID" "http://127.0.0.1:$PERSISTOR_PORT/pubsub" "$H2_BODY"
+    fi
     verify_archive "after round $round" >&2
   done
 
