@@ -10,36 +10,74 @@ public struct GzipError: Error, CustomStringConvertible {
 /// `finish` ends a member and readies the compressor for the next one, so a caller can keep one
 /// compressor (and zlib's ~270 KB of state) instead of allocating it per object. Not thread-safe:
 /// one user at a time.
+///
+/// A compressor made with `rawSegments: true` writes no gzip framing; it makes the pieces of a
+/// `ParallelGzip` member (`finishSegment`) and tracks the CRC-32 and length of their input.
 public final class GzipCompressor: @unchecked Sendable {
     private let stream: UnsafeMutablePointer<z_stream>
+    private let rawSegments: Bool
     private var output: [UInt8] = []
+    /// zlib writes here, and the bytes produced are appended to `output` (amortized growth).
+    private let scratch: UnsafeMutableBufferPointer<UInt8>
+    private var segmentCRC = crc32(0, nil, 0)
+    private var segmentLength = 0
 
     /// `level` 0 (store) … 9 (smallest); 6 is zlib's default.
-    public init(level: Int) throws(GzipError) {
+    public convenience init(level: Int) throws(GzipError) {
+        try self.init(level: level, rawSegments: false)
+    }
+
+    init(level: Int, rawSegments: Bool) throws(GzipError) {
+        self.rawSegments = rawSegments
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
-        let status = deflateInit2_(stream, Int32(level), Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY,
+        let status = deflateInit2_(stream, Int32(level), Z_DEFLATED, rawSegments ? -15 : 31, 8, Z_DEFAULT_STRATEGY,
                                    ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else {
             stream.deinitialize(count: 1)
             stream.deallocate()
             throw GzipError(description: "deflateInit2 failed (\(status))")
         }
+        scratch = .allocate(capacity: 64 * 1024)
     }
 
     deinit {
         deflateEnd(stream)
         stream.deinitialize(count: 1)
         stream.deallocate()
+        scratch.deallocate()
     }
 
     public func append(_ bytes: [UInt8]) throws(GzipError) {
-        try bytes.withUnsafeBufferPointer { (buffer) throws(GzipError) in try deflate(buffer, flush: Z_NO_FLUSH) }
+        try bytes.withUnsafeBufferPointer { (buffer) throws(GzipError) in
+            if rawSegments {
+                segmentCRC = crc32(segmentCRC, buffer.baseAddress, uInt(buffer.count))
+                segmentLength += buffer.count
+            }
+            try deflate(buffer, flush: Z_NO_FLUSH)
+        }
     }
 
     /// Ends the member and returns it whole; the compressor then starts a new, empty member.
     public func finish() throws(GzipError) -> [UInt8] {
+        precondition(!rawSegments, "a raw-segment compressor ends segments, not members")
         try deflate(UnsafeBufferPointer(start: nil, count: 0), flush: Z_FINISH)
+        return try takeOutput()
+    }
+
+    /// Ends a raw segment on a byte boundary, with deflate's final block if it is the `last` of its
+    /// member, and returns it with the CRC-32 and length of its input; the next segment starts
+    /// with an empty window.
+    func finishSegment(last: Bool) throws(GzipError) -> ParallelGzip.Segment {
+        precondition(rawSegments, "only a raw-segment compressor makes segments")
+        try deflate(UnsafeBufferPointer(start: nil, count: 0), flush: last ? Z_FINISH : Z_FULL_FLUSH)
+        let segment = ParallelGzip.Segment(bytes: try takeOutput(), crc: segmentCRC, length: segmentLength)
+        segmentCRC = crc32(0, nil, 0)
+        segmentLength = 0
+        return segment
+    }
+
+    private func takeOutput() throws(GzipError) -> [UInt8] {
         defer { output = [] }
         guard deflateReset(stream) == Z_OK else { throw GzipError(description: "deflateReset failed") }
         return output
@@ -50,24 +88,18 @@ public final class GzipCompressor: @unchecked Sendable {
         stream.pointee.avail_in = uInt(input.count)
         defer { stream.pointee.next_in = nil }
         while true {
-            let bound = Int(deflateBound(stream, uLong(stream.pointee.avail_in))) + 64
-            let start = output.count
-            output.reserveCapacity(start + bound)
-            var status: Int32 = Z_OK
-            var produced = 0
-            output.append(contentsOf: repeatElement(0, count: bound))
-            output.withUnsafeMutableBufferPointer { out in
-                stream.pointee.next_out = out.baseAddress! + start
-                stream.pointee.avail_out = uInt(bound)
-                status = CZlib.deflate(stream, flush)
-                produced = bound - Int(stream.pointee.avail_out)
-            }
-            output.removeLast(bound - produced)
+            stream.pointee.next_out = scratch.baseAddress
+            stream.pointee.avail_out = uInt(scratch.count)
+            let status = CZlib.deflate(stream, flush)
+            let produced = scratch.count - Int(stream.pointee.avail_out)
+            if produced > 0 { output.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<produced])) }
             if status == Z_STREAM_END { return }
             guard status == Z_OK || status == Z_BUF_ERROR else {
                 throw GzipError(description: "deflate failed (\(status))")
             }
-            if flush != Z_FINISH && stream.pointee.avail_in == 0 { return }
+            // Done once the input is taken and zlib stopped short of filling the scratch (it has
+            // nothing more to write now); Z_FINISH goes on until the stream ends.
+            if flush != Z_FINISH && stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { return }
         }
     }
 
@@ -76,5 +108,65 @@ public final class GzipCompressor: @unchecked Sendable {
         let compressor = try GzipCompressor(level: level)
         try compressor.append(bytes)
         return try compressor.finish()
+    }
+}
+
+/// One gzip member compressed in pieces on several threads, the way pigz does with independent
+/// blocks: each piece is a raw deflate segment whose window starts empty and which ends on a byte
+/// boundary (a full flush; the last piece ends with the final block), so the segments joined are
+/// one ordinary deflate stream. The member's CRC-32 is combined from the pieces'. Any gzip reader
+/// reads it like a member made in one go; the ratio is a little lower at each piece's start.
+public enum ParallelGzip {
+    /// A compressed piece: raw deflate bytes, and the CRC-32 and length of its input.
+    public struct Segment: Sendable {
+        var bytes: [UInt8]
+        var crc: uLong
+        var length: Int
+    }
+
+    /// Compresses `pieces` (each a list of chunks) concurrently, one raw-segment compressor per
+    /// piece, and returns the gzip member of their concatenation.
+    static func member(_ pieces: [[[UInt8]]], compressors: [GzipCompressor]) async throws(GzipError) -> [UInt8] {
+        precondition(!pieces.isEmpty && pieces.count == compressors.count)
+        let results = await withTaskGroup(of: (Int, Result<Segment, GzipError>).self) { group in
+            for (index, piece) in pieces.enumerated() {
+                let compressor = compressors[index], last = index == pieces.count - 1
+                group.addTask {
+                    do throws(GzipError) {
+                        for chunk in piece { try compressor.append(chunk) }
+                        return (index, .success(try compressor.finishSegment(last: last)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            var results = [Result<Segment, GzipError>?](repeating: nil, count: pieces.count)
+            for await (index, result) in group { results[index] = result }
+            return results
+        }
+        var segments: [Segment] = []
+        for result in results {
+            guard let result else { throw GzipError(description: "a compression task did not finish") }
+            segments.append(try result.get())
+        }
+        return assemble(segments)
+    }
+
+    /// The gzip header (RFC 1952: deflate, no flags, no mtime, OS Unix), the segments, and the
+    /// trailer (CRC-32 and length mod 2^32, little-endian).
+    static func assemble(_ segments: [Segment]) -> [UInt8] {
+        var member: [UInt8] = [0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03]
+        member.reserveCapacity(member.count + segments.reduce(8) { $0 + $1.bytes.count })
+        var crc = crc32(0, nil, 0)
+        var length = 0
+        for segment in segments {
+            member.append(contentsOf: segment.bytes)
+            crc = crc32_combine(crc, segment.crc, .init(segment.length))
+            length += segment.length
+        }
+        for value in [UInt32(truncatingIfNeeded: crc), UInt32(truncatingIfNeeded: length)] {
+            withUnsafeBytes(of: value.littleEndian) { member.append(contentsOf: $0) }
+        }
+        return member
     }
 }

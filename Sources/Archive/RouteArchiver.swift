@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import PersistorStores
 import Synchronization
@@ -94,6 +95,12 @@ public final class RouteArchiver: Sendable {
     /// A compressor kept between objects (zlib's state is costly to set up); taken by one user at
     /// a time, and a concurrent user makes its own.
     private let spareCompressor = Mutex<GzipCompressor?>(nil)
+    /// Raw-segment compressors kept between batches, for objects compressed in parallel pieces.
+    private let spareSegmentCompressors = Mutex<[GzipCompressor]>([])
+    /// Pieces an object's lines are split into for compression on several threads: one per
+    /// processor, each at least `minPieceBytes`, so small objects stay in one piece.
+    private let parallelism = min(8, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    static let minPieceBytes = 32 * 1024
 
     private struct Batch {
         /// ndjson: encoded lines per directory, with the receive times of the first and last.
@@ -249,6 +256,34 @@ public final class RouteArchiver: Sendable {
         return member
     }
 
+    /// One gzip member of `lines`: compressed in parallel pieces when there is enough of it (a
+    /// big batch then takes a fraction of the time to compress before it can be written).
+    private func gzipObject(_ lines: [[UInt8]]) async throws(GzipError) -> [UInt8] {
+        let total = lines.reduce(0) { $0 + $1.count }
+        let count = min(parallelism, total / Self.minPieceBytes)
+        guard count > 1 else { return try gzip(lines) }
+        var pieces: [[[UInt8]]] = [[]]
+        var done = 0
+        for line in lines {
+            if done >= total * pieces.count / count && pieces.count < count { pieces.append([]) }
+            pieces[pieces.count - 1].append(line)
+            done += line.count
+        }
+        var compressors = spareSegmentCompressors.withLock { spares in
+            let taken = Array(spares.suffix(pieces.count))
+            spares.removeLast(taken.count)
+            return taken
+        }
+        while compressors.count < pieces.count {
+            compressors.append(try GzipCompressor(level: settings.gzipLevel, rawSegments: true))
+        }
+        let member = try await ParallelGzip.member(pieces, compressors: compressors)
+        spareSegmentCompressors.withLock { spares in
+            if spares.count < parallelism { spares += compressors.prefix(parallelism - spares.count) }
+        }
+        return member
+    }
+
     private func startFlushing() {
         Task { await self.flushLoop() }
     }
@@ -310,7 +345,7 @@ public final class RouteArchiver: Sendable {
         for (path, lines) in batch.lines {
             let name = namer.batchName(firstReceivedAt: batch.firstReceivedAt[path]!)
             do {
-                blobs.append(Blob(key: path + "/" + name, bytes: try gzip(lines),
+                blobs.append(Blob(key: path + "/" + name, bytes: try await gzipObject(lines),
                                   contentType: "application/x-ndjson", contentEncoding: "gzip",
                                   metadata: ["records": String(lines.count),
                                              "firstReceivedAt": batch.firstReceivedAt[path]!.iso8601,

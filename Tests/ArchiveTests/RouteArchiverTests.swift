@@ -64,6 +64,24 @@ final class ScriptedStore: BlobWriter {
         #expect(Set(puts.map(\.key)).count == puts.count, "object names are unique")
     }
 
+    @Test func aLargeBatchIsOneObjectWithEveryLine() async throws {
+        // Over minPieceBytes per processor, the object is compressed in parallel pieces.
+        let store = ScriptedStore(delayMilliseconds: 50)
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
+                                     store: store, namer: ObjectNamer())
+        let padding = String(repeating: "x", count: 1_000)
+        func big(_ i: Int) -> Record {
+            Record(id: "\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+                   payload: Array("{\"n\":\(i),\"pad\":\"\(padding)\"}".utf8))
+        }
+        guard case .success = await submit(archiver, (0..<100).map(big)) else { Issue.record("expected success"); return }
+        let puts = store.puts.withLock { $0 }
+        #expect(puts.count == 1)
+        let records = try puts.flatMap { try lines($0) }
+        #expect(records.compactMap { $0["id"] as? String } == (0..<100).map(String.init))
+        #expect(puts.first?.metadata["records"] == "100")
+    }
+
     @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
         let store = ScriptedStore()
         store.failing.store(true, ordering: .relaxed)
