@@ -94,6 +94,8 @@ public enum RecordEncoder {
         var i = 0
         let n = bytes.count
         while i < n {
+            i = skipPlainWords(bytes, from: i)
+            if i >= n { break }
             let byte = bytes[i]
             if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte < 0x80 {
                 i += 1
@@ -121,6 +123,26 @@ public enum RecordEncoder {
         out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n]))
         out.append(0x22)
         return true
+    }
+
+    /// The first index at or after `i` of an 8-byte word that may hold a byte needing attention
+    /// (a control character, `"`, `\`, or a non-ASCII byte); checks a word at a time. The word
+    /// tests can flag a plain byte too (a borrow), never miss one: the caller looks byte by byte.
+    private static func skipPlainWords(_ bytes: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
+        guard let base = bytes.baseAddress else { return i }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
+        var i = i
+        while i + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let nonASCII = word & highs != 0
+            let control = (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
+            if nonASCII || control || hasZeroByte(word ^ 0x2222_2222_2222_2222) || hasZeroByte(word ^ 0x5C5C_5C5C_5C5C_5C5C) {
+                return i
+            }
+            i += 8
+        }
+        return i
     }
 
     /// The length of the well-formed UTF-8 sequence starting at `i` (RFC 3629), or nil.

@@ -62,6 +62,23 @@ import Testing
         let object = try decode(RecordEncoder.line(Record(id: "x", source: .pubsub, route: "r", receivedAt: time, payload: payload)))
         #expect(Array((object["data"] as? String ?? "").utf8) == payload)
     }
+
+    @Test func aByteNeedingAttentionIsFoundAtEveryOffsetOfAWord() throws {
+        // Plain text is skipped 8 bytes at a time; each special byte, at each position within and
+        // across word boundaries, must still be escaped (or make the payload base64 when invalid).
+        let specials: [[UInt8]] = [[0x22], [0x5C], [0x0A], [0x00], [0x1F], [0x7F], Array("é".utf8), Array("😀".utf8), [0xFF]]
+        for special in specials {
+            for offset in 0..<20 {
+                let payload = Array(repeating: UInt8(ascii: "a"), count: offset) + special + Array(repeating: UInt8(ascii: "b"), count: 19 - offset)
+                let object = try decode(RecordEncoder.line(Record(id: "w", source: .pubsub, route: "r", receivedAt: time, payload: payload)))
+                if special == [0xFF] {
+                    #expect(object["dataBase64"] as? String == Data(payload).base64EncodedString())
+                } else {
+                    #expect(Array((object["data"] as? String ?? "").utf8) == payload, "special \(special) at \(offset)")
+                }
+            }
+        }
+    }
 }
 
 @Suite struct UTCTimeTests {
