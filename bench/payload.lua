@@ -13,14 +13,55 @@ function M.random_text(len)
   return table.concat(t)
 end
 
--- A JSON document of exactly `len` bytes (or plain text when len is too small for the wrapper),
--- padded with pseudo-random characters so gzip cannot collapse it.
-function M.json(len, k)
+-- PAYLOAD=random (default): a JSON document padded with pseudo-random letters and digits, hard
+-- work for gzip. PAYLOAD=events: an order event like a pipeline carries (field names repeat,
+-- values come from small vocabularies and random numbers), which compresses like real JSON.
+local kind = os.getenv("PAYLOAD") or "random"
+if kind ~= "random" and kind ~= "events" then error("PAYLOAD must be random or events, not " .. kind) end
+
+local function padded(len, k)
   local head = string.format('{"kind":"bench","n":%d,"pad":"', k)
   local tail = '"}'
   local pad = len - #head - #tail
   if pad < 0 then return M.random_text(len) end
   return head .. M.random_text(pad) .. tail
+end
+
+local COUNTRIES = { "DE", "FR", "US", "GB", "NL", "SE", "PL", "ES", "IT", "JP" }
+local TIERS = { "bronze", "silver", "gold", "platinum" }
+local STATUS = { "created", "paid", "packed", "shipped", "delivered", "returned" }
+local CHANNELS = { "web", "ios", "android", "store", "partner-api" }
+
+local function pick(list) return list[math.random(1, #list)] end
+
+local function order_event(len, k)
+  local head = string.format(
+    '{"type":"order.%s","orderId":"ord-%08d","customer":{"id":"c-%06d","tier":"%s","country":"%s"},'
+      .. '"channel":"%s","createdAt":"2026-11-%02dT%02d:%02d:%02d.%03dZ","currency":"EUR","items":[',
+    pick(STATUS), math.random(0, 99999999), math.random(0, 999999), pick(TIERS), pick(COUNTRIES),
+    pick(CHANNELS), math.random(1, 28), math.random(0, 23), math.random(0, 59), math.random(0, 59),
+    math.random(0, 999))
+  local items, total, n = {}, 0, 0
+  local tail_len = #string.format('],"total":%.2f,"n":%d}', 99999.99, k)
+  local size = #head + tail_len
+  while true do
+    local price = math.random(100, 99999) / 100
+    local item = string.format('{"sku":"SKU-%05d","qty":%d,"price":%.2f,"warehouse":"%s-%d"}',
+      math.random(0, 99999), math.random(1, 5), price, pick(COUNTRIES), math.random(1, 9))
+    local sep = n > 0 and 1 or 0
+    if size + sep + #item > len then break end
+    items[#items + 1] = (sep == 1 and "," or "") .. item
+    size = size + sep + #item
+    total = total + price
+    n = n + 1
+  end
+  return head .. table.concat(items) .. string.format('],"total":%.2f,"n":%d}', total, k)
+end
+
+-- A JSON document of about `len` bytes (exactly, for PAYLOAD=random).
+function M.json(len, k)
+  if kind == "events" then return order_event(len, k) end
+  return padded(len, k)
 end
 
 -- The current time in RFC 3339 (UTC), recomputed at most once a second.

@@ -14,6 +14,8 @@
 #
 # Usage: bench/run.sh            (as root; installs wrk/nginx/curl with apt if missing)
 # Knobs: CONNECTIONS (64) DURATION (10, seconds) ROUNDS (3) PAYLOAD_BYTES (1024)
+#        PAYLOAD (random: JSON padded with random characters, the default; events: order events
+#                 that compress like real JSON)
 #        ONLY (Persistor scenarios to run with their references, e.g. "healthz pubsub"; default all:
 #              healthz pubsub eventgrid h2-healthz h2-pubsub)
 #        H2_STREAMS (10, concurrent streams per h2load connection)
@@ -35,6 +37,7 @@ PAYLOAD_BYTES=${PAYLOAD_BYTES:-1024}
 H2_STREAMS=${H2_STREAMS:-10}
 BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 ONLY=${ONLY:-healthz pubsub eventgrid h2-healthz h2-pubsub}
+PAYLOAD=${PAYLOAD:-random}
 WRK_THREADS=2
 
 # State used by cleanup(); empty until the thing exists.
@@ -129,6 +132,7 @@ check_knobs() {
     [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '${!name}'"
   done
   ((CONNECTIONS >= WRK_THREADS)) || die "CONNECTIONS must be at least $WRK_THREADS (wrk threads)"
+  [[ $PAYLOAD == random || $PAYLOAD == events ]] || die "PAYLOAD must be random or events, got '$PAYLOAD'"
   # Another developer builds in .build concurrently; sharing it would corrupt both builds.
   local scratch_abs
   scratch_abs=$(cd "$REPO_ROOT" && realpath -m "$SCRATCH")
@@ -296,7 +300,7 @@ run_scenario() {
   log "round $round/$ROUNDS: $scenario (${DURATION}s, $CONNECTIONS connections)"
   cpu0=$(cpu_ticks "$pid")
   # In the background so a signal reaches cleanup() at once; wrk is stopped there.
-  BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES EVENTS=$EVENTS_PER_BATCH wrk "${args[@]}" "$url" >"$out" 2>&1 &
+  BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES PAYLOAD=$PAYLOAD EVENTS=$EVENTS_PER_BATCH wrk "${args[@]}" "$url" >"$out" 2>&1 &
   WRK_PID=$!
   if ! wait "$WRK_PID"; then
     WRK_PID=""
@@ -463,7 +467,7 @@ print_report() {
   echo "machine: $(nproc) cpus, $CPU_MODEL, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION; $H2LOAD_VERSION"
   echo "h2 rows: the p50 column is h2load's mean latency (it reports no percentiles)"
-  echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes)"
+  echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes); PAYLOAD=$PAYLOAD"
   echo "eventgrid: $EVENTS_PER_BATCH events of $PAYLOAD_BYTES data bytes per delivery (${EVENTGRID_BODY_BYTES:-?} bytes); its req/s column counts events, its reference is nginx-post"
   echo
   print_row round scenario req/s "p50 ms" "p99 ms" "vs ref" "srv cpu" non-2xx "socket errors"
