@@ -79,12 +79,18 @@ import Testing
         sent["e1"] = Array(event.utf8)
         let bad = #"{"message":{"data":"!!!","messageId":"p3"}}"#
         #expect(try post(server, "/pubsub", bad) == 204)
+        // A batch big enough (over 32 KiB per processor) to be compressed in parallel pieces.
+        let big = (0..<100).map { i in
+            #"{"id":"big-\#(i)","eventType":"Contoso.Bulk","subject":"s","eventTime":"2026-11-26T19:00:00Z","data":{"n":\#(i),"pad":"\#(String(repeating: "abcdefghij", count: 120))"}}"#
+        }
+        #expect(try post(server, "/eventgrid", "[\(big.joined(separator: ","))]") == 200)
+        for (i, event) in big.enumerated() { sent["big-\(i)"] = Array(event.utf8) }
 
         let output = try runPythonTool("duckdb_read.py", [server.store.path])
         let rows = try #require(output["rows"] as? [[String: String]])
         var byID: [String: [String: String]] = [:]
         for row in rows { byID[row["id"] ?? ""] = row }
-        #expect(rows.count == 4)
+        #expect(rows.count == 104)
         for (id, payload) in sent {
             let row = try #require(byID[id], "\(id) is readable with DuckDB")
             #expect(Data(base64Encoded: row["payload_b64"] ?? "").map { [UInt8]($0) } == payload, "\(id)")
