@@ -9,6 +9,8 @@ import Synchronization
 
 /// The server as configured: routes, archivers and the store, plus start-up and graceful shutdown.
 public final class Persistor: Sendable {
+    /// The `/healthz` answer (the same every time).
+    private static let healthy = HTTPResponse.text(200, "ok")
     /// Settings after applying flags, environment and the config file (in that precedence).
     public struct Settings: Sendable {
         public var host: String
@@ -93,7 +95,7 @@ public final class Persistor: Sendable {
                                                     handler: authenticated(handler.handle, by: authenticator)))
             }
         }
-        router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(.text(200, "ok")) })
+        router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(Self.healthy) })
         router.add("/readyz", Router.Route(methods: ["GET"]) { _, respond in
             switch readiness.state {
             case .ready: respond(.text(200, "ready"))

@@ -19,25 +19,45 @@ struct HTTPResponseEncoder {
     }
 
     mutating func encode(_ response: HTTPResponse, headRequest: Bool, keepAlive: Bool, http10: Bool, into out: inout [UInt8]) {
-        out.append(contentsOf: "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n".utf8)
+        out.append(contentsOf: Self.statusLine(response.status))
         for (name, value) in response.headers {
             out.append(contentsOf: name.utf8)
-            out.append(contentsOf: [0x3A, 0x20])
+            out.append(0x3A)
+            out.append(0x20)
             out.append(contentsOf: value.utf8)
-            out.append(contentsOf: [0x0D, 0x0A])
+            out.append(0x0D)
+            out.append(0x0A)
         }
         out.append(contentsOf: dateLine())
         let bodyless = response.status == 204 || response.status == 304 || response.status < 200
         if !bodyless {
-            out.append(contentsOf: "Content-Length: \(response.body.count)\r\n".utf8)
+            out.append(contentsOf: "Content-Length: ".utf8)
+            Self.appendDecimal(response.body.count, to: &out)
+            out.append(0x0D)
+            out.append(0x0A)
         }
         if !keepAlive {
             out.append(contentsOf: "Connection: close\r\n".utf8)
         } else if http10 {
             out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
         }
-        out.append(contentsOf: [0x0D, 0x0A])
+        out.append(0x0D)
+        out.append(0x0A)
         if !headRequest && !bodyless { out.append(contentsOf: response.body) }
+    }
+
+    /// `HTTP/1.1 {status} {reason}\r\n`, built once per status code in use.
+    private static let statusLines: [Int: [UInt8]] = Dictionary(uniqueKeysWithValues: knownStatuses.map {
+        ($0, Array("HTTP/1.1 \($0) \(reason($0))\r\n".utf8))
+    })
+
+    private static func statusLine(_ status: Int) -> [UInt8] {
+        statusLines[status] ?? Array("HTTP/1.1 \(status) \(reason(status))\r\n".utf8)
+    }
+
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value >= 10 { appendDecimal(value / 10, to: &out) }
+        out.append(UInt8(ascii: "0") + UInt8(value % 10))
     }
 
     static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
@@ -51,6 +71,9 @@ struct HTTPResponseEncoder {
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
         return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) \(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
     }
+
+    private static let knownStatuses = [100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 411, 413, 415,
+                                        429, 431, 500, 501, 503, 505]
 
     static func reason(_ status: Int) -> String {
         switch status {
