@@ -16,6 +16,7 @@
 # Knobs: CONNECTIONS (64) DURATION (10, seconds) ROUNDS (3) PAYLOAD_BYTES (1024)
 #        PAYLOAD (random: JSON padded with random characters, the default; events: order events
 #                 that compress like real JSON)
+#        GZIP_LEVEL (archive.gzipLevel for Persistor, 0-9; default: Persistor's default, 6)
 #        ONLY (Persistor scenarios to run with their references, e.g. "healthz pubsub"; default all:
 #              healthz pubsub eventgrid h2-healthz h2-pubsub)
 #        H2_STREAMS (10, concurrent streams per h2load connection)
@@ -38,6 +39,7 @@ H2_STREAMS=${H2_STREAMS:-10}
 BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 ONLY=${ONLY:-healthz pubsub eventgrid h2-healthz h2-pubsub}
 PAYLOAD=${PAYLOAD:-random}
+GZIP_LEVEL=${GZIP_LEVEL:-}
 WRK_THREADS=2
 
 # State used by cleanup(); empty until the thing exists.
@@ -133,6 +135,7 @@ check_knobs() {
   done
   ((CONNECTIONS >= WRK_THREADS)) || die "CONNECTIONS must be at least $WRK_THREADS (wrk threads)"
   [[ $PAYLOAD == random || $PAYLOAD == events ]] || die "PAYLOAD must be random or events, got '$PAYLOAD'"
+  [[ -z $GZIP_LEVEL || $GZIP_LEVEL =~ ^[0-9]$ ]] || die "GZIP_LEVEL must be 0-9, got '$GZIP_LEVEL'"
   # Another developer builds in .build concurrently; sharing it would corrupt both builds.
   local scratch_abs
   scratch_abs=$(cd "$REPO_ROOT" && realpath -m "$SCRATCH")
@@ -244,7 +247,12 @@ start_persistor() {
   STORE_DIR="$WORK_DIR/data"
   PERSISTOR_LOG="$WORK_DIR/persistor.log"
   mkdir -p "$STORE_DIR"
-  "$PERSISTOR_BIN" serve --host 127.0.0.1 --port "$PERSISTOR_PORT" --store "$STORE_DIR" \
+  local config=()
+  if [[ -n $GZIP_LEVEL ]]; then
+    printf 'archive:\n  gzipLevel: %s\n' "$GZIP_LEVEL" >"$WORK_DIR/persistor.yaml"
+    config=(--config "$WORK_DIR/persistor.yaml")
+  fi
+  "$PERSISTOR_BIN" serve --host 127.0.0.1 --port "$PERSISTOR_PORT" --store "$STORE_DIR" "${config[@]}" \
     --log-level warning >"$PERSISTOR_LOG" 2>&1 &
   PERSISTOR_PID=$!
   kill -0 "$PERSISTOR_PID" 2>/dev/null || die "persistor failed to start"
@@ -467,7 +475,7 @@ print_report() {
   echo "machine: $(nproc) cpus, $CPU_MODEL, kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "persistor: commit $COMMIT, swift $SWIFT_VERSION; $NGINX_VERSION; wrk $WRK_VERSION; $H2LOAD_VERSION"
   echo "h2 rows: the p50 column is h2load's mean latency (it reports no percentiles)"
-  echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes); PAYLOAD=$PAYLOAD"
+  echo "store: $STORE_FS; pubsub body ${BODY_BYTES:-?} bytes (message.data = base64 of $PAYLOAD_BYTES bytes); PAYLOAD=$PAYLOAD; gzip level ${GZIP_LEVEL:-6 (default)}"
   echo "eventgrid: $EVENTS_PER_BATCH events of $PAYLOAD_BYTES data bytes per delivery (${EVENTGRID_BODY_BYTES:-?} bytes); its req/s column counts events, its reference is nginx-post"
   echo
   print_row round scenario req/s "p50 ms" "p99 ms" "vs ref" "srv cpu" non-2xx "socket errors"
