@@ -68,6 +68,8 @@ struct SocketChannel {
     private var token: SocketPoller.Token?
     /// The connection does not want input now; `resumeReading` makes it read again.
     private(set) var readSuspended = false
+    /// The poller's waiting-to-write flag for this socket, kept here too so a flush that leaves it
+    /// unchanged (the usual case) costs no poller lookup.
     private var waitingToWrite = false
     private var onClosed: (@Sendable () -> Void)?
     /// `cancel` ran: the connection is closed.
