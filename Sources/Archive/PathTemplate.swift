@@ -67,21 +67,22 @@ public struct PathTemplate: Sendable, Equatable {
     public func expand(route: String, source: RecordSource, time: UTCTime,
                        attribute: (String) -> String?) -> String {
         let f = time.fields
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
         for part in parts {
             switch part {
-            case .literal(let l): out += l
-            case .route: out += Self.keySafe(route)
-            case .source: out += source.rawValue
-            case .year: out += twoOrFour(f.year, 4)
-            case .month: out += twoOrFour(f.month, 2)
-            case .day: out += twoOrFour(f.day, 2)
-            case .hour: out += twoOrFour(f.hour, 2)
-            case .minute: out += twoOrFour(f.minute, 2)
-            case .attribute(let name): out += Self.keySafe(attribute(name))
+            case .literal(let l): out.append(contentsOf: l.utf8)
+            case .route: out.append(contentsOf: Self.keySafe(route).utf8)
+            case .source: out.append(contentsOf: source.rawValue.utf8)
+            case .year: UTCTime.appendPadded(f.year, width: 4, to: &out)
+            case .month: UTCTime.appendPadded(f.month, width: 2, to: &out)
+            case .day: UTCTime.appendPadded(f.day, width: 2, to: &out)
+            case .hour: UTCTime.appendPadded(f.hour, width: 2, to: &out)
+            case .minute: UTCTime.appendPadded(f.minute, width: 2, to: &out)
+            case .attribute(let name): out.append(contentsOf: Self.keySafe(attribute(name)).utf8)
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Characters outside `[A-Za-z0-9._-]` become `%XX` (UTF-8 bytes), a value of `.` or `..` is
@@ -91,30 +92,30 @@ public struct PathTemplate: Sendable, Equatable {
         guard let value, !value.isEmpty else { return "_" }
         if value == "." { return "%2E" }
         if value == ".." { return "%2E%2E" }
-        var out = ""
-        let hex = Array("0123456789ABCDEF")
+        if value.utf8.count <= 128 && value.utf8.allSatisfy(isSafe) { return value }
+        var out: [UInt8] = []
+        let hex = Array("0123456789ABCDEF".utf8)
         for byte in value.utf8 {
-            let piece: String
-            if byte < 0x80, isSafe(Unicode.Scalar(byte)) {
-                piece = String(Unicode.Scalar(byte))
+            if isSafe(byte) {
+                guard out.count < 128 else { break }
+                out.append(byte)
             } else {
-                piece = "%" + String(hex[Int(byte >> 4)]) + String(hex[Int(byte & 0x0F)])
+                guard out.count + 3 <= 128 else { break }
+                out.append(contentsOf: [0x25, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
             }
-            if out.utf8.count + piece.utf8.count > 128 { break }
-            out += piece
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func isSafe(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+        default: false
+        }
     }
 
     private static func isSafe(_ s: Unicode.Scalar) -> Bool {
-        switch s {
-        case "A"..."Z", "a"..."z", "0"..."9", ".", "_", "-": return true
-        default: return false
-        }
+        s.isASCII && isSafe(UInt8(s.value))
     }
-}
-
-private func twoOrFour(_ value: Int, _ width: Int) -> String {
-    let s = String(value)
-    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
 }

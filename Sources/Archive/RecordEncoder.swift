@@ -35,7 +35,7 @@ public enum RecordEncoder {
         out.append(contentsOf: #"","route":"#.utf8)
         appendString(record.route, to: &out)
         out.append(contentsOf: #","receivedAt":""#.utf8)
-        out.append(contentsOf: record.receivedAt.iso8601.utf8)
+        record.receivedAt.appendISO8601(to: &out)
         out.append(0x22)
         if let eventTime = record.eventTime {
             out.append(contentsOf: #","eventTime":"#.utf8)
@@ -62,9 +62,8 @@ public enum RecordEncoder {
         out.append(0x7D)
         if includePayload {
             out.append(contentsOf: #","data":"#.utf8)
-            let mark = out.count
             if !appendUTF8String(record.payload, to: &out) {
-                out.removeSubrange((mark - #""data":"#.utf8.count)...)
+                out.removeLast(#""data":"#.utf8.count)
                 out.append(contentsOf: #""dataBase64":""#.utf8)
                 out.append(contentsOf: Data(record.payload).base64EncodedString().utf8)
                 out.append(0x22)
@@ -79,7 +78,7 @@ public enum RecordEncoder {
     }
 
     /// Appends `bytes` as a JSON string literal if they are valid UTF-8; returns false (having
-    /// appended an unspecified prefix) otherwise.
+    /// appended nothing) otherwise.
     @discardableResult
     static func appendUTF8String(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) -> Bool {
         if let valid = bytes.withContiguousStorageIfAvailable({ appendUTF8String($0, to: &out) }) {
@@ -88,41 +87,81 @@ public enum RecordEncoder {
         return Array(bytes).withUnsafeBufferPointer { appendUTF8String($0, to: &out) }
     }
 
+    /// Two passes: the first validates and measures, the second writes straight into `out`'s
+    /// storage, so a payload full of quotes costs no more appends than one without.
     static func appendUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
-        out.append(0x22)
+        guard let length = escapedLength(bytes) else { return false }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: length + 2))
+        out.withUnsafeMutableBufferPointer { buffer in
+            writeEscaped(bytes, to: buffer.baseAddress! + start)
+        }
+        return true
+    }
+
+    /// The length of `bytes` as JSON string content (without the quotes), or nil if they are not
+    /// valid UTF-8.
+    private static func escapedLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var length = bytes.count
+        var i = 0
+        while i < bytes.count {
+            i = skipPlainWords(bytes, from: i)
+            guard i < bytes.count else { break }
+            let byte = bytes[i]
+            if byte >= 0x80 {
+                guard let sequence = validSequenceLength(bytes, at: i) else { return nil }
+                i += sequence
+                continue
+            }
+            switch byte {
+            case 0x22, 0x5C, 0x0A, 0x0D, 0x09: length += 1
+            case ..<0x20: length += 5
+            default: break
+            }
+            i += 1
+        }
+        return length
+    }
+
+    /// Writes `"`, the escaped content of valid UTF-8 `bytes`, and `"` at `target`.
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to target: UnsafeMutablePointer<UInt8>) {
+        var target = target
+        func put(_ byte: UInt8) {
+            target.pointee = byte
+            target += 1
+        }
+        func copy(_ range: Range<Int>) {
+            guard !range.isEmpty else { return }
+            target.update(from: bytes.baseAddress! + range.lowerBound, count: range.count)
+            target += range.count
+        }
+        put(0x22)
         var runStart = 0
         var i = 0
-        let n = bytes.count
-        while i < n {
+        while i < bytes.count {
             i = skipPlainWords(bytes, from: i)
-            if i >= n { break }
+            guard i < bytes.count else { break }
             let byte = bytes[i]
-            if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte < 0x80 {
+            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
                 i += 1
                 continue
             }
-            if byte >= 0x80 {
-                guard let length = validSequenceLength(bytes, at: i) else { return false }
-                i += length
-                continue
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
+            copy(runStart..<i)
+            put(0x5C)
             switch byte {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            case 0x22, 0x5C: put(byte)
+            case 0x0A: put(0x6E)
+            case 0x0D: put(0x72)
+            case 0x09: put(0x74)
             default:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+                let hex = Array("0123456789abcdef".utf8)
+                for digit in [0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]] as [UInt8] { put(digit) }
             }
             i += 1
             runStart = i
         }
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n]))
-        out.append(0x22)
-        return true
+        copy(runStart..<bytes.count)
+        put(0x22)
     }
 
     /// The first index at or after `i` of an 8-byte word that may hold a byte needing attention

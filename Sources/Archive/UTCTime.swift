@@ -47,14 +47,56 @@ public struct UTCTime: Sendable, Equatable, Comparable {
 
     /// `2026-11-26T19:00:00.123Z`
     public var iso8601: String {
-        let f = fields
-        return "\(pad(f.year, 4))-\(pad(f.month, 2))-\(pad(f.day, 2))T\(pad(f.hour, 2)):\(pad(f.minute, 2)):\(pad(f.second, 2)).\(pad(f.millisecond, 3))Z"
+        var out: [UInt8] = []
+        appendISO8601(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `iso8601`'s UTF-8 bytes (no intermediate strings).
+    public func appendISO8601(to out: inout [UInt8]) {
+        append(dateSeparator: UInt8(ascii: "-"), timeSeparator: UInt8(ascii: ":"), to: &out)
     }
 
     /// `20261126T190000.123Z`, the timestamp in batch object names.
     public var compact: String {
+        var out: [UInt8] = []
+        append(dateSeparator: nil, timeSeparator: nil, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `yyyy?MM?ddTHH?mm?ss.SSSZ`, with the given separators in place of `?` (none when nil).
+    private func append(dateSeparator: UInt8?, timeSeparator: UInt8?, to out: inout [UInt8]) {
         let f = fields
-        return "\(pad(f.year, 4))\(pad(f.month, 2))\(pad(f.day, 2))T\(pad(f.hour, 2))\(pad(f.minute, 2))\(pad(f.second, 2)).\(pad(f.millisecond, 3))Z"
+        for (index, (value, width)) in [(f.year, 4), (f.month, 2), (f.day, 2)].enumerated() {
+            if index > 0, let dateSeparator { out.append(dateSeparator) }
+            Self.appendPadded(value, width: width, to: &out)
+        }
+        out.append(UInt8(ascii: "T"))
+        for (index, value) in [f.hour, f.minute, f.second].enumerated() {
+            if index > 0, let timeSeparator { out.append(timeSeparator) }
+            Self.appendPadded(value, width: 2, to: &out)
+        }
+        out.append(UInt8(ascii: "."))
+        Self.appendPadded(f.millisecond, width: 3, to: &out)
+        out.append(UInt8(ascii: "Z"))
+    }
+
+    /// Appends the decimal digits of `value`, zero-padded on the left to at least `width`.
+    static func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
+        guard value >= 0 else {
+            out.append(contentsOf: String(value).utf8)
+            return
+        }
+        var divisor = 1
+        var digits = 1
+        while digits < width || value / divisor >= 10 {
+            divisor *= 10
+            digits += 1
+        }
+        while divisor > 0 {
+            out.append(0x30 + UInt8(value / divisor % 10))
+            divisor /= 10
+        }
     }
 
     /// Parses RFC 3339 date-times (`T` or `t`, 0–9 fractional digits, `Z` or `±hh:mm`).
@@ -115,10 +157,4 @@ public struct UTCTime: Sendable, Equatable, Comparable {
         self.init(seconds: Int64(days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset),
                   nanoseconds: Int32(nanos))
     }
-}
-
-@inline(__always)
-private func pad(_ value: Int, _ width: Int) -> String {
-    let s = String(value)
-    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
 }

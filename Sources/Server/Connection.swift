@@ -46,9 +46,9 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     /// Takes the socket over once this connection has closed its channel.
     private var successor: HTTP2Connection?
 
-    private var lastActivity = ContinuousClock.now
-    private var headStartedAt: ContinuousClock.Instant?
-    private var bodyProgressAt: ContinuousClock.Instant?
+    private var lastActivity = MonotonicTime.now
+    private var headStartedAt: MonotonicTime?
+    private var bodyProgressAt: MonotonicTime?
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
         self.channel = SocketChannel(fd: fd, loop: loop)
@@ -71,7 +71,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         while !closed && !channel.readSuspended {
             switch channel.read(into: &loop.readBuffer) {
             case .bytes(let n):
-                let now = ContinuousClock.now
+                let now = MonotonicTime.now
                 lastActivity = now
                 if channel.lingerSince != nil || !acceptingRequests { if n < capacity { return } else { continue } }
                 if bodyProgressAt != nil { bodyProgressAt = now }
@@ -137,7 +137,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
             switch event {
             case .head(let head):
                 headStartedAt = nil
-                bodyProgressAt = ContinuousClock.now
+                bodyProgressAt = MonotonicTime.now
                 var slot = Slot(id: nextSlotID, isHead: head.method == "HEAD", keepAlive: head.keepAlive,
                                 http10: head.versionMinor == 0)
                 nextSlotID += 1
@@ -179,7 +179,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         }
         if acceptingRequests && slots.count >= server.settings.maxPipelinedRequests { channel.suspendReading() }
         if acceptingRequests && bodyProgressAt == nil && !parser.isIdle {
-            if headStartedAt == nil { headStartedAt = ContinuousClock.now }
+            if headStartedAt == nil { headStartedAt = MonotonicTime.now }
         } else {
             headStartedAt = nil
         }
@@ -285,7 +285,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
 
     // MARK: Timeouts and shutdown
 
-    func checkProtocolTimeouts(now: ContinuousClock.Instant, settings: HTTPServerSettings) {
+    func checkProtocolTimeouts(now: MonotonicTime, settings: HTTPServerSettings) {
         if let since = headStartedAt, now - since > settings.headerTimeout {
             fail(status: 408, reason: "request header timeout")
             return

@@ -4,7 +4,7 @@ import Synchronization
 
 /// What a loop's timeout sweep and the server's drain call on each connection it runs.
 protocol LoopConnection: AnyObject {
-    func checkTimeouts(now: ContinuousClock.Instant)
+    func checkTimeouts(now: MonotonicTime)
     func drain()
 }
 
@@ -59,7 +59,7 @@ final class EventLoop: @unchecked Sendable {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
         timer.setEventHandler { @Sendable [unowned self] in
-            let now = ContinuousClock.now
+            let now = MonotonicTime.now
             for connection in Array(self.connections.values) { connection.checkTimeouts(now: now) }
         }
         timer.resume()

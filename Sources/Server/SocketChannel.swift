@@ -12,11 +12,11 @@ protocol SocketChannelOwner: LoopConnection {
     /// Releases what the connection holds and cancels the channel.
     func finalClose()
     /// The protocol's timeouts; called on an open connection that is not lingering or stalled.
-    func checkProtocolTimeouts(now: ContinuousClock.Instant, settings: HTTPServerSettings)
+    func checkProtocolTimeouts(now: MonotonicTime, settings: HTTPServerSettings)
 }
 
 extension SocketChannelOwner {
-    func checkTimeouts(now: ContinuousClock.Instant) {
+    func checkTimeouts(now: MonotonicTime) {
         guard !channel.cancelled else { return }
         let settings = server.settings
         switch channel.deadline(now: now, idleTimeout: settings.idleTimeout) {
@@ -78,9 +78,9 @@ struct SocketChannel {
     /// Bytes to send, of which the first `outputOffset` are sent.
     var output: [UInt8]
     private(set) var outputOffset = 0
-    private(set) var writeStalledSince: ContinuousClock.Instant?
+    private(set) var writeStalledSince: MonotonicTime?
     /// When the write side was shut down; the socket is read (and the input discarded) meanwhile.
-    private(set) var lingerSince: ContinuousClock.Instant?
+    private(set) var lingerSince: MonotonicTime?
 
     init(fd: Int32, loop: EventLoop, output: [UInt8] = []) {
         self.fd = fd
@@ -167,7 +167,7 @@ struct SocketChannel {
     // MARK: Timeouts and closing
 
     /// The socket's own deadlines: lingering lasts 2 s, a write may stall for `idleTimeout`.
-    func deadline(now: ContinuousClock.Instant, idleTimeout: Duration) -> Deadline {
+    func deadline(now: MonotonicTime, idleTimeout: Duration) -> Deadline {
         if let since = lingerSince { return now - since > .seconds(2) ? .expired : .lingering }
         if let since = writeStalledSince, now - since > idleTimeout { return .expired }
         return .none

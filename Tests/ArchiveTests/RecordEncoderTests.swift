@@ -63,6 +63,20 @@ import Testing
         #expect(Array((object["data"] as? String ?? "").utf8) == payload)
     }
 
+    @Test func densePayloadsOfEscapesRoundTrip() throws {
+        // The escaper measures first and then writes into exactly that much room: payloads made
+        // mostly of escapes (and multi-byte characters) must come back byte for byte.
+        var generator = SystemRandomNumberGenerator()
+        let pieces: [[UInt8]] = [[0x22], [0x5C], [0x0A], [0x0D], [0x09], [0x00], [0x1F], Array("é".utf8), Array("😀".utf8), Array("ab".utf8)]
+        for length in [1, 7, 8, 9, 64, 1000, 100_000] {
+            var payload: [UInt8] = []
+            while payload.count < length { payload += pieces.randomElement(using: &generator)! }
+            let line = RecordEncoder.line(Record(id: "d", source: .pubsub, route: "r", receivedAt: time, payload: payload))
+            let object = try decode(line)
+            #expect(Array((object["data"] as? String ?? "").utf8) == payload, "length \(length)")
+        }
+    }
+
     @Test func aByteNeedingAttentionIsFoundAtEveryOffsetOfAWord() throws {
         // Plain text is skipped 8 bytes at a time; each special byte, at each position within and
         // across word boundaries, must still be escaped (or make the payload base64 when invalid).

@@ -430,6 +430,13 @@ struct HTTPRequestParserTests {
         #expect(!"x_goog-pubsub-id".hasCaseInsensitivePrefix("x-goog-pubsub-"))
         #expect(!"Content-Type".hasCaseInsensitivePrefix("x-goog-pubsub-"))
         #expect("anything".hasCaseInsensitivePrefix(""))
+        // Only letters fold: '@' and '`' (or '[' and '{') differ by the case bit alone.
+        #expect(!"@a".hasCaseInsensitivePrefix("`a"))
+        #expect(!"[x]".caseInsensitiveEquals("{x]"))
+        #expect("Content-LENGTH".caseInsensitiveEquals("content-length"))
+        #expect(!"content-length".caseInsensitiveEquals("content-lengths"))
+        #expect("a, Keep-Alive".split(separator: " ")[1].caseInsensitiveEquals("keep-alive"))
+        #expect("Éa".caseInsensitiveEquals("Éa") && !"Éa".caseInsensitiveEquals("éa"))
     }
 
     @Test func leadingEmptyLinesAreSkipped() throws {

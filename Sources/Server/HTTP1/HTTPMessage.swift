@@ -114,21 +114,27 @@ public struct HTTPResponse: Sendable {
 extension StringProtocol {
     /// ASCII case-insensitive equality, as HTTP field names and tokens need.
     public func caseInsensitiveEquals(_ other: some StringProtocol) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) where x != y {
-            guard (x | 0x20) == (y | 0x20), (x | 0x20) >= 0x61, (x | 0x20) <= 0x7A else { return false }
-        }
-        return true
+        utf8.count == other.utf8.count && asciiCaseInsensitiveMatch(utf8, other.utf8)
     }
 
-    /// ASCII case-insensitive `hasPrefix`; `prefix` is given in lower case.
+    /// ASCII case-insensitive `hasPrefix`.
     public func hasCaseInsensitivePrefix(_ prefix: some StringProtocol) -> Bool {
-        let a = utf8, b = prefix.utf8
-        guard a.count >= b.count else { return false }
-        for (x, y) in zip(a, b) where x != y {
-            guard (x | 0x20) == y, y >= 0x61, y <= 0x7A else { return false }
+        utf8.count >= prefix.utf8.count && asciiCaseInsensitiveMatch(utf8, prefix.utf8)
+    }
+}
+
+/// Whether `a` starts with `b`, ignoring the case of ASCII letters (`a` is at least as long).
+private func asciiCaseInsensitiveMatch(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    func match(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for i in 0..<b.count where a[i] != b[i] {
+            let x = a[i] | 0x20
+            guard x == b[i] | 0x20, x >= 0x61, x <= 0x7A else { return false }
         }
         return true
     }
+    if let result = a.withContiguousStorageIfAvailable({ a in b.withContiguousStorageIfAvailable { b in match(a, b) } }),
+       let result {
+        return result
+    }
+    return Array(a).withUnsafeBufferPointer { a in Array(b).withUnsafeBufferPointer { b in match(a, b) } }
 }

@@ -39,9 +39,9 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     private var owedCredit = 0
     private var streamsWithService = 0
 
-    private let startedAt = ContinuousClock.now
+    private let startedAt = MonotonicTime.now
     private var settingsReceived = false
-    private var lastActivity = ContinuousClock.now
+    private var lastActivity = MonotonicTime.now
 
     /// Output buffered beyond this stops pulling frames from the session and reading the socket.
     private static let outputHighWater = 64 * 1024
@@ -383,7 +383,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
 
     // MARK: Timeouts and shutdown
 
-    func checkProtocolTimeouts(now: ContinuousClock.Instant, settings: HTTPServerSettings) {
+    func checkProtocolTimeouts(now: MonotonicTime, settings: HTTPServerSettings) {
         if !settingsReceived && now - startedAt > settings.headerTimeout {
             server.protocolError(status: 408, reason: "HTTP/2 preface timeout")
             finalClose()

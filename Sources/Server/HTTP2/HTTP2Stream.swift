@@ -17,7 +17,7 @@ struct HTTP2Stream {
     /// The client has ended its side of the stream (END_STREAM).
     var requestEnded = false
     /// When the stream began, then when its body last made progress (for the timeouts).
-    var progressAt: ContinuousClock.Instant
+    var progressAt: MonotonicTime
     var method = ""
     var path = ""
     var authority: String?
@@ -35,7 +35,7 @@ struct HTTP2Stream {
     var responseBody: [UInt8] = []
     var responseOffset = 0
 
-    init(now: ContinuousClock.Instant) {
+    init(now: MonotonicTime) {
         progressAt = now
     }
 
