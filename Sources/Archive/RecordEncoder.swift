@@ -88,7 +88,9 @@ public enum RecordEncoder {
     }
 
     /// Two passes: the first validates and measures, the second writes straight into `out`'s
-    /// storage, so a payload full of quotes costs no more appends than one without.
+    /// storage. Both go a word at a time through plain text and, in a word that holds anything
+    /// else, byte by byte with a table instead of branches, so text dense with quotes (JSON
+    /// payloads) stays cheap.
     static func appendUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
         guard let length = escapedLength(bytes) else { return false }
         let start = out.count
@@ -99,89 +101,105 @@ public enum RecordEncoder {
         return true
     }
 
+    /// Extra bytes each ASCII byte takes when escaped: 1 for `"`, `\`, LF, CR and tab (`\n`…),
+    /// 5 for other control characters (`\u00XX`), 0 for the rest.
+    private static let escapeExtra: [UInt8] = (0..<128).map { byte in
+        switch byte {
+        case 0x22, 0x5C, 0x0A, 0x0D, 0x09: 1
+        case ..<0x20: 5
+        default: 0
+        }
+    }
+
     /// The length of `bytes` as JSON string content (without the quotes), or nil if they are not
     /// valid UTF-8.
     private static func escapedLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-        var length = bytes.count
+        guard let base = bytes.baseAddress else { return 0 }
+        let n = bytes.count
+        var extra = 0
         var i = 0
-        while i < bytes.count {
-            i = skipPlainWords(bytes, from: i)
-            guard i < bytes.count else { break }
-            let byte = bytes[i]
-            if byte >= 0x80 {
-                guard let sequence = validSequenceLength(bytes, at: i) else { return nil }
-                i += sequence
-                continue
+        return escapeExtra.withUnsafeBufferPointer { table -> Int? in
+            while i < n {
+                if i + 8 <= n && !mayNeedAttention(word(base, i), nonASCII: true) {
+                    i += 8
+                    continue
+                }
+                let end = min(i + 8, n)
+                while i < end {
+                    let byte = base[i]
+                    if byte >= 0x80 {
+                        guard let sequence = validSequenceLength(bytes, at: i) else { return nil }
+                        i += sequence
+                        break
+                    }
+                    extra += Int(table[Int(byte)])
+                    i += 1
+                }
             }
-            switch byte {
-            case 0x22, 0x5C, 0x0A, 0x0D, 0x09: length += 1
-            case ..<0x20: length += 5
-            default: break
-            }
-            i += 1
+            return n + extra
         }
-        return length
     }
 
     /// Writes `"`, the escaped content of valid UTF-8 `bytes`, and `"` at `target`.
     private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to target: UnsafeMutablePointer<UInt8>) {
         var target = target
-        func put(_ byte: UInt8) {
-            target.pointee = byte
-            target += 1
-        }
-        func copy(_ range: Range<Int>) {
-            guard !range.isEmpty else { return }
-            target.update(from: bytes.baseAddress! + range.lowerBound, count: range.count)
-            target += range.count
-        }
-        put(0x22)
-        var runStart = 0
-        var i = 0
-        while i < bytes.count {
-            i = skipPlainWords(bytes, from: i)
-            guard i < bytes.count else { break }
-            let byte = bytes[i]
-            if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
-                i += 1
-                continue
+        target.pointee = 0x22
+        target += 1
+        if let base = bytes.baseAddress {
+            let n = bytes.count
+            var i = 0
+            escapeExtra.withUnsafeBufferPointer { table in
+                while i < n {
+                    if i + 8 <= n && !mayNeedAttention(word(base, i), nonASCII: false) {
+                        UnsafeMutableRawPointer(target).storeBytes(of: word(base, i), as: UInt64.self)
+                        target += 8
+                        i += 8
+                        continue
+                    }
+                    let end = min(i + 8, n)
+                    while i < end {
+                        let byte = base[i]
+                        i += 1
+                        if byte >= 0x80 || table[Int(byte)] == 0 {
+                            target.pointee = byte
+                            target += 1
+                            continue
+                        }
+                        target.pointee = 0x5C
+                        switch byte {
+                        case 0x22, 0x5C: target[1] = byte
+                        case 0x0A: target[1] = UInt8(ascii: "n")
+                        case 0x0D: target[1] = UInt8(ascii: "r")
+                        case 0x09: target[1] = UInt8(ascii: "t")
+                        default:
+                            let hex = Array("0123456789abcdef".utf8)
+                            for (k, digit) in [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]].enumerated() {
+                                target[1 + k] = digit
+                            }
+                        }
+                        target += 1 + Int(table[Int(byte)])
+                    }
+                }
             }
-            copy(runStart..<i)
-            put(0x5C)
-            switch byte {
-            case 0x22, 0x5C: put(byte)
-            case 0x0A: put(0x6E)
-            case 0x0D: put(0x72)
-            case 0x09: put(0x74)
-            default:
-                let hex = Array("0123456789abcdef".utf8)
-                for digit in [0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]] as [UInt8] { put(digit) }
-            }
-            i += 1
-            runStart = i
         }
-        copy(runStart..<bytes.count)
-        put(0x22)
+        target.pointee = 0x22
     }
 
-    /// The first index at or after `i` of an 8-byte word that may hold a byte needing attention
-    /// (a control character, `"`, `\`, or a non-ASCII byte); checks a word at a time. The word
-    /// tests can flag a plain byte too (a borrow), never miss one: the caller looks byte by byte.
-    private static func skipPlainWords(_ bytes: UnsafeBufferPointer<UInt8>, from i: Int) -> Int {
-        guard let base = bytes.baseAddress else { return i }
+    @inline(__always)
+    private static func word(_ base: UnsafePointer<UInt8>, _ i: Int) -> UInt64 {
+        UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+    }
+
+    /// Whether an 8-byte word may hold a control character, `"` or `\` (or, with `nonASCII`, a
+    /// byte of 0x80 or more). The tests can flag a plain word too (a borrow), never miss one: the
+    /// caller then looks byte by byte.
+    @inline(__always)
+    private static func mayNeedAttention(_ word: UInt64, nonASCII: Bool) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         func hasZeroByte(_ v: UInt64) -> Bool { (v &- ones) & ~v & highs != 0 }
-        var i = i
-        while i + 8 <= bytes.count {
-            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
-            let nonASCII = word & highs != 0
-            let control = (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
-            if nonASCII || control || hasZeroByte(word ^ 0x2222_2222_2222_2222) || hasZeroByte(word ^ 0x5C5C_5C5C_5C5C_5C5C) {
-                return i
-            }
-            i += 8
-        }
-        return i
+        return (nonASCII && word & highs != 0)
+            || (word &- 0x2020_2020_2020_2020) & ~word & highs != 0
+            || hasZeroByte(word ^ 0x2222_2222_2222_2222) || hasZeroByte(word ^ 0x5C5C_5C5C_5C5C_5C5C)
     }
 
     /// The length of the well-formed UTF-8 sequence starting at `i` (RFC 3629), or nil.
