@@ -22,6 +22,8 @@
 #        H2_STREAMS (10, concurrent streams per h2load connection)
 #        SCRATCH (.build-release, relative to the repo root; never .build)
 #        BENCH_TMPDIR (temp parent for nginx prefix and the archive; default $TMPDIR or /tmp)
+#        FRESH_FS (1: write the archive to a new ext4 image without a journal, loop-mounted for this
+#                  run only, so that inodes deleted by an earlier run cannot slow file creation)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +42,7 @@ BENCH_TMPDIR=${BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 ONLY=${ONLY:-healthz pubsub eventgrid h2-healthz h2-pubsub}
 PAYLOAD=${PAYLOAD:-random}
 GZIP_LEVEL=${GZIP_LEVEL:-}
+FRESH_FS=${FRESH_FS:-0}
 WRK_THREADS=2
 
 # State used by cleanup(); empty until the thing exists.
@@ -49,6 +52,7 @@ PERSISTOR_PID=""
 WRK_PID=""
 H2LOAD_PID=""
 POLICY_RC_CREATED=""
+FS_MOUNT=""
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -113,6 +117,7 @@ cleanup() {
   fi
   stop_persistor
   stop_nginx
+  [[ -n $FS_MOUNT ]] && umount "$FS_MOUNT"
   [[ -n $POLICY_RC_CREATED ]] && rm -f /usr/sbin/policy-rc.d
   [[ -n $WORK_DIR ]] && rm -rf "$WORK_DIR"
   exit "$rc"
@@ -134,6 +139,7 @@ check_knobs() {
     [[ ${!name} =~ ^[1-9][0-9]*$ ]] || die "$name must be a positive integer, got '${!name}'"
   done
   ((CONNECTIONS >= WRK_THREADS)) || die "CONNECTIONS must be at least $WRK_THREADS (wrk threads)"
+  [[ $FRESH_FS == 0 || $FRESH_FS == 1 ]] || die "FRESH_FS must be 0 or 1, got '$FRESH_FS'"
   [[ $PAYLOAD == random || $PAYLOAD == events ]] || die "PAYLOAD must be random or events, got '$PAYLOAD'"
   [[ -z $GZIP_LEVEL || $GZIP_LEVEL =~ ^[0-9]$ ]] || die "GZIP_LEVEL must be 0-9, got '$GZIP_LEVEL'"
   # Another developer builds in .build concurrently; sharing it would corrupt both builds.
@@ -242,9 +248,21 @@ EOF
   wait_ready nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$prefix/error.log"
 }
 
+# FRESH_FS=1: a sparse ext4 image in the work dir (removed with it), formatted like this VM's root
+# filesystem (no journal) and mounted for this run; the archive goes there.
+mount_fresh_fs() {
+  ((EUID == 0)) || die "FRESH_FS=1 needs root (mount)"
+  command -v mkfs.ext4 >/dev/null || die "FRESH_FS=1 needs mkfs.ext4 (e2fsprogs)"
+  truncate -s 16G "$WORK_DIR/store.img"
+  mkfs.ext4 -q -O ^has_journal "$WORK_DIR/store.img"
+  mkdir "$WORK_DIR/store"
+  mount -o loop "$WORK_DIR/store.img" "$WORK_DIR/store" || die "could not loop-mount $WORK_DIR/store.img"
+  FS_MOUNT="$WORK_DIR/store"
+}
+
 start_persistor() {
   PERSISTOR_PORT=$(free_port)
-  STORE_DIR="$WORK_DIR/data"
+  STORE_DIR="${FS_MOUNT:-$WORK_DIR}/data"
   PERSISTOR_LOG="$WORK_DIR/persistor.log"
   mkdir -p "$STORE_DIR"
   local config=()
@@ -381,15 +399,15 @@ run_h2_scenario() {
   cpu1=$(cpu_ticks "$pid")
   kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$scenario: server (pid $pid) died during the run"; }
 
-  local key="$round:$scenario" done ok
+  local key="$round:$scenario" completed ok
   RESULT[$key:rps]=$(h2load_value "$out" rps)
   [[ -n ${RESULT[$key:rps]} ]] || { cat "$out" >&2; die "could not parse h2load output for $scenario"; }
-  done=$(h2load_value "$out" requests)
+  completed=$(h2load_value "$out" requests)
   ok=$(h2load_value "$out" ok)
-  RESULT[$key:requests]=$done
+  RESULT[$key:requests]=$completed
   RESULT[$key:p50]=$(h2load_value "$out" mean)
   RESULT[$key:p99]="-"
-  RESULT[$key:non2xx]=$((done - ok))
+  RESULT[$key:non2xx]=$((completed - ok))
   RESULT[$key:sockerr]=$(h2load_value "$out" errors)
   RESULT[$key:cpu]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
   if [[ $scenario == persistor-h2-pubsub ]]; then
@@ -542,7 +560,12 @@ main() {
   H2LOAD_VERSION=$(h2load --version 2>&1 | head -n 1)
   STORE_FS=$(stat -f -c %T "$WORK_DIR")
   [[ $STORE_FS != tmpfs ]] || log "WARNING: $WORK_DIR is on tmpfs; fsync is free there, set BENCH_TMPDIR to a disk"
-  STORE_FS="$STORE_FS filesystem under $BENCH_TMPDIR"
+  if ((FRESH_FS)); then
+    mount_fresh_fs
+    STORE_FS="fresh ext4 image without a journal, loop-mounted, on the $STORE_FS filesystem under $BENCH_TMPDIR"
+  else
+    STORE_FS="$STORE_FS filesystem under $BENCH_TMPDIR"
+  fi
 
   build_persistor
   start_nginx
