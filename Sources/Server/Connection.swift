@@ -69,7 +69,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         guard !closed else { return }
         let capacity = loop.readBuffer.count
         while !closed && !channel.readSuspended {
-            switch channel.read(into: &loop.readBuffer) {
+            switch SocketChannel.read(channel.fd, into: &loop.readBuffer) {
             case .bytes(let n):
                 let now = MonotonicTime.now
                 lastActivity = now
@@ -134,7 +134,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
                 return
             }
             guard let event else { break }
-            switch event {
+            switch consume event {
             case .head(let head):
                 headStartedAt = nil
                 bodyProgressAt = MonotonicTime.now
@@ -242,15 +242,17 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     // MARK: Writing
 
     private func complete(_ id: Int, _ response: HTTPResponse) {
-        guard !closed, let first = slots.first else { return }
-        let index = id - first.id
+        guard !closed, !slots.isEmpty else { return }
+        let index = id - slots[0].id
         guard index >= 0, index < slots.count, slots[index].response == nil else { return }
         slots[index].response = response
         flushResponses()
     }
 
     private func flushResponses() {
-        while let slot = slots.first, let response = slot.response {
+        // The response is moved out of its slot (which goes next), not copied.
+        while !slots.isEmpty, let response = slots[0].response.take() {
+            let slot = slots[0]
             let last = slots.count == 1 && !acceptingRequests
             let keepAlive = slot.keepAlive && !slot.closeAfter && !last
             loop.encoder.encode(response, headRequest: slot.isHead, keepAlive: keepAlive, http10: slot.http10, into: &channel.output)

@@ -15,16 +15,16 @@ public struct Router: HTTPService {
         }
     }
 
-    private var routes: [String: Route] = [:]
+    private var routes: [Substring: Route] = [:]
 
     public init() {}
 
     public mutating func add(_ path: String, _ route: Route) {
-        routes[path] = route
+        routes[Substring(path)] = route
     }
 
     public func check(_ head: HTTPRequestHead) -> HTTPResponse? {
-        guard let route = routes[String(head.path)] else {
+        guard let route = routes[head.path] else {
             return .text(404, "no route for this path")
         }
         let method = head.method == "HEAD" && route.methods.contains("GET") ? "GET" : head.method
@@ -42,7 +42,7 @@ public struct Router: HTTPService {
     }
 
     public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
-        guard let route = routes[String(request.head.path)] else {
+        guard let route = routes[request.head.path] else {
             respond(.text(404, "no route for this path"))
             return
         }

@@ -107,8 +107,10 @@ struct SocketChannel {
 
     // MARK: Reading
 
-    /// Reads into `buffer` (retrying on EINTR).
-    func read(into buffer: inout [UInt8]) -> ReadResult {
+    /// Reads from the socket `fd` into `buffer` (retrying on EINTR). Static: a method call on the
+    /// channel stored in its connection would copy the whole struct (retaining its references)
+    /// once per read.
+    static func read(_ fd: Int32, into buffer: inout [UInt8]) -> ReadResult {
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n > 0 { return .bytes(n) }

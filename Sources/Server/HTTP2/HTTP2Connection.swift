@@ -124,7 +124,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     private func readable() {
         let capacity = loop.readBuffer.count
         while !closed && !channel.readSuspended {
-            switch channel.read(into: &loop.readBuffer) {
+            switch SocketChannel.read(channel.fd, into: &loop.readBuffer) {
             case .bytes(let n):
                 lastActivity = .now
                 if channel.lingerSince == nil {
