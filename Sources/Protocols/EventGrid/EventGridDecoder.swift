@@ -275,10 +275,13 @@ public struct EventGridDecoder: Sendable {
         return meta
     }
 
-    /// The media type of a Content-Type value: lower-cased, parameters and blanks removed.
+    /// The media type of a Content-Type value: parameters and blanks (SP, HTAB) removed, ASCII
+    /// letters lower-cased (media types are ASCII tokens; RFC 9110 §8.3.1).
     static func mediaType(_ contentType: String) -> String {
-        let type = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return type.trimmingCharacters(in: .whitespaces).lowercased()
+        let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+        let type = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }
+        let trimmed = type.drop(while: isBlank).reversed().drop(while: isBlank).reversed()
+        return String(decoding: trimmed.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 
     /// 2 for an array body, 1 otherwise (see the type's documentation).
