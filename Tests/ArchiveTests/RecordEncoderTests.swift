@@ -77,6 +77,22 @@ import Testing
         }
     }
 
+    @Test func arbitraryBytesComeBackExactly() throws {
+        // Random bytes, often invalid UTF-8: `data` when valid (checked against Swift's own
+        // validation), `dataBase64` otherwise, and the exact bytes either way.
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<2_000 {
+            let alphabet: [UInt8] = round % 2 == 0 ? Array(0...255) : [0x22, 0x5C, 0x0A, 0x41, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80]
+            let payload = (0..<Int.random(in: 0...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+            let object = try decode(RecordEncoder.line(Record(id: "r", source: .pubsub, route: "r", receivedAt: time, payload: payload)))
+            if String(validating: payload, as: UTF8.self) != nil {
+                #expect(Array((object["data"] as? String ?? "").utf8) == payload, "\(payload)")
+            } else {
+                #expect(object["dataBase64"] as? String == Data(payload).base64EncodedString(), "\(payload)")
+            }
+        }
+    }
+
     @Test func aByteNeedingAttentionIsFoundAtEveryOffsetOfAWord() throws {
         // Plain text is skipped 8 bytes at a time; each special byte, at each position within and
         // across word boundaries, must still be escaped (or make the payload base64 when invalid).
