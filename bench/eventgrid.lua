@@ -28,11 +28,7 @@ local HEADERS = {
   ["aeg-subscription-name"] = "BENCH",
 }
 
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  threads[#threads + 1] = thread
-end
+setup = payload.setup
 
 local pool, counter, thread_id = {}, 0, 0
 
@@ -65,6 +61,6 @@ function request()
 end
 
 function done(summary, latency, requests)
-  local bytes = threads[1] and threads[1]:get("body_bytes") or 0
-  io.write(string.format("eventgrid.lua: events=%d payload_bytes=%d body_bytes=%d\n", events, payload_bytes, bytes))
+  io.write(string.format("eventgrid.lua: events=%d payload_bytes=%d body_bytes=%d\n", events, payload_bytes,
+    payload.body_bytes()))
 end

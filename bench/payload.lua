@@ -1,5 +1,5 @@
 -- Shared by the wrk scripts (loaded with dofile from the script's own directory): the benchmark
--- payload and a cached RFC 3339 timestamp.
+-- payload, a cached RFC 3339 timestamp, and the numbering of wrk threads.
 local M = {}
 
 local ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -73,6 +73,19 @@ function M.timestamp()
     cached_stamp = os.date("!%Y-%m-%dT%H:%M:%S.000Z", now)
   end
   return cached_stamp
+end
+
+-- wrk's setup(), run in the main state: number the threads (`tid` becomes a global in each
+-- thread's own Lua state) and keep them, so that done() can ask the first for its body size.
+M.threads = {}
+function M.setup(thread)
+  thread:set("tid", #M.threads)
+  M.threads[#M.threads + 1] = thread
+end
+
+-- The body size the first thread reported (its `body_bytes` global), for done().
+function M.body_bytes()
+  return M.threads[1] and M.threads[1]:get("body_bytes") or 0
 end
 
 return M

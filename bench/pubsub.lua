@@ -56,12 +56,7 @@ local function envelope(data, id, thread_id)
     thread_id, data, id, id, stamp, stamp, SUBSCRIPTION)
 end
 
--- Main state: number the threads. `tid` becomes a global in each thread's own Lua state.
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads)
-  threads[#threads + 1] = thread
-end
+setup = payload.setup
 
 -- Thread state.
 local pool, counter, thread_id = {}, 0, 0
@@ -84,6 +79,5 @@ end
 
 -- Main state again: one line for run.sh (and humans) with the request body size.
 function done(summary, latency, requests)
-  local bytes = threads[1] and threads[1]:get("body_bytes") or 0
-  io.write(string.format("pubsub.lua: payload_bytes=%d body_bytes=%d\n", payload_bytes, bytes))
+  io.write(string.format("pubsub.lua: payload_bytes=%d body_bytes=%d\n", payload_bytes, payload.body_bytes()))
 end
