@@ -57,7 +57,8 @@ public final class Persistor: Sendable {
         let archiveSettings = ArchiveSettings(
             format: config.archive.format == .raw ? .raw : .ndjson, path: template, useEventTime: config.archive.time == .event,
             maxRecords: config.archive.batch.maxRecords, maxBytes: config.archive.batch.maxBytes,
-            maxDelay: config.archive.batch.maxDelay, gzipLevel: config.archive.gzipLevel,
+            maxDelay: config.archive.batch.maxDelay, concurrentWrites: config.archive.batch.concurrentWrites,
+            gzipLevel: config.archive.gzipLevel,
             maxPendingRecords: config.archive.maxPendingRecords, maxPendingBytes: config.archive.maxPendingBytes)
 
         let readiness = self.readiness

@@ -17,9 +17,12 @@ public struct ArchiveSettings: Sendable {
     public var useEventTime: Bool
     public var maxRecords: Int
     public var maxBytes: Int
-    /// How long a batch may stay open to collect more records (0: flush as soon as the previous
-    /// flush has finished).
+    /// How long a batch may stay open to collect more records (0: write it as soon as fewer than
+    /// `concurrentWrites` writes are in progress).
     public var maxDelay: Duration
+    /// Batches written at the same time (1: each waits for the previous write to finish). More
+    /// hide a remote store's latency, at the price of smaller objects.
+    public var concurrentWrites: Int
     public var gzipLevel: Int
     /// Records not yet durable (open, sealed and being written) beyond which deliveries are refused.
     public var maxPendingRecords: Int
@@ -27,7 +30,7 @@ public struct ArchiveSettings: Sendable {
     public var maxPendingBytes: Int
 
     public init(format: Format = .ndjson, path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
-                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, gzipLevel: Int = 6,
+                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, concurrentWrites: Int = 1, gzipLevel: Int = 6,
                 maxPendingRecords: Int = 100_000, maxPendingBytes: Int = 256 << 20) {
         self.format = format
         self.path = path
@@ -35,6 +38,7 @@ public struct ArchiveSettings: Sendable {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.maxDelay = maxDelay
+        self.concurrentWrites = concurrentWrites
         self.gzipLevel = gzipLevel
         self.maxPendingRecords = maxPendingRecords
         self.maxPendingBytes = maxPendingBytes
@@ -84,17 +88,17 @@ public enum ArchiveFailure: Error, Sendable, CustomStringConvertible {
 public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) -> Void
 
 /// Group commit for one route: records from many requests share one batch; a batch is written
-/// as soon as the previous write has finished (or when `maxDelay` passes), each waiter is
-/// answered once the whole batch is durable.
+/// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
+/// and each waiter is answered once its whole batch is durable.
 public final class RouteArchiver: Sendable {
     public let route: String
     private let settings: ArchiveSettings
     private let store: any BlobWriter
     private let namer: ObjectNamer
     private let state = Mutex(State())
-    /// A compressor kept between objects (zlib's state is costly to set up); taken by one user at
-    /// a time, and a concurrent user makes its own.
-    private let spareCompressor = Mutex<GzipCompressor?>(nil)
+    /// Compressors kept between objects (zlib's state is costly to set up), one per concurrent
+    /// user at most; a user takes one or makes its own.
+    private let spareCompressors = Mutex<[GzipCompressor]>([])
     /// Raw-segment compressors kept between batches, for objects compressed in parallel pieces.
     private let spareSegmentCompressors = Mutex<[GzipCompressor]>([])
     /// Pieces an object's lines are split into for compression on several threads: one per
@@ -119,7 +123,8 @@ public final class RouteArchiver: Sendable {
     private struct State {
         var open = Batch()
         var sealed: [Batch] = []
-        var flushing = false
+        /// Flush loops running, each writing one batch at a time (at most `concurrentWrites`).
+        var flushers = 0
         var timerArmed = false
         var draining = false
         /// Records and bytes submitted and not yet written (or failed), for the backlog limit.
@@ -178,12 +183,12 @@ public final class RouteArchiver: Sendable {
             state.open.records += count
             state.open.bytes += size
             state.open.waiters.append(completion)
-            if state.flushing { return (true, false, false) }
             if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
-                state.flushing = true
+                guard state.flushers < settings.concurrentWrites else { return (true, false, false) }
+                state.flushers += 1
                 return (true, true, false)
             }
-            if state.timerArmed { return (true, false, false) }
+            if state.timerArmed || state.flushers >= settings.concurrentWrites { return (true, false, false) }
             state.timerArmed = true
             return (true, false, true)
         }
@@ -200,14 +205,14 @@ public final class RouteArchiver: Sendable {
     public func drain() async {
         let start = state.withLock { state -> Bool in
             state.draining = true
-            guard !state.flushing, !state.open.isEmpty else { return false }
-            state.flushing = true
+            guard state.flushers < settings.concurrentWrites, !state.open.isEmpty else { return false }
+            state.flushers += 1
             return true
         }
         if start { startFlushing() }
         await withCheckedContinuation { continuation in
             let idle = state.withLock { state -> Bool in
-                if !state.flushing && state.open.isEmpty && state.sealed.isEmpty { return true }
+                if state.flushers == 0 && state.open.isEmpty && state.sealed.isEmpty { return true }
                 state.idleWaiters.append(continuation)
                 return false
             }
@@ -245,14 +250,16 @@ public final class RouteArchiver: Sendable {
     /// One gzip member holding `chunks` in order.
     private func gzip(_ chunks: [[UInt8]]) throws(GzipError) -> [UInt8] {
         let compressor: GzipCompressor
-        if let spare = spareCompressor.withLock({ $0.take() }) {
+        if let spare = spareCompressors.withLock({ $0.popLast() }) {
             compressor = spare
         } else {
             compressor = try GzipCompressor(level: settings.gzipLevel)
         }
         for chunk in chunks { try compressor.append(chunk) }
         let member = try compressor.finish()
-        spareCompressor.withLock { $0 = compressor }
+        spareCompressors.withLock { spares in
+            if spares.count < settings.concurrentWrites { spares.append(compressor) }
+        }
         return member
     }
 
@@ -279,7 +286,8 @@ public final class RouteArchiver: Sendable {
         }
         let member = try await ParallelGzip.member(pieces, compressors: compressors)
         spareSegmentCompressors.withLock { spares in
-            if spares.count < parallelism { spares += compressors.prefix(parallelism - spares.count) }
+            let keep = parallelism * settings.concurrentWrites
+            if spares.count < keep { spares += compressors.prefix(keep - spares.count) }
         }
         return member
     }
@@ -293,8 +301,8 @@ public final class RouteArchiver: Sendable {
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) {
             let start = self.state.withLock { state -> Bool in
                 state.timerArmed = false
-                guard !state.flushing, !state.open.isEmpty else { return false }
-                state.flushing = true
+                guard state.flushers < self.settings.concurrentWrites, !state.open.isEmpty else { return false }
+                state.flushers += 1
                 return true
             }
             if start { self.startFlushing() }
@@ -312,7 +320,7 @@ public final class RouteArchiver: Sendable {
         }
     }
 
-    /// The next batch to write, or nil after marking the flusher idle.
+    /// The next batch to write, or nil after ending this flush loop.
     private func nextBatch() -> Batch? {
         let (batch, rearm, idle) = state.withLock { state -> (Batch?, Duration?, [CheckedContinuation<Void, Never>]) in
             if !state.sealed.isEmpty { return (state.sealed.removeFirst(), nil, []) }
@@ -323,14 +331,15 @@ public final class RouteArchiver: Sendable {
                     state.open = Batch()
                     return (batch, nil, [])
                 }
-                state.flushing = false
+                state.flushers -= 1
                 if !state.timerArmed {
                     state.timerArmed = true
                     return (nil, settings.maxDelay - age, [])
                 }
                 return (nil, nil, [])
             }
-            state.flushing = false
+            state.flushers -= 1
+            guard state.flushers == 0 else { return (nil, nil, []) }
             let idle = state.idleWaiters
             state.idleWaiters = []
             return (nil, nil, idle)

@@ -184,6 +184,7 @@ struct ConfigFileTests {
             maxRecords: 1
             maxBytes: 1
             maxDelay: 0
+            concurrentWrites: 4
           path: dt={yyyy}-{MM}-{dd}/hour={HH}
           time: event
           gzipLevel: 0
@@ -207,7 +208,7 @@ struct ConfigFileTests {
                 RouteConfig(name: "eg", path: "/e/", kind: .eventgrid,
                             allowedOrigins: ["*", "https://eventgrid.azure.net"]),
             ],
-            archive: ArchiveConfig(format: .raw, batch: BatchConfig(maxRecords: 1, maxBytes: 1, maxDelay: .zero),
+            archive: ArchiveConfig(format: .raw, batch: BatchConfig(maxRecords: 1, maxBytes: 1, maxDelay: .zero, concurrentWrites: 4),
                                    path: "dt={yyyy}-{MM}-{dd}/hour={HH}", time: .event, gzipLevel: 0,
                                    maxPendingRecords: 500, maxPendingBytes: 10 << 20),
             log: LogConfig(format: .json, level: "critical")))
@@ -431,6 +432,12 @@ struct ConfigRangeTests {
         #expect(try parse("server: { port: 65535 }").server.port == 65535)
         #expect(failure("server: { port: 65536 }") == "config.yaml:1: 'port' must be between 0 and 65535, got 65536")
         #expect(failure("server: { port: -1 }") == "config.yaml:1: 'port' must be between 0 and 65535, got -1")
+    }
+
+    @Test func concurrentWritesRange() throws {
+        #expect(try parse("archive: { gzipLevel: 6 }").archive.batch.concurrentWrites == 1)
+        #expect(try parse("archive: { batch: { concurrentWrites: 64 } }").archive.batch.concurrentWrites == 64)
+        #expect(failure("archive:\n  batch:\n    concurrentWrites: 0\n") == "config.yaml:3: 'concurrentWrites' must be between 1 and 64, got 0")
     }
 
     @Test func gzipLevelRange() throws {

@@ -11,10 +11,14 @@ final class ScriptedStore: BlobWriter {
     let puts = Mutex<[Blob]>([])
     let failing = Atomic<Bool>(false)
     let delayMilliseconds: Int
+    /// Puts in progress now, and the most there ever were at once.
+    let inFlight = Mutex((now: 0, most: 0))
 
     init(delayMilliseconds: Int = 0) { self.delayMilliseconds = delayMilliseconds }
 
     func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+        inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+        defer { inFlight.withLock { $0.now -= 1 } }
         if delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(delayMilliseconds)) }
         if failing.load(ordering: .relaxed) { throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true) }
         puts.withLock { $0.append(blob) }
@@ -147,6 +151,27 @@ final class ScriptedStore: BlobWriter {
         #expect(written == ["0", "1", "2"])
         // Once the backlog is written, deliveries are taken again.
         guard case .success = await submit(archiver, [record("5")]) else { Issue.record("expected success"); return }
+    }
+
+    @Test(arguments: zip([1, 3, 2], [0, 0, 20]))
+    func concurrentWritesBoundsTheBatchesInFlight(concurrentWrites: Int, maxDelayMilliseconds: Int) async throws {
+        let store = ScriptedStore(delayMilliseconds: 100)
+        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .milliseconds(maxDelayMilliseconds),
+                                       concurrentWrites: concurrentWrites)
+        let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
+        let answered = Atomic<Int>(0)
+        // Deliveries keep arriving while writes are in progress, so every write slot gets used.
+        for i in 0..<30 {
+            archiver.submit([record("\(i)")]) { result in
+                if case .success = result { answered.add(1, ordering: .relaxed) }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        await archiver.drain()
+        #expect(answered.load(ordering: .relaxed) == 30, "drain returns once every write has finished")
+        #expect(store.inFlight.withLock { $0 } == (now: 0, most: concurrentWrites))
+        let ids = try store.puts.withLock { $0 }.flatMap { try lines($0) }.compactMap { $0["id"] as? String }
+        #expect(ids.sorted() == (0..<30).map(String.init).sorted(), "every record is written exactly once")
     }
 
     @Test func maxDelayTimerFlushes() async throws {

@@ -492,10 +492,12 @@ private struct ConfigNodeDecoder {
         var archive = ArchiveConfig()
         if let f = section["format"] { archive.format = try choice(f, ArchiveFormat.self) }
         if let f = section["batch"] {
-            let batch = try self.section(of: f, path: "archive.batch", allowed: ["maxRecords", "maxBytes", "maxDelay"])
+            let batch = try self.section(of: f, path: "archive.batch", allowed: ["maxRecords", "maxBytes", "maxDelay",
+                                                                                   "concurrentWrites"])
             if let f = batch["maxRecords"] { archive.batch.maxRecords = try integer(f, in: 1...Int.max) }
             if let f = batch["maxBytes"] { archive.batch.maxBytes = try size(f) }
             if let f = batch["maxDelay"] { archive.batch.maxDelay = try duration(f, zeroAllowed: true) }
+            if let f = batch["concurrentWrites"] { archive.batch.concurrentWrites = try integer(f, in: 1...64) }
         }
         if let f = section["path"] { archive.path = try string(f) }
         if let f = section["time"] { archive.time = try choice(f, ArchiveTime.self) }

@@ -247,13 +247,17 @@ public struct BatchConfig: Sendable, Equatable {
     public var maxRecords: Int
     /// Most encoded bytes in one batch (≥ 1).
     public var maxBytes: Int
-    /// How long a batch may be held open to grow (0 = flush as soon as the previous flush ends).
+    /// How long a batch may be held open to grow (0 = write as soon as a write slot is free).
     public var maxDelay: Duration
+    /// Batches of one route written at the same time (≥ 1).
+    public var concurrentWrites: Int
 
-    public init(maxRecords: Int = 1000, maxBytes: Int = 8 * 1024 * 1024, maxDelay: Duration = .zero) {
+    public init(maxRecords: Int = 1000, maxBytes: Int = 8 * 1024 * 1024, maxDelay: Duration = .zero,
+                concurrentWrites: Int = 1) {
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
         self.maxDelay = maxDelay
+        self.concurrentWrites = concurrentWrites
     }
 }
 
