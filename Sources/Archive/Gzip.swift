@@ -65,6 +65,15 @@ public final class GzipCompressor: @unchecked Sendable {
         return try takeOutput()
     }
 
+    /// Primes a raw segment that has no input yet with `dictionary`, the bytes that come just
+    /// before it in the member: the segment may then refer back into them, as if compressed in one
+    /// go with what precedes it (pigz does this for its blocks).
+    func setDictionary(_ dictionary: [UInt8]) throws(GzipError) {
+        precondition(rawSegments, "only a raw segment refers to bytes before it")
+        let status = dictionary.withUnsafeBufferPointer { deflateSetDictionary(stream, $0.baseAddress, uInt($0.count)) }
+        guard status == Z_OK else { throw GzipError(description: "deflateSetDictionary failed (\(status))") }
+    }
+
     /// Ends a raw segment on a byte boundary, with deflate's final block if it is the `last` of its
     /// member, and returns it with the CRC-32 and length of its input; the next segment starts
     /// with an empty window.
@@ -111,45 +120,18 @@ public final class GzipCompressor: @unchecked Sendable {
     }
 }
 
-/// One gzip member compressed in pieces on several threads, the way pigz does with independent
-/// blocks: each piece is a raw deflate segment whose window starts empty and which ends on a byte
-/// boundary (a full flush; the last piece ends with the final block), so the segments joined are
-/// one ordinary deflate stream. The member's CRC-32 is combined from the pieces'. Any gzip reader
-/// reads it like a member made in one go; the ratio is a little lower at each piece's start.
+/// One gzip member compressed in pieces, possibly at different times on different threads, the way
+/// pigz does with independent blocks: each piece is a raw deflate segment whose window starts
+/// empty and which ends on a byte boundary (a full flush; the last piece ends with the final
+/// block), so the segments joined are one ordinary deflate stream. The member's CRC-32 is combined
+/// from the pieces'. Any gzip reader reads it like a member made in one go; the ratio is a little
+/// lower at each piece's start.
 public enum ParallelGzip {
     /// A compressed piece: raw deflate bytes, and the CRC-32 and length of its input.
     public struct Segment: Sendable {
         var bytes: [UInt8]
         var crc: uLong
         var length: Int
-    }
-
-    /// Compresses `pieces` (each a list of chunks) concurrently, one raw-segment compressor per
-    /// piece, and returns the gzip member of their concatenation.
-    static func member(_ pieces: [[[UInt8]]], compressors: [GzipCompressor]) async throws(GzipError) -> [UInt8] {
-        precondition(!pieces.isEmpty && pieces.count == compressors.count)
-        let results = await withTaskGroup(of: (Int, Result<Segment, GzipError>).self) { group in
-            for (index, piece) in pieces.enumerated() {
-                let compressor = compressors[index], last = index == pieces.count - 1
-                group.addTask {
-                    do throws(GzipError) {
-                        for chunk in piece { try compressor.append(chunk) }
-                        return (index, .success(try compressor.finishSegment(last: last)))
-                    } catch {
-                        return (index, .failure(error))
-                    }
-                }
-            }
-            var results = [Result<Segment, GzipError>?](repeating: nil, count: pieces.count)
-            for await (index, result) in group { results[index] = result }
-            return results
-        }
-        var segments: [Segment] = []
-        for result in results {
-            guard let result else { throw GzipError(description: "a compression task did not finish") }
-            segments.append(try result.get())
-        }
-        return assemble(segments)
     }
 
     /// The gzip header (RFC 1952: deflate, no flags, no mtime, OS Unix), the segments, and the

@@ -69,7 +69,7 @@ final class ScriptedStore: BlobWriter {
     }
 
     @Test func aLargeBatchIsOneObjectWithEveryLine() async throws {
-        // Over minPieceBytes per processor, the object is compressed in parallel pieces.
+        // Over pieceBytes, the object is compressed in pieces as they fill, joined into one member.
         let store = ScriptedStore(delayMilliseconds: 50)
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
@@ -84,6 +84,35 @@ final class ScriptedStore: BlobWriter {
         let records = try puts.flatMap { try lines($0) }
         #expect(records.compactMap { $0["id"] as? String } == (0..<100).map(String.init))
         #expect(puts.first?.metadata["records"] == "100")
+    }
+
+    @Test func piecesCompressedAheadJoinIntoOneMemberAsSmallAsOneGo() async throws {
+        // Many deliveries fill several pieces, which are compressed as they fill; each is primed
+        // with the end of the one before, so the object compresses about as well as in one go.
+        let store = ScriptedStore()
+        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 10_000, maxDelay: .milliseconds(500))
+        let archiver = RouteArchiver(route: "orders", settings: settings,
+                                     store: store, namer: ObjectNamer())
+        let skus = ["sku-red-shirt", "sku-blue-jeans", "sku-green-hat", "sku-black-shoes"]
+        func order(_ i: Int) -> Record {
+            let items = (0..<(i % 5 + 1)).map { "{\"sku\":\"\(skus[($0 + i) % 4])\",\"qty\":\($0 + 1),\"price\":\(i % 97).99}" }
+            return Record(id: "order-\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+                          payload: Array("{\"orderId\":\(i * 7919),\"customer\":\"c-\(i % 113)\",\"items\":[\(items.joined(separator: ","))]}".utf8))
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for chunk in 0..<20 {
+                group.addTask { _ = await submit(archiver, (0..<200).map { order(chunk * 200 + $0) }) }
+            }
+        }
+        let puts = store.puts.withLock { $0 }
+        #expect(puts.count == 1, "maxDelay holds the batch open for every delivery")
+        let object = try #require(puts.first)
+        let text = try systemGunzip(object.bytes)
+        #expect(text.count > 5 * RouteArchiver.pieceBytes, "the object spans several pieces")
+        #expect(try lines(object).count == 4_000)
+        let inOneGo = try GzipCompressor.compress(text, level: 6)
+        #expect(Double(object.bytes.count) <= Double(inOneGo.count) * 1.03,
+                "\(object.bytes.count) bytes in pieces against \(inOneGo.count) in one go")
     }
 
     @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
