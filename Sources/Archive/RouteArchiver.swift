@@ -108,7 +108,7 @@ public final class RouteArchiver: Sendable {
     /// `ParallelGzip`). When the batch is written, only the last piece is left to compress, so
     /// compression overlaps the previous batch's write and uses every processor.
     private struct ObjectLines {
-        var compressedPieces: [Task<ParallelGzip.Segment, any Error>] = []
+        var compressedPieces: [PieceCompression] = []
         var openPiece: [[UInt8]] = []
         var openPieceBytes = 0
         /// The piece before the open one, whose end is the open piece's preset dictionary.
@@ -124,7 +124,7 @@ public final class RouteArchiver: Sendable {
 
         /// Adds a line; once the open piece holds `pieceBytes`, hands it to `compress`.
         mutating func append(_ line: [UInt8], receivedAt: UTCTime,
-                             compress: (_ piece: [[UInt8]], _ previousPiece: [[UInt8]]) -> Task<ParallelGzip.Segment, any Error>) {
+                             compress: (_ piece: [[UInt8]], _ previousPiece: [[UInt8]]) -> PieceCompression) {
             openPiece.append(line)
             openPieceBytes += line.count
             records += 1
@@ -316,8 +316,16 @@ public final class RouteArchiver: Sendable {
     }
 
     /// Compresses a full piece of an object in the background.
-    private func startCompressing(_ piece: [[UInt8]], after previousPiece: [[UInt8]]) -> Task<ParallelGzip.Segment, any Error> {
-        Task(priority: .utility) { try self.compressPiece(piece, after: previousPiece, last: false) }
+    private func startCompressing(_ piece: [[UInt8]], after previousPiece: [[UInt8]]) -> PieceCompression {
+        let compression = PieceCompression(piece: piece, previousPiece: previousPiece)
+        Task(priority: .utility) { self.compress(compression) }
+        return compression
+    }
+
+    /// Compresses `compression`'s piece unless someone else has started it.
+    private func compress(_ compression: PieceCompression) {
+        guard let (piece, previousPiece) = compression.claim() else { return }
+        compression.finish(Result { () throws(GzipError) in try compressPiece(piece, after: previousPiece, last: false) })
     }
 
     /// `piece` as a raw deflate segment, the `last` of its object or not.
@@ -345,11 +353,9 @@ public final class RouteArchiver: Sendable {
         guard !object.compressedPieces.isEmpty else { return try gzip(object.openPiece) }
         var segments: [ParallelGzip.Segment] = []
         for piece in object.compressedPieces {
-            do {
-                segments.append(try await piece.value)
-            } catch {
-                throw error as? GzipError ?? GzipError(description: "\(error)")
-            }
+            // A piece whose background task has not started yet is compressed here, now.
+            compress(piece)
+            segments.append(try await piece.segment.get())
         }
         segments.append(try compressPiece(object.openPiece, after: object.previousPiece, last: true))
         return ParallelGzip.assemble(segments)
@@ -448,6 +454,60 @@ public final class RouteArchiver: Sendable {
             return .success(())
         } catch {
             return .failure(error)
+        }
+    }
+}
+
+/// A piece of an ndjson object to compress ahead: taken by whoever comes first, the background
+/// task or the write that needs it, so a write never waits for a task that has not started.
+final class PieceCompression: Sendable {
+    private enum State {
+        case pending(piece: [[UInt8]], previousPiece: [[UInt8]])
+        case running(waiters: [CheckedContinuation<Result<ParallelGzip.Segment, GzipError>, Never>])
+        case done(Result<ParallelGzip.Segment, GzipError>)
+    }
+
+    private let state: Mutex<State>
+
+    init(piece: [[UInt8]], previousPiece: [[UInt8]]) {
+        state = Mutex(.pending(piece: piece, previousPiece: previousPiece))
+    }
+
+    /// The piece and the one before it, to the first caller only.
+    func claim() -> (piece: [[UInt8]], previousPiece: [[UInt8]])? {
+        state.withLock { state in
+            guard case .pending(let piece, let previousPiece) = state else { return nil }
+            state = .running(waiters: [])
+            return (piece, previousPiece)
+        }
+    }
+
+    /// Records the claimer's result and hands it to everyone waiting.
+    func finish(_ result: Result<ParallelGzip.Segment, GzipError>) {
+        let waiters = state.withLock { state in
+            guard case .running(let waiters) = state else { preconditionFailure("finish without claim") }
+            state = .done(result)
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(returning: result) }
+    }
+
+    /// The compressed piece, once whoever claimed it has finished.
+    var segment: Result<ParallelGzip.Segment, GzipError> {
+        get async {
+            await withCheckedContinuation { continuation in
+                let result = state.withLock { state -> Result<ParallelGzip.Segment, GzipError>? in
+                    switch state {
+                    case .done(let result): return result
+                    case .running(var waiters):
+                        waiters.append(continuation)
+                        state = .running(waiters: waiters)
+                        return nil
+                    case .pending: preconditionFailure("wait before claim")
+                    }
+                }
+                if let result { continuation.resume(returning: result) }
+            }
         }
     }
 }

@@ -115,6 +115,22 @@ final class ScriptedStore: BlobWriter {
                 "\(object.bytes.count) bytes in pieces against \(inOneGo.count) in one go")
     }
 
+    @Test func aPieceIsCompressedOnceByWhoeverClaimsItFirst() async throws {
+        let compression = PieceCompression(piece: [Array("line\n".utf8)], previousPiece: [])
+        let claimed = try #require(compression.claim())
+        #expect(claimed.piece == [Array("line\n".utf8)])
+        #expect(compression.claim() == nil, "a piece is handed out once")
+        // Waiters before and after the claimer finishes get the same segment.
+        async let early = compression.segment
+        try await Task.sleep(for: .milliseconds(50))
+        let compressor = try GzipCompressor(level: 6, rawSegments: true)
+        try compressor.append(claimed.piece[0])
+        compression.finish(.success(try compressor.finishSegment(last: true)))
+        let late = try await compression.segment.get()
+        #expect(try systemGunzip(ParallelGzip.assemble([await early.get()])) == Array("line\n".utf8))
+        #expect(try systemGunzip(ParallelGzip.assemble([late])) == Array("line\n".utf8))
+    }
+
     @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
         let store = ScriptedStore()
         store.failing.store(true, ordering: .relaxed)
