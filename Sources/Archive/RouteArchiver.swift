@@ -147,7 +147,7 @@ public final class RouteArchiver: Sendable {
 
     private struct Batch {
         /// ndjson: the objects, by directory.
-        var lines: [String: ObjectLines] = [:]
+        var ndjsonObjects: [String: ObjectLines] = [:]
         /// raw: finished objects (payloads and sidecars).
         var objects: [Blob] = []
         var waiters: [ArchiveCompletion] = []
@@ -213,7 +213,7 @@ public final class RouteArchiver: Sendable {
             }
             if state.open.isEmpty { state.open.openedAt = .now }
             for item in encoded {
-                state.open.lines[item.path, default: ObjectLines(firstReceivedAt: item.receivedAt)].append(
+                state.open.ndjsonObjects[item.path, default: ObjectLines(firstReceivedAt: item.receivedAt)].append(
                     item.line, receivedAt: item.receivedAt, compress: { startCompressing($0, after: $1) })
             }
             state.open.objects += objects
@@ -351,14 +351,15 @@ public final class RouteArchiver: Sendable {
     /// else the pieces joined with its last one.
     private func gzipObject(_ object: ObjectLines) async throws(GzipError) -> [UInt8] {
         guard !object.compressedPieces.isEmpty else { return try gzip(object.openPiece) }
+        // The last piece first, while pieces still running in the background go on.
+        let last = try compressPiece(object.openPiece, after: object.previousPiece, last: true)
         var segments: [ParallelGzip.Segment] = []
         for piece in object.compressedPieces {
             // A piece whose background task has not started yet is compressed here, now.
             compress(piece)
             segments.append(try await piece.segment.get())
         }
-        segments.append(try compressPiece(object.openPiece, after: object.previousPiece, last: true))
-        return ParallelGzip.assemble(segments)
+        return ParallelGzip.assemble(segments + [last])
     }
 
     private func startFlushing() {
@@ -420,7 +421,7 @@ public final class RouteArchiver: Sendable {
 
     private func write(_ batch: Batch) async -> Result<Void, BlobStoreError> {
         var blobs = batch.objects
-        for (path, object) in batch.lines {
+        for (path, object) in batch.ndjsonObjects {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
                 blobs.append(Blob(key: path + "/" + name, bytes: try await gzipObject(object),
