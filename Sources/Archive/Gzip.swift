@@ -121,11 +121,11 @@ public final class GzipCompressor: @unchecked Sendable {
 }
 
 /// One gzip member compressed in pieces, possibly at different times on different threads, the way
-/// pigz does with independent blocks: each piece is a raw deflate segment whose window starts
-/// empty and which ends on a byte boundary (a full flush; the last piece ends with the final
-/// block), so the segments joined are one ordinary deflate stream. The member's CRC-32 is combined
-/// from the pieces'. Any gzip reader reads it like a member made in one go; the ratio is a little
-/// lower at each piece's start.
+/// pigz does with its blocks: each piece is a raw deflate segment whose window starts empty or
+/// primed with the bytes before it (`setDictionary`) and which ends on a byte boundary (a full
+/// flush; the last piece ends with the final block), so the segments joined are one ordinary
+/// deflate stream. The member's CRC-32 is combined from the pieces'. Any gzip reader reads it like
+/// a member made in one go; the ratio is a little lower at the start of an unprimed piece.
 public enum ParallelGzip {
     /// A compressed piece: raw deflate bytes, and the CRC-32 and length of its input.
     public struct Segment: Sendable {
