@@ -30,19 +30,24 @@ final class EventLoop: @unchecked Sendable {
 
     var isCurrent: Bool { DispatchQueue.getSpecific(key: Self.key) == ObjectIdentifier(self) }
 
-    /// Runs `work` now if already on this loop, else enqueues it. Work enqueued while earlier work
-    /// still waits joins it, so a batch of completions (one per archived request) costs one
-    /// queue item and at most one thread wake-up.
+    /// Runs `work` now if already on this loop, else enqueues it.
     func execute(_ work: @escaping @Sendable () -> Void) {
         if isCurrent {
             work()
             return
         }
+        enqueue(work)
+    }
+
+    /// Runs `work` on this loop soon, after the work in progress; from any thread. Work enqueued
+    /// while earlier work still waits joins it, so a batch of completions (one per archived
+    /// request) costs one wake-up of the poller.
+    func enqueue(_ work: @escaping @Sendable () -> Void) {
         let first = inbox.withLock { pending in
             pending.append(work)
             return pending.count == 1
         }
-        if first { queue.async { @Sendable [self] in runInbox() } }
+        if first { poller.wake() }
     }
 
     private func runInbox() {
@@ -55,7 +60,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     func start() {
-        poller.start()
+        poller.start(onWake: { [unowned self] in runInbox() })
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
         timer.setEventHandler { @Sendable [unowned self] in

@@ -57,7 +57,7 @@ public final class HTTPServer: Sendable {
     /// Asks every connection to finish what it has started and close (idle ones close at once).
     public func drainConnections() {
         for loop in loops {
-            loop.queue.async { for connection in loop.allConnections { connection.drain() } }
+            loop.enqueue { for connection in loop.allConnections { connection.drain() } }
         }
     }
 
@@ -80,7 +80,7 @@ public final class HTTPServer: Sendable {
             }
             let loop = loops[nextLoop.add(1, ordering: .relaxed).newValue % loops.count]
             let connection = Connection(fd: fd, loop: loop, server: self)
-            loop.queue.async { connection.start() }
+            loop.enqueue { connection.start() }
         }
     }
 

@@ -63,7 +63,7 @@ struct SocketChannel {
     }
 
     let fd: Int32
-    private let queue: DispatchQueue
+    private let loop: EventLoop
     private let poller: SocketPoller
     private var token: SocketPoller.Token?
     /// The connection does not want input now; `resumeReading` makes it read again.
@@ -84,7 +84,7 @@ struct SocketChannel {
 
     init(fd: Int32, loop: EventLoop, output: [UInt8] = []) {
         self.fd = fd
-        self.queue = loop.queue
+        self.loop = loop
         self.poller = loop.poller
         self.output = output
     }
@@ -190,7 +190,7 @@ struct SocketChannel {
         output = []
         outputOffset = 0
         if let token { poller.deregister(token) }
-        if let onClosed { queue.async(execute: onClosed) }
+        if let onClosed { loop.enqueue(onClosed) }
         onClosed = nil
     }
 

@@ -12,10 +12,17 @@ import Glibc
 /// re-armed after each; that per-event work (a hop from libdispatch's manager thread, an
 /// `epoll_ctl`, an `ioctl(FIONREAD)`) was most of the server's CPU for small requests.
 ///
+/// Once it runs, the handler keeps the queue while events follow each other: after a round of
+/// events it waits up to `lingerMilliseconds` for the next, for at most `maxRounds` rounds, and
+/// only then gives the queue back. Under load, the Dispatch source (whose every delivery costs a
+/// wake-up of libdispatch's manager thread and an `epoll_ctl`) then fires once per several rounds
+/// instead of once per round. Work for the loop from other threads (`wake`, an eventfd in the
+/// same epoll set) is run by the handler too, so it is not delayed by the waiting.
+///
 /// Edge-triggered means: `readable` must read until the socket would block (or a read comes back
 /// short); a handler that stops early calls `resumeReading` when it wants more, because an edge
 /// may have passed meanwhile. `writable` runs only while `setWaitingToWrite(true)` is in force.
-/// Touched only on the loop's queue.
+/// Touched only on the loop's queue, except `wake`.
 final class SocketPoller: @unchecked Sendable {
     typealias Token = UInt64
 
@@ -28,24 +35,43 @@ final class SocketPoller: @unchecked Sendable {
 
     private let queue: DispatchQueue
     private let epollFD: Int32
+    /// An eventfd in the epoll set: written by `wake`, it makes the handler run `onWake`.
+    private let wakeFD: Int32
+    private var onWake: (() -> Void)?
     private var source: (any DispatchSourceRead)?
     private var registrations: [Token: Registration] = [:]
+    /// Sockets whose `readable` handler should run at the next wake-up (`resumeReading`).
+    private var resumed: [Token] = []
     private var nextToken: Token = 1
+    private static let wakeToken: Token = 0
     private static let batchSize = 256
+    /// How long the handler waits for more events before giving the queue back.
+    private static let lingerMilliseconds: Int32 = 1
+    /// Rounds of events the handler runs before giving the queue back (to the loop's timers).
+    private static let maxRounds = 16
     private let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: SocketPoller.batchSize)
 
     init(queue: DispatchQueue) {
         self.queue = queue
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epollFD >= 0 else { fatalError("epoll_create1: \(String(cString: strerror(errno)))") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0 else { fatalError("eventfd: \(String(cString: strerror(errno)))") }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLET.rawValue
+        event.data.u64 = Self.wakeToken
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event) == 0 else {
+            fatalError("epoll_ctl(eventfd): \(String(cString: strerror(errno)))")
+        }
     }
 
     deinit {
         events.deallocate()
     }
 
-    /// Starts delivering events (on the queue).
-    func start() {
+    /// Starts delivering events (on the queue); `onWake` runs after each `wake`.
+    func start(onWake: @escaping () -> Void) {
+        self.onWake = onWake
         let source = DispatchSource.makeReadSource(fileDescriptor: epollFD, queue: queue)
         source.setEventHandler { @Sendable [unowned self] in self.poll() }
         source.resume()
@@ -56,9 +82,19 @@ final class SocketPoller: @unchecked Sendable {
     func stop() {
         guard let source else { return }
         self.source = nil
-        let fd = epollFD
-        source.setCancelHandler { @Sendable in close(fd) }
+        onWake = nil
+        let fds = (epollFD, wakeFD)
+        source.setCancelHandler { @Sendable in
+            close(fds.0)
+            close(fds.1)
+        }
         source.cancel()
+    }
+
+    /// Makes the handler run `onWake` soon, from any thread.
+    func wake() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
     }
 
     /// Watches `fd`; nil if the kernel refuses (the socket should then be closed). The handlers
@@ -87,28 +123,43 @@ final class SocketPoller: @unchecked Sendable {
         registrations[token]?.waitingToWrite = waiting
     }
 
-    /// Runs the socket's `readable` handler soon (on the queue, after the current work), for
-    /// input that arrived while the handler was not reading.
+    /// Runs the socket's `readable` handler soon (after the current work), for input that
+    /// arrived while the handler was not reading.
     func resumeReading(_ token: Token) {
-        queue.async { @Sendable [self] in registrations[token]?.readable() }
+        resumed.append(token)
+        if resumed.count == 1 { wake() }
     }
 
     private func poll() {
         let input = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
         let output = EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
-        while true {
-            let count = Int(epoll_wait(epollFD, events, Int32(Self.batchSize), 0))
+        for round in 0..<Self.maxRounds {
+            let count = Int(epoll_wait(epollFD, events, Int32(Self.batchSize), round == 0 ? 0 : Self.lingerMilliseconds))
             // EINTR or nothing: return; the source fires again while the epoll fd is readable.
             guard count > 0 else { return }
             for index in 0..<count {
                 let flags = events[index].events
                 let token = events[index].data.u64
+                if token == Self.wakeToken {
+                    wokenUp()
+                    continue
+                }
                 if flags & input != 0, let registration = registrations[token] { registration.readable() }
                 if flags & output != 0, let registration = registrations[token], registration.waitingToWrite {
                     registration.writable()
                 }
             }
-            if count < Self.batchSize { return }
         }
+    }
+
+    /// Resets the eventfd (before taking the work, so a later `wake` makes a new edge), then
+    /// resumes reading where asked and runs `onWake`.
+    private func wokenUp() {
+        var count: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &count) { read(wakeFD, $0.baseAddress, 8) }
+        let tokens = resumed
+        resumed = []
+        for token in tokens { registrations[token]?.readable() }
+        onWake?()
     }
 }

@@ -142,6 +142,52 @@ struct LimitsTests {
         #expect(steady.acked.get().allSatisfy { counts[$0] == 1 }, "every acked steady message is archived")
     }
 
+    @Test("timeouts still fire while other connections keep every event loop busy")
+    func timeoutsUnderSustainedLoad() throws {
+        let server = try PersistorProcess(config: Self.smallLimits)
+        let port = server.port
+        let stop = LockedBox(false)
+        let answered = LockedBox(0)
+        // Back-to-back requests on 8 keep-alive connections (connections are spread over the
+        // event loops round-robin): a loop that handled events for as long as more kept coming
+        // would never run its timeout sweep.
+        let busy = BackgroundThread {
+            try? runOnThreads(8, timeout: 60) { _ in
+                guard let client = try? RawHTTPClient(port: port, timeout: 8) else { return }
+                while !stop.get() {
+                    guard let response = try? client.perform("GET", "/healthz"), response.status == 200 else { return }
+                    answered.update { $0 += 1 }
+                }
+            }
+        }
+        defer {
+            stop.set(true)
+            try? busy.join(timeout: 30)
+        }
+        usleep(300_000)
+        let before = answered.get()
+        // Two half heads at once, one per loop.
+        let outcomes = LockedBox([String]())
+        try runOnThreads(2, timeout: 30) { _ in
+            do {
+                let client = try RawHTTPClient(port: port, timeout: 8)
+                let start = Date()
+                try client.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+                let response = try client.readResponse()
+                outcomes.update { $0.append("\(response.status) after \(String(format: "%.2f", secondsSince(start))) s") }
+            } catch {
+                outcomes.update { $0.append("\(error)") }
+            }
+        }
+        let during = answered.get() - before
+        #expect(during > 100, "the busy connections got only \(during) answers meanwhile")
+        #expect(outcomes.get().allSatisfy { $0.hasPrefix("408 after ") }, "\(outcomes.get())")
+        for outcome in outcomes.get() {
+            guard let seconds = Double(outcome.split(separator: " ")[2]) else { continue }
+            #expect(seconds >= 0.9 && seconds <= 3.5, "408 after \(seconds) s, headerTimeout is 1s")
+        }
+    }
+
     @Test("beyond maxConnections new connections get 503 and are closed; existing ones keep working")
     func maxConnections() throws {
         let server = try PersistorProcess(config: "server:\n  maxConnections: 5\n")
