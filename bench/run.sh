@@ -293,6 +293,14 @@ cpu_ticks() {
   printf '%s\n' "$total"
 }
 
+# children_ticks: CPU of this shell's finished children (wrk, once it is waited for), in clock ticks.
+children_ticks() {
+  local stat fields
+  stat=$(cat "/proc/$$/stat")
+  read -r -a fields <<<"${stat##*) }"
+  printf '%s\n' $((fields[13] + fields[14]))
+}
+
 # wrk_value FILE KEY: extract one number from wrk's output. Latencies are converted to ms.
 wrk_value() {
   local file=$1 key=$2
@@ -319,12 +327,13 @@ ACKED_TOTAL=0 # records acknowledged by Persistor (2xx answers × events per del
 # run_scenario ROUND SCENARIO PID URL [LUA]: one wrk run; records req/s, p50, p99, errors, CPU.
 run_scenario() {
   local round=$1 scenario=$2 pid=$3 url=$4 lua=${5:-}
-  local out="$WORK_DIR/wrk-r$round-$scenario.txt" args=() cpu0 cpu1
+  local out="$WORK_DIR/wrk-r$round-$scenario.txt" args=() cpu0 cpu1 client0 client1
   kill -0 "$pid" 2>/dev/null || die "$scenario: server (pid $pid) is not running"
   args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency)
   [[ -n $lua ]] && args+=(-s "$lua")
   log "round $round/$ROUNDS: $scenario (${DURATION}s, $CONNECTIONS connections)"
   cpu0=$(cpu_ticks "$pid")
+  client0=$(children_ticks)
   # In the background so a signal reaches cleanup() at once; wrk is stopped there.
   BENCH_RUN_TAG="r$round-$RUN_ID" PAYLOAD_BYTES=$PAYLOAD_BYTES PAYLOAD=$PAYLOAD EVENTS=$EVENTS_PER_BATCH wrk "${args[@]}" "$url" >"$out" 2>&1 &
   WRK_PID=$!
@@ -334,6 +343,7 @@ run_scenario() {
     die "wrk failed for $scenario"
   fi
   WRK_PID=""
+  client1=$(children_ticks)
   cpu1=$(cpu_ticks "$pid")
   kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; die "$scenario: server (pid $pid) died during the run"; }
 
@@ -343,6 +353,10 @@ run_scenario() {
   done
   [[ -n ${RESULT[$key:rps]} ]] || { cat "$out" >&2; die "could not parse wrk output for $scenario"; }
   RESULT[$key:cpu]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
+  # CPU per request, in µs, of the server and of wrk (per delivery: one request of 10 events
+  # for Event Grid).
+  RESULT[$key:srvus]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="${RESULT[$key:requests]}" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
+  RESULT[$key:wrkus]=$(awk -v t=$((client1 - client0)) -v hz="$CLK_TCK" -v n="${RESULT[$key:requests]}" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
   local body
   body=$(awk -F'body_bytes=' '/^pubsub.lua:/ { print $2 }' "$out")
   [[ -n $body ]] && BODY_BYTES=$body
@@ -533,7 +547,42 @@ print_report() {
     done
     print_row median "$scenario" "$med_rps" "$med_p50" "$med_p99" "$med_ratio" "${med_cpu}s" "$non2xx" ""
   done
+  print_cpu_budget
   echo
+}
+
+# median_of SCENARIO FIELD: the median of a field over the rounds.
+median_of() {
+  local -a values=()
+  local round
+  for ((round = 1; round <= ROUNDS; round++)); do values+=("${RESULT[$round:$1:$2]}"); done
+  median "${values[@]}"
+}
+
+# The durable targets are 0.5x nginx-post (per event for Event Grid). wrk shares the machine, so
+# at that rate the server may use at most what wrk leaves of the CPUs; this prints that budget per
+# request (wrk's cost per request measured against nginx-post, or per Event Grid delivery against
+# Persistor) next to what Persistor used.
+print_cpu_budget() {
+  wants pubsub || wants eventgrid || return 0
+  local cpus rate wrk_us srv_us
+  cpus=$(nproc)
+  rate=$(awk -v r="$(median_of nginx-post rps)" 'BEGIN { printf "%.0f", r / 2 }')
+  echo
+  echo "CPU per request at the durable target (0.5x nginx-post = $rate req/s, $cpus cpus shared with wrk; medians):"
+  if wants pubsub; then
+    wrk_us=$(median_of nginx-post wrkus)
+    srv_us=$(median_of persistor-pubsub srvus)
+    awk -v c="$cpus" -v r="$rate" -v w="$wrk_us" -v s="$srv_us" 'BEGIN {
+      printf "  pubsub:    wrk %.1f us/request, leaving %.1f us/request for the server; persistor used %.1f\n", w, (c * 1e6 - r * w) / r, s }'
+  fi
+  if wants eventgrid; then
+    wrk_us=$(median_of persistor-eventgrid wrkus)
+    srv_us=$(median_of persistor-eventgrid srvus)
+    awk -v c="$cpus" -v r="$rate" -v w="$wrk_us" -v s="$srv_us" -v n="$EVENTS_PER_BATCH" 'BEGIN {
+      d = r / n
+      printf "  eventgrid: wrk %.1f us/delivery, leaving %.1f us/delivery of %d events for the server; persistor used %.1f\n", w, (c * 1e6 - d * w) / d, n, s }'
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------
