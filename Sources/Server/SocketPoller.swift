@@ -67,6 +67,9 @@ final class SocketPoller: @unchecked Sendable {
 
     deinit {
         events.deallocate()
+        // Closed only here, not by `stop`: a completion may still `wake` a stopped loop, and a
+        // closed descriptor's number could by then belong to another file.
+        close(wakeFD)
     }
 
     /// Starts delivering events (on the queue); `onWake` runs after each `wake`.
@@ -83,15 +86,12 @@ final class SocketPoller: @unchecked Sendable {
         guard let source else { return }
         self.source = nil
         onWake = nil
-        let fds = (epollFD, wakeFD)
-        source.setCancelHandler { @Sendable in
-            close(fds.0)
-            close(fds.1)
-        }
+        let fd = epollFD
+        source.setCancelHandler { @Sendable in close(fd) }
         source.cancel()
     }
 
-    /// Makes the handler run `onWake` soon, from any thread.
+    /// Makes the handler run `onWake` soon, from any thread (after `stop`, nothing happens).
     func wake() {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
