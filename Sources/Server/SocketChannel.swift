@@ -64,7 +64,6 @@ struct SocketChannel {
 
     let fd: Int32
     private let loop: EventLoop
-    private let poller: SocketPoller
     private var token: SocketPoller.Token?
     /// The connection does not want input now; `resumeReading` makes it read again.
     private(set) var readSuspended = false
@@ -85,7 +84,6 @@ struct SocketChannel {
     init(fd: Int32, loop: EventLoop, output: [UInt8] = []) {
         self.fd = fd
         self.loop = loop
-        self.poller = loop.poller
         self.output = output
     }
 
@@ -101,7 +99,7 @@ struct SocketChannel {
     mutating func start(readable: @escaping @Sendable () -> Void, writable: @escaping @Sendable () -> Void,
                         closed: @escaping @Sendable () -> Void) {
         onClosed = closed
-        token = poller.register(fd: fd, readable: readable, writable: writable)
+        token = loop.poller.register(fd: fd, readable: readable, writable: writable)
         if token == nil { cancel() }
     }
 
@@ -128,7 +126,7 @@ struct SocketChannel {
     mutating func resumeReading() {
         guard !cancelled, readSuspended, let token else { return }
         readSuspended = false
-        poller.resumeReading(token)
+        loop.poller.resumeReading(token)
     }
 
     // MARK: Writing
@@ -163,7 +161,7 @@ struct SocketChannel {
     private mutating func setWaitingToWrite(_ waiting: Bool) {
         guard waiting != waitingToWrite, let token else { return }
         waitingToWrite = waiting
-        poller.setWaitingToWrite(token, waiting)
+        loop.poller.setWaitingToWrite(token, waiting)
     }
 
     // MARK: Timeouts and closing
@@ -189,7 +187,7 @@ struct SocketChannel {
         cancelled = true
         output = []
         outputOffset = 0
-        if let token { poller.deregister(token) }
+        if let token { loop.poller.deregister(token) }
         if let onClosed { loop.enqueue(onClosed) }
         onClosed = nil
     }
