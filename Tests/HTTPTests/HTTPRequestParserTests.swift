@@ -158,10 +158,14 @@ private let badRequests: [HTTPParserRejectionCase] = [
     HTTPParserRejectionCase("CL empty", post("Content-Length:\r\n"), 400),
     HTTPParserRejectionCase("TE gzip", post("Transfer-Encoding: gzip\r\n"), 501),
     HTTPParserRejectionCase("TE gzip, chunked", post("Transfer-Encoding: gzip, chunked\r\n"), 501),
-    HTTPParserRejectionCase("TE chunked, gzip", post("Transfer-Encoding: chunked, gzip\r\n"), 501),
-    HTTPParserRejectionCase("TE chunked, chunked", post("Transfer-Encoding: chunked, chunked\r\n"), 501),
+    // chunked not final, or applied twice: the length is undeterminable, 400 (RFC 9112 §6.1, §6.3).
+    HTTPParserRejectionCase("TE chunked, gzip", post("Transfer-Encoding: chunked, gzip\r\n"), 400),
+    HTTPParserRejectionCase("TE chunked, identity", post("Transfer-Encoding: chunked, identity\r\n"), 400),
+    HTTPParserRejectionCase("TE chunked, chunked", post("Transfer-Encoding: chunked, chunked\r\n"), 400),
     HTTPParserRejectionCase("TE chunked twice as fields",
-               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 501),
+               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400),
+    HTTPParserRejectionCase("TE chunked then identity as fields",
+               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"), 400),
     HTTPParserRejectionCase("TE identity", post("Transfer-Encoding: identity\r\n"), 501),
     HTTPParserRejectionCase("TE chunked with parameter", post("Transfer-Encoding: chunked;q=1\r\n"), 501),
     HTTPParserRejectionCase("TE empty", post("Transfer-Encoding:\r\n"), 400),
@@ -195,6 +199,12 @@ private let badRequests: [HTTPParserRejectionCase] = [
     // Host
     HTTPParserRejectionCase("missing Host in HTTP/1.1", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
     HTTPParserRejectionCase("two Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host list", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host with a path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host port not digits", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    HTTPParserRejectionCase("Host IP-literal unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
     HTTPParserRejectionCase("two Host in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400),
 
     // Request line
@@ -255,7 +265,7 @@ private let badRequests: [HTTPParserRejectionCase] = [
     HTTPParserRejectionCase("huge header line", "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "a", count: 70000) + "\r\n\r\n",
                431),
     HTTPParserRejectionCase("huge request target", "GET /" + String(repeating: "a", count: 70000) + " HTTP/1.1\r\nHost: a\r\n\r\n",
-               431),
+               414),
     HTTPParserRejectionCase("300 headers",
                "GET / HTTP/1.1\r\nHost: a\r\n" + (0 ..< 300).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431),
     HTTPParserRejectionCase("many leading empty lines", String(repeating: "\r\n", count: 40000) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -311,7 +321,7 @@ private func fuzzParse(_ input: [UInt8], limits: HTTPParserLimits, rng: inout Sp
     }
     #expect(outcome == oneShot)
     if let error = outcome.error {
-        #expect([400, 413, 431, 501, 505].contains(error.status))
+        #expect([400, 413, 414, 431, 501, 505].contains(error.status))
     }
 }
 
@@ -332,6 +342,15 @@ struct HTTPRequestParserTests {
         #expect(request.body.isEmpty)
         #expect(request.head.keepAlive)
         #expect(!request.head.expectsContinue)
+    }
+
+    @Test("Host values a sender may use: names, ports, IP literals, empty", arguments: [
+        "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8443", "[v1.fe80::a+en1]",
+        "", "xn--bcher-kva.example", "my_host.internal", "a%20b",
+    ])
+    func validHostValues(_ host: String) throws {
+        let request = try #require(parseOne("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n"))
+        #expect(request.head.headers["host"] == host)
     }
 
     @Test func postWithContentLength() throws {

@@ -31,7 +31,7 @@ public struct HTTPParserLimits: Sendable {
 
 /// A protocol violation: the server answers `status` with `reason` as text and closes the connection.
 public struct HTTPParseError: Error, Equatable, Sendable {
-    /// 400, 413, 431, 501 or 505.
+    /// 400, 413, 414, 431, 501 or 505.
     public var status: Int
     /// Short, specific and safe to show a client (never contains bytes of the request).
     public var reason: String
@@ -114,6 +114,8 @@ public struct HTTPRequestParser: Sendable {
     private var transferEncodingCount = 0
     private var chunkedCodings = 0
     private var otherCodings = 0
+    /// Whether the last coding listed (over all Transfer-Encoding fields) is `chunked`.
+    private var lastCodingChunked = false
     private var emptyTransferEncoding = false
     private var head = HTTPRequestHead(method: "", target: "", versionMinor: 1, headers: HTTPHeaders())
     private var body: [UInt8] = []
@@ -159,6 +161,10 @@ public struct HTTPRequestParser: Sendable {
     /// Body bytes already copied into the request in progress are not counted.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
+    /// Body bytes of the request in progress decoded so far (the caller counts them against its
+    /// in-flight budget as they arrive).
+    public var bodyBytesReceived: Int { body.count }
+
     /// True when no request is partially received (nothing buffered for a request in progress).
     public var isIdle: Bool {
         guard failure == nil, case .requestLine = state else { return false }
@@ -173,7 +179,15 @@ public struct HTTPRequestParser: Sendable {
             case .requestLine, .headerFields, .trailerFields:
                 // Remaining head budget; never negative because a line is only accepted within it.
                 let budget = maxHeaderBytes - headBytes
-                guard let length = try scanLine(limit: budget, tooLong: .headerTooLarge) else { return nil }
+                // A request line over the budget is a target too long (RFC 9112 §3: 414); empty
+                // lines before it that used the budget up make the head too large.
+                let tooLong: HTTPParseError
+                if case .requestLine = state, readIndex < buffer.count, buffer[readIndex] != .cr {
+                    tooLong = .targetTooLong
+                } else {
+                    tooLong = .headerTooLarge
+                }
+                guard let length = try scanLine(limit: budget, tooLong: tooLong) else { return nil }
                 let start = readIndex
                 readIndex += length + 2
                 headBytes += length + 2
@@ -361,6 +375,7 @@ public struct HTTPRequestParser: Sendable {
         switch field.kind {
         case .host:
             hostCount += 1
+            if !field.validHost { throw .invalidHost }
         case .contentLength:
             contentLengthCount += 1
             if contentLengthCount > 1 { throw .multipleContentLength }
@@ -370,7 +385,11 @@ public struct HTTPRequestParser: Sendable {
             transferEncodingCount += 1
             chunkedCodings += field.chunkedCodings
             otherCodings += field.otherCodings
-            if field.chunkedCodings == 0 && field.otherCodings == 0 { emptyTransferEncoding = true }
+            if field.chunkedCodings == 0 && field.otherCodings == 0 {
+                emptyTransferEncoding = true
+            } else {
+                lastCodingChunked = field.lastCodingChunked
+            }
         case .other:
             break
         }
@@ -387,6 +406,9 @@ public struct HTTPRequestParser: Sendable {
             if contentLengthCount > 0 { throw .contentLengthWithTransferEncoding }
             if versionMinor == 0 { throw .transferEncodingInHTTP10 }
             if emptyTransferEncoding { throw .emptyTransferEncoding }
+            // chunked applied twice, or not last: the body's length cannot be determined, which
+            // RFC 9112 §6.1 and §6.3 make a 400. Only a coding the server lacks is a 501.
+            if chunkedCodings > 1 || (chunkedCodings == 1 && !lastCodingChunked) { throw .chunkedNotFinal }
             guard chunkedCodings == 1, otherCodings == 0 else { throw .unsupportedTransferCoding }
             next = .chunkSize
         } else if contentLengthCount > 0 {
@@ -425,6 +447,7 @@ public struct HTTPRequestParser: Sendable {
         transferEncodingCount = 0
         chunkedCodings = 0
         otherCodings = 0
+        lastCodingChunked = false
         emptyTransferEncoding = false
         state = .requestLine
         return request
@@ -472,6 +495,9 @@ private struct ParsedField {
     /// For Transfer-Encoding: how many list elements are `chunked`, and how many are something else.
     var chunkedCodings = 0
     var otherCodings = 0
+    var lastCodingChunked = false
+    /// For Host: the value is `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty.
+    var validHost = true
 }
 
 /// field-line = field-name ":" OWS field-value OWS
@@ -505,6 +531,7 @@ private func parseFieldLine(_ line: UnsafeBufferPointer<UInt8>, decode: Bool) th
     var field = ParsedField()
     if equalsLowercased(nameBytes, "host") {
         field.kind = .host
+        field.validHost = isValidHost(valueBytes)
     } else if equalsLowercased(nameBytes, "content-length") {
         field.kind = .contentLength
         field.contentLength = parseContentLength(valueBytes)
@@ -552,13 +579,58 @@ private func countCodings(_ bytes: UnsafeBufferPointer<UInt8>, into field: inout
         while lower < upper, bytes[lower] == .space || bytes[lower] == .tab { lower += 1 }
         while upper > lower, bytes[upper - 1] == .space || bytes[upper - 1] == .tab { upper -= 1 }
         if upper > lower {
-            if equalsLowercased(UnsafeBufferPointer(rebasing: bytes[lower ..< upper]), "chunked") {
+            let chunked = equalsLowercased(UnsafeBufferPointer(rebasing: bytes[lower ..< upper]), "chunked")
+            if chunked {
                 field.chunkedCodings += 1
             } else {
                 field.otherCodings += 1
             }
+            field.lastCodingChunked = chunked
         }
         index = end + 1
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2-3): an IP-literal in brackets or a reg-name
+/// (unreserved, pct-encoded, sub-delims), then optional digits after a colon. Empty is allowed (RFC
+/// 9112 §3.2: a target without authority). Refuses what two parsers could read differently, such
+/// as `a b` or a list (`a, b`).
+private func isValidHost(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    var index = 0
+    let count = bytes.count
+    if index < count && bytes[index] == 0x5B { // "[" IP-literal "]"
+        index += 1
+        while index < count && bytes[index] != 0x5D {
+            // IPv6address and IPvFuture use only these.
+            guard bytes[index] == 0x3A || isRegNameByte(bytes[index]) else { return false }
+            index += 1
+        }
+        guard index < count else { return false }
+        index += 1
+    } else {
+        while index < count && isRegNameByte(bytes[index]) { index += 1 }
+    }
+    guard index < count else { return true }
+    guard bytes[index] == 0x3A else { return false } // ":" port
+    index += 1
+    while index < count {
+        guard isDigit(bytes[index]) else { return false }
+        index += 1
+    }
+    return true
+}
+
+/// unreserved / pct-encoded / sub-delims, less the comma: a comma would make the value a list.
+@inline(__always)
+private func isRegNameByte(_ byte: UInt8) -> Bool {
+    switch byte {
+    case 0x30 ... 0x39, 0x41 ... 0x5A, 0x61 ... 0x7A, // DIGIT ALPHA
+         0x2D, 0x2E, 0x5F, 0x7E, // - . _ ~
+         0x25, // % (pct-encoded)
+         0x21, 0x24, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B, 0x3B, 0x3D: // ! $ & ' ( ) * + ; =
+        return true
+    default:
+        return false
     }
 }
 
@@ -648,6 +720,9 @@ extension HTTPParseError {
     static let bareLF = HTTPParseError(status: 400, reason: "line not terminated by CRLF (bare LF)")
     static let bareCR = HTTPParseError(status: 400, reason: "bare CR not followed by LF")
     static let headerTooLarge = HTTPParseError(status: 431, reason: "request header too large")
+    static let targetTooLong = HTTPParseError(status: 414, reason: "request target too long")
+    static let invalidHost = HTTPParseError(status: 400, reason: "invalid Host header")
+    static let chunkedNotFinal = HTTPParseError(status: 400, reason: "chunked must be applied once, as the final transfer coding")
     static let tooManyFields = HTTPParseError(status: 431, reason: "too many header fields")
     static let methodTooLong = HTTPParseError(status: 400, reason: "method too long")
     static let invalidMethod = HTTPParseError(status: 400, reason: "invalid method in request line")

@@ -147,7 +147,7 @@ func checkConsumption(_ parser: HTTPRequestParser, fed: Int, consumed: inout Int
 
 /// After an error: the same error forever, no bytes kept, never idle, input ignored.
 func checkPoisoned(_ parser: inout HTTPRequestParser, error: HTTPParseError) {
-    check([400, 413, 431, 501, 505].contains(error.status), "unexpected status \(error.status)")
+    check([400, 413, 414, 431, 501, 505].contains(error.status), "unexpected status \(error.status)")
     check(!error.reason.isEmpty && error.reason.utf8.count < 80 && error.reason.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F },
           "reason is not a short fixed text")
     check(parser.bufferedByteCount == 0 && !parser.isIdle, "poisoned parser keeps bytes or is idle")
