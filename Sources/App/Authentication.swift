@@ -10,29 +10,30 @@ extension AuthSettings {
     }
 }
 
-/// Runs a route's handler only for requests its authenticator admits; others get 401/403/503 and
-/// never reach the decoders or the archive. `OPTIONS` (the CloudEvents handshake) passes without
-/// auth: it stores nothing (design §2).
-func authenticated(_ handler: @escaping Router.Handler, by authenticator: RouteAuthenticator?) -> Router.Handler {
-    guard let authenticator else { return handler }
-    return { request, respond in
-        if request.head.method == "OPTIONS" {
-            handler(request, respond)
+/// A route's admission check: its authenticator decides from the head, before the body is read, so
+/// refused senders get 401/403/503 without `100 Continue`, hold no body bytes, and never reach the
+/// decoders or the archive. `OPTIONS` (the CloudEvents handshake) passes without auth: it stores
+/// nothing (design §2).
+func admission(by authenticator: RouteAuthenticator?) -> Router.Admission? {
+    guard let authenticator else { return nil }
+    return { head, admit in
+        if head.method == "OPTIONS" {
+            admit(nil)
             return
         }
-        authenticator.authenticate(request.head) { decision in
+        authenticator.authenticate(head) { decision in
             switch decision {
             case .allowed:
-                handler(request, respond)
+                admit(nil)
             case .denied(let status, _, let challenge):
                 var headers = HTTPHeaders()
                 if let challenge { headers.add("WWW-Authenticate", challenge) }
                 switch status {
-                case 403: respond(.text(403, "forbidden", headers: headers))
+                case 403: admit(.text(403, "forbidden", headers: headers))
                 case 503:
                     headers.add("Retry-After", "5")
-                    respond(.text(503, "authentication keys unavailable; retry later", headers: headers))
-                default: respond(.text(401, "authentication required", headers: headers))
+                    admit(.text(503, "authentication keys unavailable; retry later", headers: headers))
+                default: admit(.text(401, "authentication required", headers: headers))
                 }
             }
         }

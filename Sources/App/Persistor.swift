@@ -87,13 +87,13 @@ public final class Persistor: Sendable {
                     decoder: PubSubDecoder(route: route.name, delivery: PubSubDecoder.Delivery(rawValue: route.delivery.rawValue) ?? .auto),
                     archiver: archiver, health: storeHealth, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
-                                                    handler: authenticated(handler.handle, by: authenticator)))
+                                                    admission: admission(by: authenticator), handler: handler.handle))
             case .eventgrid:
                 let handler = EventGridRoute(
                     decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
                     route: route.name, archiver: archiver, health: storeHealth, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit,
-                                                    handler: authenticated(handler.handle, by: authenticator)))
+                                                    admission: admission(by: authenticator), handler: handler.handle))
             }
         }
         router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(Self.healthy) })
@@ -139,13 +139,16 @@ public final class Persistor: Sendable {
         return port
     }
 
-    /// SIGTERM: readiness 503 at once, keep serving for `drainDelay`, stop accepting, answer what is
-    /// in flight, flush every batch. Returns false if `shutdownGrace` ran out first.
+    /// SIGTERM: readiness 503 at once, keep serving for `drainDelay` (every answer now with
+    /// `Connection: close`, HTTP/2 told by GOAWAY, so senders reconnect to another instance), stop
+    /// accepting, answer what is in flight, flush every batch. Returns false if `shutdownGrace`
+    /// ran out first.
     public func shutdown() async -> Bool {
         let config = settings.config.server
         let deadline = ContinuousClock.now + config.drainDelay + config.shutdownGrace
         readiness.set(.draining)
         logger.info("shutting down", metadata: ["drainDelay": "\(config.drainDelay)", "grace": "\(config.shutdownGrace)"])
+        server.announceShutdown()
         if config.drainDelay > .zero { try? await Task.sleep(for: config.drainDelay) }
         server.stopAccepting()
         server.drainConnections()

@@ -24,6 +24,20 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         var reservedBytes = 0
     }
 
+    /// A request whose head the service is still checking (authentication may wait for signing
+    /// keys); its body is not read until the service admits it.
+    private struct PendingAdmission {
+        var slot: Slot
+        let expectsContinue: Bool
+        let hasBody: Bool
+        /// The service's verdict once it has arrived: nil admits, a response refuses.
+        var verdict: HTTPResponse??
+    }
+
+    /// Input discarded while lingering before the connection is closed anyway: enough for the last
+    /// answer to reach a peer that is still sending, not a way to burn CPU at line rate.
+    static let lingerDiscardLimit = 1 << 20
+
     private(set) var channel: SocketChannel
     private let loop: EventLoop
     let server: HTTPServer
@@ -34,6 +48,10 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     /// False once no further request will be parsed (error, `Connection: close`, draining).
     private var acceptingRequests = true
     private var closeAfterWrite = false
+    private var admission: PendingAdmission?
+    /// `processInput` is on the stack: a verdict that arrives synchronously is only recorded.
+    private var processing = false
+    private var lingerDiscarded = 0
     private var peerClosed = false
     private var closed: Bool { channel.cancelled }
     private var drainRequested = false
@@ -59,33 +77,41 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
 
     func start() {
         loop.register(self)
-        channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.writeOutput() },
+        channel.start(readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
+                      writable: { @Sendable in self.writeOutput() },
                       closed: { @Sendable in self.socketClosed() })
+        // Accepted while the server drains: serve one request, answered with `Connection: close`.
+        if server.isDraining { drainRequested = true }
     }
 
     // MARK: Reading
 
-    private func readable() {
+    private func readable(hungUp: Bool) {
         guard !closed else { return }
+        channel.noteReadable(hungUp: hungUp)
         let capacity = loop.readBuffer.count
         while !closed && !channel.readSuspended {
             switch SocketChannel.read(channel.fd, into: &loop.readBuffer) {
             case .bytes(let n):
                 let now = MonotonicTime.now
                 lastActivity = now
-                if channel.lingerSince != nil || !acceptingRequests { if n < capacity { return } else { continue } }
-                if bodyProgressAt != nil { bodyProgressAt = now }
-                if prefaceBytes != nil && holdPreface(count: n) { return }
-                loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                processInput()
-                if n < capacity { return }
+                if channel.lingerSince != nil {
+                    lingerDiscarded += n
+                    if lingerDiscarded > Self.lingerDiscardLimit { finalClose(); return }
+                } else {
+                    if bodyProgressAt != nil { bodyProgressAt = now }
+                    if prefaceBytes == nil || !holdPreface(count: n) {
+                        loop.readBuffer.withUnsafeBytes { parser.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                        processInput()
+                    }
+                }
+                if !channel.mayHaveMoreInput(afterReading: n, capacity: capacity) { return }
             case .end:
                 peerClosed = true
                 if channel.lingerSince != nil { finalClose(); return }
                 // A half-closed client still gets the answers to the requests it completed.
                 abandonIncompleteRequest()
-                acceptingRequests = false
-                channel.suspendReading()
+                stopAcceptingRequests()
                 if slots.isEmpty && channel.isFlushed { finalClose() }
                 return
             case .wouldBlock:
@@ -112,6 +138,8 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
             return false
         case .partial:
             prefaceBytes = held + loop.readBuffer[0..<count]
+            // A preface trickled byte by byte is a head in progress like any other.
+            if headStartedAt == nil { headStartedAt = .now }
         case .complete:
             handOff(to: HTTP2Connection(fd: channel.fd, loop: loop, server: server, received: held + loop.readBuffer[0..<count]))
         }
@@ -125,7 +153,10 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     }
 
     private func processInput() {
-        while acceptingRequests && slots.count < server.settings.maxPipelinedRequests {
+        processing = true
+        defer { processing = false }
+        while acceptingRequests && admission == nil && slots.count < server.settings.maxPipelinedRequests
+                && !channel.isOverHighWater {
             let event: HTTPParserEvent?
             do {
                 event = try parser.next()
@@ -138,32 +169,24 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
             case .head(let head):
                 headStartedAt = nil
                 bodyProgressAt = MonotonicTime.now
-                var slot = Slot(id: nextSlotID, isHead: head.method == "HEAD", keepAlive: head.keepAlive,
+                let slot = Slot(id: nextSlotID, isHead: head.method == "HEAD", keepAlive: head.keepAlive,
                                 http10: head.versionMinor == 0)
                 nextSlotID += 1
                 if slot.id == 0 { upgradeSettings = HTTP2Handoff.upgradeSettings(head) }
                 if !head.keepAlive { stopAfterCurrent = true }
-                if let early = service.check(head) {
-                    answerEarly(slot, early, head: head)
-                    continue
+                // The service decides from the head alone (route, limits, credentials) before any
+                // body byte is read, so a refused sender cannot make the server hold its body.
+                admission = PendingAdmission(slot: slot, expectsContinue: head.expectsContinue,
+                                             hasBody: Self.hasBody(head), verdict: nil)
+                let id = slot.id
+                service.check(head) { verdict in
+                    self.loop.execute { self.admitted(id, verdict) }
                 }
-                let announced = announcedBodyBytes(head)
-                if announced > 0 {
-                    guard server.reserveBodyBytes(announced) else {
-                        answerEarly(slot, .bodyBudgetSpent, head: head)
-                        continue
-                    }
-                    slot.reservedBytes = announced
-                }
-                if head.expectsContinue {
-                    if slots.isEmpty { channel.output.append(contentsOf: HTTPResponseEncoder.continueLine) } else { slot.needsContinue = true }
-                }
-                slots.append(slot)
-                if head.expectsContinue && slots.count == 1 { writeOutput() }
+                applyAdmission()
             case .request(let request):
                 bodyProgressAt = nil
                 guard let slot = slots.last else { continue }
-                if drainRequested || stopAfterCurrent { acceptingRequests = false }
+                if drainRequested || stopAfterCurrent { stopAcceptingRequests() }
                 if slot.answeredEarly { continue }
                 if slot.id == 0, let settings = upgradeSettings, acceptingRequests && slots.count == 1 && parser.isIdle,
                    let upgraded = HTTP2Connection(fd: channel.fd, loop: loop, server: server, upgrading: request,
@@ -171,41 +194,110 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
                     handOff(to: upgraded)
                     return
                 }
+                guard reserveBody(upTo: request.body.count) else {
+                    slots[slots.count - 1].response = .bodyBudgetSpent
+                    flushResponses()
+                    continue
+                }
                 let id = slot.id
                 service.handle(request) { response in
                     self.loop.execute { self.complete(id, response) }
                 }
             }
         }
-        if acceptingRequests && slots.count >= server.settings.maxPipelinedRequests { channel.suspendReading() }
-        if acceptingRequests && bodyProgressAt == nil && !parser.isIdle {
+        guard acceptingRequests else { return }
+        if bodyProgressAt != nil && admission == nil && !reserveBody(upTo: parser.bodyBytesReceived) {
+            refuseBodyInProgress(.bodyBudgetSpent)
+            return
+        }
+        if admission != nil || slots.count >= server.settings.maxPipelinedRequests || channel.isOverHighWater {
+            // Read no more until the verdict arrives, or the answers are taken (bounded memory).
+            channel.suspendReading()
+        }
+        if bodyProgressAt == nil && !parser.isIdle {
             if headStartedAt == nil { headStartedAt = MonotonicTime.now }
         } else {
             headStartedAt = nil
         }
     }
 
+    /// The service's verdict on a head; applied now unless `processInput` is running (it applies
+    /// it itself when the verdict came synchronously).
+    private func admitted(_ id: Int, _ verdict: HTTPResponse?) {
+        guard !closed, admission?.slot.id == id, admission?.verdict == nil else { return }
+        admission?.verdict = .some(verdict)
+        guard !processing else { return }
+        applyAdmission()
+        if acceptingRequests && !peerClosed && channel.lingerSince == nil { channel.resumeReading() }
+        processInput()
+    }
+
+    /// Acts on the pending head's verdict, if it has arrived: a refusal is answered at once (the
+    /// body is never read), an admitted request waits for its body.
+    private func applyAdmission() {
+        guard let pending = admission, let verdict = pending.verdict else { return }
+        admission = nil
+        if let refusal = verdict {
+            answerEarly(pending.slot, refusal, hasBody: pending.hasBody)
+            return
+        }
+        var slot = pending.slot
+        bodyProgressAt = pending.hasBody ? MonotonicTime.now : bodyProgressAt
+        if pending.expectsContinue {
+            if slots.isEmpty { channel.output.append(contentsOf: HTTPResponseEncoder.continueLine) } else { slot.needsContinue = true }
+        }
+        slots.append(slot)
+        if pending.expectsContinue && slots.count == 1 { writeOutput() }
+    }
+
+    /// Takes from the in-flight body budget what the request in progress holds beyond its
+    /// reservation: body bytes as they arrive, never the length a sender merely announces.
+    private func reserveBody(upTo bytes: Int) -> Bool {
+        guard let last = slots.indices.last, !slots[last].answeredEarly else { return true }
+        let more = bytes - slots[last].reservedBytes
+        guard more > 0 else { return true }
+        guard server.reserveBodyBytes(more, holding: slots[last].reservedBytes) else { return false }
+        slots[last].reservedBytes += more
+        return true
+    }
+
+    /// Answers the request whose body is arriving without reading the rest; the connection closes.
+    private func refuseBodyInProgress(_ response: HTTPResponse) {
+        guard var slot = slots.popLast() else { return }
+        server.releaseBodyBytes(slot.reservedBytes)
+        slot.reservedBytes = 0
+        answerEarly(slot, response, hasBody: true)
+    }
+
     private var service: any HTTPService { server.service }
 
     /// Answers a request from its head alone; its body (if any) is not read, so the connection
     /// cannot be reused.
-    private func answerEarly(_ slot: Slot, _ response: HTTPResponse, head: HTTPRequestHead) {
+    private func answerEarly(_ slot: Slot, _ response: HTTPResponse, hasBody: Bool) {
         var slot = slot
         slot.response = response
         slot.answeredEarly = true
-        if announcedBodyBytes(head) > 0 {
+        if hasBody {
             slot.closeAfter = true
-            acceptingRequests = false
+            stopAcceptingRequests()
             bodyProgressAt = nil
         }
         slots.append(slot)
         flushResponses()
     }
 
-    /// The body bytes a request will hold: its `Content-Length`, or the body limit when chunked.
-    private func announcedBodyBytes(_ head: HTTPRequestHead) -> Int {
-        if head.headers["transfer-encoding"] != nil { return server.settings.limits.maxBodyBytes }
-        return head.headers["content-length"].flatMap { Int($0) } ?? 0
+    /// Whether a body follows the head (chunked, or a non-zero `Content-Length`).
+    private static func hasBody(_ head: HTTPRequestHead) -> Bool {
+        if head.headers["transfer-encoding"] != nil { return true }
+        return head.headers["content-length"].flatMap { Int($0) }.map { $0 > 0 } ?? false
+    }
+
+    /// No further request will be parsed; input is no longer read (until the lingering close),
+    /// so a peer that keeps sending after an error or `Connection: close` costs nothing.
+    private func stopAcceptingRequests() {
+        acceptingRequests = false
+        admission = nil
+        channel.suspendReading()
     }
 
     /// Removes slots and gives their body reservations back.
@@ -219,15 +311,20 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     /// Forgets the slot of a request whose body will never complete (error, timeout, peer gone),
     /// so the answers before it can still be written and the connection can close.
     private func abandonIncompleteRequest() {
+        defer { bodyProgressAt = nil }
+        // A head still being checked has no slot yet.
+        if admission != nil {
+            admission = nil
+            return
+        }
         guard bodyProgressAt != nil, let last = slots.last, last.response == nil else { return }
         removeSlots(slots.count - 1..<slots.count)
-        bodyProgressAt = nil
     }
 
     /// Answers a protocol error after the responses already due, then closes.
     private func fail(status: Int, reason: String) {
         abandonIncompleteRequest()
-        acceptingRequests = false
+        stopAcceptingRequests()
         headStartedAt = nil
         bodyProgressAt = nil
         var slot = Slot(id: nextSlotID, isHead: false, keepAlive: false, http10: false)
@@ -254,7 +351,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         while !slots.isEmpty, let response = slots[0].response.take() {
             let slot = slots[0]
             let last = slots.count == 1 && !acceptingRequests
-            let keepAlive = slot.keepAlive && !slot.closeAfter && !last
+            let keepAlive = slot.keepAlive && !slot.closeAfter && !last && !drainRequested
             loop.encoder.encode(response, headRequest: slot.isHead, keepAlive: keepAlive, http10: slot.http10, into: &channel.output)
             if !keepAlive {
                 closeAfterWrite = true
@@ -279,7 +376,8 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         }
         if closeAfterWrite || (!acceptingRequests && slots.isEmpty) {
             closeGracefully()
-        } else if channel.readSuspended && !peerClosed && slots.count < server.settings.maxPipelinedRequests {
+        } else if acceptingRequests && admission == nil && channel.readSuspended && !peerClosed
+                    && slots.count < server.settings.maxPipelinedRequests {
             channel.resumeReading()
             processInput()
         }
@@ -301,12 +399,16 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         }
     }
 
-    /// Stops taking new requests: idle connections close now, busy ones after their answers.
-    func drain() {
+    /// `announce`: every answer from now on carries `Connection: close`, so keep-alive senders
+    /// reconnect (to another instance, once the load balancer has taken this one out) instead of
+    /// meeting a closed socket later. `finish`: stops taking new requests; idle connections close
+    /// now, busy ones after their answers.
+    func drain(_ step: DrainStep) {
         guard !closed else { return }
         drainRequested = true
-        if parser.isIdle && bodyProgressAt == nil {
-            acceptingRequests = false
+        guard step == .finish else { return }
+        if parser.isIdle && bodyProgressAt == nil && admission == nil {
+            stopAcceptingRequests()
             if slots.isEmpty && channel.isFlushed { finalClose() }
         }
     }
@@ -326,6 +428,7 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     func finalClose() {
         guard !closed else { return }
         channel.cancel()
+        admission = nil
         removeSlots(0..<slots.count)
     }
 

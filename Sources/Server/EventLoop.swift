@@ -5,7 +5,15 @@ import Synchronization
 /// What a loop's timeout sweep and the server's drain call on each connection it runs.
 protocol LoopConnection: AnyObject {
     func checkTimeouts(now: MonotonicTime)
-    func drain()
+    func drain(_ step: DrainStep)
+}
+
+/// The two steps of a graceful shutdown, as a connection sees them.
+enum DrainStep {
+    /// Shutdown is announced (the server still accepts): finish, and tell the peer to go elsewhere.
+    case announce
+    /// The listener is closed: finish what was started and close.
+    case finish
 }
 
 /// A serial queue that runs a set of connections, with the state they share: the socket poller,

@@ -18,6 +18,7 @@ public final class HTTPServer: Sendable {
     private let connections = Atomic<Int>(0)
     private let nextLoop = Atomic<Int>(0)
     private let bodyBytesInFlight = Atomic<Int>(0)
+    private let draining = Atomic<Bool>(false)
     private let onProtocolError: (@Sendable (Int, String) -> Void)?
 
     /// `onProtocolError` is told about each malformed or timed-out request (status, reason).
@@ -43,6 +44,10 @@ public final class HTTPServer: Sendable {
         return port
     }
 
+    /// A drain has begun: connections accepted now serve one request (HTTP/1.1), or get the
+    /// shutdown notice at once (HTTP/2).
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
+
     /// Open connections right now.
     public var connectionCount: Int { connections.load(ordering: .relaxed) }
 
@@ -54,10 +59,23 @@ public final class HTTPServer: Sendable {
         }
     }
 
-    /// Asks every connection to finish what it has started and close (idle ones close at once).
+    /// Announces the shutdown while the server still serves: every HTTP/1.1 answer from now on
+    /// carries `Connection: close`, and HTTP/2 connections get a GOAWAY shutdown notice (RFC 9113
+    /// §6.8), so senders move to other instances meanwhile (as nginx and Envoy do).
+    public func announceShutdown() {
+        drain(.announce)
+    }
+
+    /// Asks every connection to finish what it has started and close (idle ones close at once);
+    /// HTTP/2 connections get the final GOAWAY.
     public func drainConnections() {
+        drain(.finish)
+    }
+
+    private func drain(_ step: DrainStep) {
+        draining.store(true, ordering: .relaxed)
         for loop in loops {
-            loop.enqueue { for connection in loop.allConnections { connection.drain() } }
+            loop.enqueue { for connection in loop.allConnections { connection.drain(step) } }
         }
     }
 
@@ -93,10 +111,12 @@ public final class HTTPServer: Sendable {
         close(fd)
     }
 
-    /// Takes `bytes` from the in-flight body budget; false (and nothing taken) if they don't fit.
-    func reserveBodyBytes(_ bytes: Int) -> Bool {
+    /// Takes `bytes` more for a body that already holds `held` from the in-flight body budget;
+    /// false (and nothing taken) if they don't fit. A body that is alone in flight always fits,
+    /// so one request larger than the budget is still served when nothing else is.
+    func reserveBodyBytes(_ bytes: Int, holding held: Int) -> Bool {
         let total = bodyBytesInFlight.add(bytes, ordering: .relaxed).newValue
-        if total > settings.maxInFlightBodyBytes && total != bytes {
+        if total > settings.maxInFlightBodyBytes && total != held + bytes {
             bodyBytesInFlight.subtract(bytes, ordering: .relaxed)
             return false
         }

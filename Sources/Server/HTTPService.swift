@@ -1,10 +1,12 @@
 /// What the server calls for each request. Both methods run on the connection's queue and
-/// must not block; `respond` may be called later from any thread, exactly once.
+/// must not block; `admit` and `respond` may be called later from any thread, exactly once.
 public protocol HTTPService: Sendable {
-    /// Called when a request's head has arrived, before its body is read. Returning a response
-    /// ends the request there (the body is not read and the connection closes afterwards), e.g. for
-    /// an unknown path or a body over the route's limit.
-    func check(_ head: HTTPRequestHead) -> HTTPResponse?
+    /// Called when a request's head has arrived, before any of its body is read: `admit(nil)` lets
+    /// the body be read and the request go to `handle`; `admit(response)` ends the request there
+    /// (its body is not read, no `100 Continue` is sent, and a connection with an unread body
+    /// closes afterwards), e.g. for an unknown path, a body over the route's limit or failed
+    /// authentication (credentials are all in the head, design §2).
+    func check(_ head: HTTPRequestHead, admit: @escaping @Sendable (HTTPResponse?) -> Void)
 
     func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void)
 }
@@ -24,9 +26,10 @@ public struct HTTPServerSettings: Sendable {
     public var maxConnections: Int
     /// Requests a connection may have in progress (pipelining) before the server stops reading it.
     public var maxPipelinedRequests: Int
-    /// Request body bytes all connections together may hold (received or announced by
-    /// `Content-Length`, until answered); a request that would exceed it is answered 503 +
-    /// `Retry-After` before its body is read. A chunked request counts as `limits.maxBodyBytes`.
+    /// Request body bytes all connections together may hold (as they are received, until the
+    /// request is answered); a request whose body would exceed it is answered 503 + `Retry-After`
+    /// and its connection closed. Counted as bytes arrive, never from an announced length, so
+    /// senders that announce large bodies and trickle them cannot lock others out.
     public var maxInFlightBodyBytes: Int
     /// Serial queues that run connections (default: one per core).
     public var loops: Int

@@ -2,15 +2,21 @@
 /// `HEAD` is accepted wherever `GET` is.
 public struct Router: HTTPService {
     public typealias Handler = @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void
+    /// Decides from the head alone whether the request may send its body (see `HTTPService.check`).
+    public typealias Admission = @Sendable (HTTPRequestHead, @escaping @Sendable (HTTPResponse?) -> Void) -> Void
 
     public struct Route: Sendable {
         public var methods: [String]
         public var maxBodyBytes: Int?
+        /// Runs after the path, method and length checks, e.g. authentication.
+        public var admission: Admission?
         public var handler: Handler
 
-        public init(methods: [String], maxBodyBytes: Int? = nil, handler: @escaping Handler) {
+        public init(methods: [String], maxBodyBytes: Int? = nil, admission: Admission? = nil,
+                    handler: @escaping Handler) {
             self.methods = methods
             self.maxBodyBytes = maxBodyBytes
+            self.admission = admission
             self.handler = handler
         }
     }
@@ -23,10 +29,22 @@ public struct Router: HTTPService {
         routes[Substring(path)] = route
     }
 
-    public func check(_ head: HTTPRequestHead) -> HTTPResponse? {
+    public func check(_ head: HTTPRequestHead, admit: @escaping @Sendable (HTTPResponse?) -> Void) {
         guard let route = routes[head.path] else {
-            return .text(404, "no route for this path")
+            admit(.text(404, "no route for this path"))
+            return
         }
+        if let refusal = Self.refusal(head, by: route) {
+            admit(refusal)
+        } else if let admission = route.admission {
+            admission(head, admit)
+        } else {
+            admit(nil)
+        }
+    }
+
+    /// The answer to a head the route cannot take (method, announced length), if any.
+    private static func refusal(_ head: HTTPRequestHead, by route: Route) -> HTTPResponse? {
         let method = head.method == "HEAD" && route.methods.contains("GET") ? "GET" : head.method
         guard route.methods.contains(method) else {
             var allowed = route.methods

@@ -58,6 +58,9 @@ enum Socket {
     }
 
     /// Accepts one connection as a non-blocking, close-on-exec socket with TCP_NODELAY; nil on EAGAIN.
+    /// TCP_NOTSENT_LOWAT for accepted sockets (tcp(7)).
+    static let unsentKernelBytes = 16 * 1024
+
     static func accept(_ listener: Int32) -> Int32? {
         while true {
             let fd = Glibc.accept(listener, nil, nil)
@@ -66,6 +69,11 @@ enum Socket {
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                // Bounds what the kernel takes beyond what is in flight, so output for a peer that
+                // reads slowly waits in the connection's own buffer, where the high-water mark and
+                // the stall deadline see it (the send buffer autotunes to 4 MiB otherwise).
+                var lowWater = Int32(unsentKernelBytes)
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NOTSENT_LOWAT, &lowWater, socklen_t(MemoryLayout<Int32>.size))
                 return fd
             }
             switch errno {

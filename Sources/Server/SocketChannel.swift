@@ -20,7 +20,10 @@ extension SocketChannelOwner {
         guard !channel.cancelled else { return }
         let settings = server.settings
         switch channel.deadline(now: now, idleTimeout: settings.idleTimeout) {
-        case .expired: finalClose()
+        case .expired:
+            // Whatever the kernel still holds for this peer is no use to it: a reset frees it now.
+            channel.resetOnClose()
+            finalClose()
         case .lingering: break
         case .none: checkProtocolTimeouts(now: now, settings: settings)
         }
@@ -67,6 +70,9 @@ struct SocketChannel {
     private var token: SocketPoller.Token?
     /// The connection does not want input now; `resumeReading` makes it read again.
     private(set) var readSuspended = false
+    /// The poller reported a FIN, RST or error: input must be read to its end, not only to the
+    /// first short read, because no further edge will announce what is queued behind the data.
+    private(set) var peerHungUp = false
     /// The poller's waiting-to-write flag for this socket, kept here too so a flush that leaves it
     /// unchanged (the usual case) costs no poller lookup.
     private var waitingToWrite = false
@@ -77,6 +83,8 @@ struct SocketChannel {
     /// Bytes to send, of which the first `outputOffset` are sent.
     var output: [UInt8]
     private(set) var outputOffset = 0
+    /// When output last had to wait for the socket, reset only once all output is sent: a peer
+    /// that takes a byte now and then must not keep a connection (and its output) forever.
     private(set) var writeStalledSince: MonotonicTime?
     /// When the write side was shut down; the socket is read (and the input discarded) meanwhile.
     private(set) var lingerSince: MonotonicTime?
@@ -87,8 +95,16 @@ struct SocketChannel {
         self.output = output
     }
 
+    /// Unsent output beyond which a connection produces no more (it stops reading requests or
+    /// pulling frames) until the peer has taken it: a peer that sends but never reads must not
+    /// grow the server's memory.
+    static let outputHighWater = 64 * 1024
+
     /// No output waits to be sent.
     var isFlushed: Bool { outputOffset >= output.count }
+
+    /// At least `outputHighWater` bytes wait to be sent.
+    var isOverHighWater: Bool { output.count - outputOffset >= Self.outputHighWater }
 
     /// The output not sent yet.
     var unsentOutput: [UInt8] { Array(output[outputOffset...]) }
@@ -96,11 +112,22 @@ struct SocketChannel {
     /// Starts watching the socket: `readable` runs when it has input (it must read until the
     /// socket would block), `writable` when a blocked write can go on, and `closed` once, on the
     /// queue, after `cancel`. If the socket cannot be watched, the channel cancels itself.
-    mutating func start(readable: @escaping @Sendable () -> Void, writable: @escaping @Sendable () -> Void,
+    mutating func start(readable: @escaping @Sendable (_ hungUp: Bool) -> Void, writable: @escaping @Sendable () -> Void,
                         closed: @escaping @Sendable () -> Void) {
         onClosed = closed
         token = loop.poller.register(fd: fd, readable: readable, writable: writable)
         if token == nil { cancel() }
+    }
+
+    /// Records what the poller said with a readiness event (see `peerHungUp`).
+    mutating func noteReadable(hungUp: Bool) {
+        if hungUp { peerHungUp = true }
+    }
+
+    /// Whether a read of `count` bytes into a buffer of `capacity` leaves input that the socket
+    /// will announce no more: a full buffer, or anything once the peer has hung up.
+    func mayHaveMoreInput(afterReading count: Int, capacity: Int) -> Bool {
+        count == capacity || peerHungUp
     }
 
     // MARK: Reading
@@ -140,7 +167,6 @@ struct SocketChannel {
             }
             if n > 0 {
                 outputOffset += n
-                writeStalledSince = nil
             } else if n < 0 && errno == EINTR {
                 continue
             } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -166,7 +192,8 @@ struct SocketChannel {
 
     // MARK: Timeouts and closing
 
-    /// The socket's own deadlines: lingering lasts 2 s, a write may stall for `idleTimeout`.
+    /// The socket's own deadlines: lingering lasts 2 s, output may wait for the peer for
+    /// `idleTimeout` in all (since it was last all sent, however slowly the peer reads meanwhile).
     func deadline(now: MonotonicTime, idleTimeout: Duration) -> Deadline {
         if let since = lingerSince { return now - since > .seconds(2) ? .expired : .lingering }
         if let since = writeStalledSince, now - since > idleTimeout { return .expired }
@@ -194,5 +221,11 @@ struct SocketChannel {
 
     func closeSocket() {
         close(fd)
+    }
+
+    /// Makes `close` send a reset and drop unsent data (SO_LINGER 0) instead of a FIN after it.
+    func resetOnClose() {
+        var abort = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
     }
 }

@@ -20,7 +20,8 @@ import Glibc
 /// same epoll set) is run by the handler too, so it is not delayed by the waiting.
 ///
 /// Edge-triggered means: `readable` must read until the socket would block (or a read comes back
-/// short); a handler that stops early calls `resumeReading` when it wants more, because an edge
+/// short, unless its argument says the peer hung up: a FIN or RST queued behind the data makes no
+/// new edge); a handler that stops early calls `resumeReading` when it wants more, because an edge
 /// may have passed meanwhile. `writable` runs only while `setWaitingToWrite(true)` is in force.
 /// Touched only on the loop's queue, except `wake`.
 final class SocketPoller: @unchecked Sendable {
@@ -28,7 +29,8 @@ final class SocketPoller: @unchecked Sendable {
 
     private struct Registration {
         let fd: Int32
-        let readable: @Sendable () -> Void
+        /// Its argument: the peer closed its side, reset the connection or the socket failed.
+        let readable: @Sendable (_ hungUp: Bool) -> Void
         let writable: @Sendable () -> Void
         var waitingToWrite = false
     }
@@ -99,7 +101,7 @@ final class SocketPoller: @unchecked Sendable {
 
     /// Watches `fd`; nil if the kernel refuses (the socket should then be closed). The handlers
     /// are kept until `deregister`.
-    func register(fd: Int32, readable: @escaping @Sendable () -> Void,
+    func register(fd: Int32, readable: @escaping @Sendable (_ hungUp: Bool) -> Void,
                   writable: @escaping @Sendable () -> Void) -> Token? {
         let token = nextToken
         var event = epoll_event()
@@ -131,7 +133,8 @@ final class SocketPoller: @unchecked Sendable {
     }
 
     private func poll() {
-        let input = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+        let hangUp = EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+        let input = EPOLLIN.rawValue | hangUp
         let output = EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
         for round in 0..<Self.maxRounds {
             let count = Int(epoll_wait(epollFD, events, Int32(Self.batchSize), round == 0 ? 0 : Self.lingerMilliseconds))
@@ -144,7 +147,7 @@ final class SocketPoller: @unchecked Sendable {
                     wokenUp()
                     continue
                 }
-                if flags & input != 0, let registration = registrations[token] { registration.readable() }
+                if flags & input != 0, let registration = registrations[token] { registration.readable(flags & hangUp != 0) }
                 if flags & output != 0, let registration = registrations[token], registration.waitingToWrite {
                     registration.writable()
                 }
@@ -159,7 +162,7 @@ final class SocketPoller: @unchecked Sendable {
         _ = withUnsafeMutableBytes(of: &count) { read(wakeFD, $0.baseAddress, 8) }
         let tokens = resumed
         resumed = []
-        for token in tokens { registrations[token]?.readable() }
+        for token in tokens { registrations[token]?.readable(false) }
         onWake?()
     }
 }

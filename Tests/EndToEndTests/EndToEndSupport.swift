@@ -168,7 +168,7 @@ final class SteadyClient: @unchecked Sendable {
     private let stopFlag = LockedBox(false)
     private var thread: BackgroundThread?
 
-    init(port: Int, name: String, interval: Double = 0.1) {
+    init(port: Int, name: String, interval: Double = 0.1, headers: [(String, String)] = []) {
         let acked = self.acked, failures = self.failures, stopFlag = self.stopFlag
         thread = BackgroundThread {
             var client: RawHTTPClient?
@@ -178,7 +178,7 @@ final class SteadyClient: @unchecked Sendable {
                 let id = "\(name)-\(sequence)"
                 do {
                     if client == nil { client = try RawHTTPClient(port: port, timeout: 5) }
-                    let response = try client!.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                    let response = try client!.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")] + headers,
                                                        body: wrappedEnvelope(id: id, data: Array("steady \(sequence)".utf8)))
                     if response.status == 204 {
                         acked.update { $0.append(id) }
@@ -227,6 +227,16 @@ func isIMFFixdate(_ value: String) -> Bool {
 
 /// Seconds elapsed since `start`.
 func secondsSince(_ start: Date) -> Double { Date().timeIntervalSince(start) }
+
+/// The resident memory of process `pid` in bytes (VmRSS in /proc/PID/status).
+func residentBytes(_ pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
+        throw TestFailure("no VmRSS in /proc/\(pid)/status")
+    }
+    return kib * 1024
+}
 
 /// `GET /readyz`'s status now, on a new connection (0 when it cannot be asked).
 func readyStatus(_ server: PersistorProcess) -> Int {

@@ -16,20 +16,21 @@ struct LoadAndFaultTests {
         return kib * 1024
     }
 
-    @Test("in-flight body budget: a request that does not fit gets 503 + Retry-After before its body is read; the budget comes back after answers and resets")
+    @Test("in-flight body budget: a body that does not fit as it arrives gets 503 + Retry-After; the budget comes back after answers and resets")
     func inFlightBodyBudget() throws {
         let server = try PersistorProcess(config: "server:\n  maxInFlightBodyBytes: 300KiB\n")
         let big = pseudoRandomBytes(count: 150_000, seed: 7)
-        // A holds 200 KB of budget while its body trickles in.
+        // A holds 200 KB of budget: all of its body but the last bytes has arrived.
         let holder = try server.connect()
         let held = pubsubPost(id: "held", payload: big)
-        let headEnd = held.count - 180_000
+        let headEnd = held.count - 1_000
         try holder.send(Array(held[..<headEnd]))
         usleep(300_000)
 
-        // B does not fit next to A: refused at once, before sending its body.
+        // B's body does not fit next to A's: refused once its bytes would exceed the budget (the
+        // budget counts bytes received, never an announced length; issue 16 #4).
         let refused = try server.connect()
-        try refused.send(Array(pubsubPost(id: "refused", payload: big).prefix(200)))
+        try? refused.send(pubsubPost(id: "refused", payload: big))
         let answer = try refused.readResponse()
         #expect(answer.status == 503)
         #expect(answer.header("Retry-After") == "1")

@@ -340,6 +340,48 @@ import Testing
         await fixture.stop()
     }
 
+    @Test("a client whose flow-control window stays 0 cannot hold its stream or connection (issue 16 #6)")
+    func aZeroWindowDoesNotHoldTheConnection() async throws {
+        let fixture = try Fixture(idleTimeout: .seconds(1))
+        let output = try Self.runClient(["zerowindow", "--port", String(fixture.port), "--path", "/ok", "--seconds", "10"])
+        #expect((output["statuses"] as? [String: Int])?["1"] == 200, "the head goes out, the body cannot: \(output)")
+        #expect((output["resets"] as? [String: Int])?["1"] == 8, "the stalled stream is reset with CANCEL: \(output)")
+        #expect(output["closed"] as? Bool == true, "then the idle connection is closed: \(output)")
+        let elapsed = output["elapsed"] as? Double ?? .infinity
+        #expect(elapsed < 6, "closed after \(elapsed) s; a stall of idleTimeout (1 s) ends the stream, idleTimeout more the connection")
+        await fixture.stop()
+    }
+
+    @Test("a flood of empty DATA frames ends the connection with ENHANCE_YOUR_CALM (CVE-2019-9518, issue 16 #12)")
+    func emptyDataFramesFloodIsRefused() async throws {
+        let fixture = try Fixture()
+        let output = try Self.runClient(["emptydata", "--port", String(fixture.port), "--path", "/count",
+                                         "--count", "100000", "--seconds", "5"])
+        let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
+        #expect(goaway["error_code"] as? Int == 11, "ENHANCE_YOUR_CALM: \(output)")
+        #expect(output["closed"] as? Bool == true)
+        // A few in a row are tolerated.
+        let few = try Self.runClient(["emptydata", "--port", String(fixture.port), "--path", "/count",
+                                      "--count", "5", "--seconds", "1"])
+        #expect(few["goaway"] is NSNull || few["goaway"] == nil, "5 empty frames are allowed: \(few)")
+        await fixture.stop()
+    }
+
+    @Test("a drain announced first sends a GOAWAY notice and still serves new streams")
+    func announcedShutdownStillServesNewStreams() async throws {
+        let fixture = try Fixture()
+        fixture.server.announceShutdown()
+        try await Task.sleep(for: .milliseconds(100))
+        let output = try Self.runClient(["streams", "--port", String(fixture.port), "--count", "2", "--end",
+                                         "--path", "/count", "--seconds", "2"])
+        let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
+        #expect(goaway["error_code"] as? Int == 0)
+        #expect(goaway["last_stream_id"] as? Int == 2_147_483_647, "the notice names the largest stream id (RFC 9113 §6.8)")
+        #expect(output["statuses"] as? [String: Int] == ["1": 204, "3": 204], "streams are still served: \(output)")
+        #expect(output["closed"] as? Bool == false, "the connection stays until the drain finishes")
+        await fixture.stop()
+    }
+
     @Test func drainSendsGoawayAndLetsOpenStreamsFinish() async throws {
         let fixture = try Fixture()
         let result = LockedBox<[String: Any]?>(nil)

@@ -70,12 +70,17 @@ public final class RawHTTPClient {
     public private(set) var interimStatuses: [Int] = []
 
     /// Connects to `host:port` (IPv4 literal). Throws `SocketError` (e.g. `isRefused`).
-    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10) throws {
+    /// `receiveBufferBytes` shrinks the socket's receive buffer (SO_RCVBUF, before connecting, so
+    /// the advertised window is small too): a peer that reads little fills up soon.
+    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10, receiveBufferBytes: Int? = nil) throws {
         self.port = port
         self.timeout = timeout
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket") }
         setTimeout(timeout)
+        if var size = receiveBufferBytes.map(Int32.init) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -271,6 +276,20 @@ public final class RawHTTPClient {
             }
             body += try readExactly(size)
             guard try readLine().isEmpty else { throw TestFailure("chunk data not followed by CRLF") }
+        }
+    }
+
+    /// Reads at most `count` bytes straight from the socket (blocking, bounded by the receive
+    /// timeout) and discards them; returns how many, 0 at end of input or after a reset.
+    public func receiveAndDiscard(upTo count: Int) throws -> Int {
+        guard fd >= 0 else { throw SocketError("recv", code: EBADF) }
+        var chunk = [UInt8](repeating: 0, count: count)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            if errno == ECONNRESET { return 0 }
+            throw SocketError("recv")
         }
     }
 

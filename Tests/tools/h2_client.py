@@ -10,6 +10,10 @@ for the scenarios that must break the rules). Every scenario prints one JSON obj
                                      reports what arrives until the server closes or --seconds pass
   malformed --port P                 raw: a SETTINGS frame whose length is not a multiple of 6
   reset     --port P                 a body cut short by RST_STREAM, then a normal request
+  zerowindow --port P               raw: SETTINGS_INITIAL_WINDOW_SIZE 0, then GET --path; never
+                                     opens the window; reports what arrives until close or --seconds
+  emptydata --port P --count N       raw: a POST --path stream, then N empty DATA frames without
+                                     END_STREAM; reports what arrives until close or --seconds
   flow      --port P --count N --size B
                                      N POST /hold streams of B bytes each; prints a line
                                      {"blocked": bytes sent} once the server's windows stop it,
@@ -278,6 +282,35 @@ def scenario_streams(args):
     print(json.dumps(describe(*read_frames(sock, args.seconds))))
 
 
+def scenario_zerowindow(args):
+    sock = connect(args.port)
+    encoder = hpack.Encoder()
+    settings = hyperframe.frame.SettingsFrame(0)
+    settings.settings = {hyperframe.frame.SettingsFrame.INITIAL_WINDOW_SIZE: 0}
+    headers = hyperframe.frame.HeadersFrame(1, flags=["END_HEADERS", "END_STREAM"])
+    headers.data = encoder.encode([(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1"),
+                                   (":path", args.path)])
+    sock.sendall(PREFACE + settings.serialize() + headers.serialize())
+    started = time.time()
+    result = describe(*read_frames(sock, args.seconds))
+    result["elapsed"] = time.time() - started
+    print(json.dumps(result))
+
+
+def scenario_emptydata(args):
+    sock = connect(args.port)
+    encoder = hpack.Encoder()
+    headers = hyperframe.frame.HeadersFrame(1, flags=["END_HEADERS"])
+    headers.data = encoder.encode([(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1"),
+                                   (":path", args.path)])
+    empty = hyperframe.frame.DataFrame(1).serialize()
+    try:
+        sock.sendall(PREFACE + hyperframe.frame.SettingsFrame(0).serialize() + headers.serialize() + empty * args.count)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may close before it has read them all
+    print(json.dumps(describe(*read_frames(sock, args.seconds))))
+
+
 def scenario_malformed(args):
     sock = connect(args.port)
     bad_settings = b"\x00\x00\x05\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00"
@@ -334,7 +367,8 @@ def scenario_flow(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["requests", "streams", "malformed", "reset", "flow"])
+    parser.add_argument("scenario", choices=["requests", "streams", "malformed", "reset", "flow", "zerowindow",
+                                             "emptydata"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upgrade", action="store_true")
     parser.add_argument("--end", action="store_true")
@@ -344,7 +378,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
     {"requests": scenario_requests, "streams": scenario_streams, "malformed": scenario_malformed,
-     "reset": scenario_reset, "flow": scenario_flow}[args.scenario](args)
+     "reset": scenario_reset, "flow": scenario_flow, "zerowindow": scenario_zerowindow,
+     "emptydata": scenario_emptydata}[args.scenario](args)
 
 
 if __name__ == "__main__":

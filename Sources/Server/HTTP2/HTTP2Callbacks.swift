@@ -41,7 +41,10 @@ final class HTTP2Callbacks: @unchecked Sendable {
             switch UInt32(frame.hd.type) {
             case NGHTTP2_HEADERS.rawValue where frame.headers.cat == NGHTTP2_HCAT_REQUEST:
                 connection.headersComplete(frame.hd.stream_id, endStream: endStream)
-            case NGHTTP2_HEADERS.rawValue, NGHTTP2_DATA.rawValue:
+            case NGHTTP2_DATA.rawValue:
+                connection.dataFrameReceived(length: frame.hd.length, endStream: endStream)
+                if endStream { connection.requestComplete(frame.hd.stream_id) }
+            case NGHTTP2_HEADERS.rawValue:
                 if endStream { connection.requestComplete(frame.hd.stream_id) }
             case NGHTTP2_SETTINGS.rawValue:
                 connection.settingsArrived()

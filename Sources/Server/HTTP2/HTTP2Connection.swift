@@ -30,9 +30,12 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     /// Inside `nghttp2_session_mem_recv`: responses are submitted, and sent once it returns.
     private var receiving = false
     private var closed: Bool { channel.cancelled }
-    private var draining = false
+    private var drainPhase = DrainPhase.serving
     /// A connection error was reported (once per connection).
     private var failed = false
+    private var consecutiveEmptyFrames = 0
+    /// Empty DATA frames (without END_STREAM) in a row that a client may send.
+    static let maxConsecutiveEmptyFrames = 10
 
     /// Request body bytes of unanswered streams, and connection-window credit withheld for them.
     private var heldBytes = 0
@@ -42,9 +45,6 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     private let startedAt = MonotonicTime.now
     private var settingsReceived = false
     private var lastActivity = MonotonicTime.now
-
-    /// Output buffered beyond this stops pulling frames from the session and reading the socket.
-    private static let outputHighWater = 64 * 1024
 
     /// A connection whose client sent the preface with prior knowledge; `received` starts with it.
     convenience init(fd: Int32, loop: EventLoop, server: HTTPServer, received: [UInt8]) {
@@ -101,8 +101,10 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     /// upgrade's request on stream 1.
     func start() {
         loop.register(self)
-        channel.start(readable: { @Sendable in self.readable() }, writable: { @Sendable in self.flush() },
+        channel.start(readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
+                      writable: { @Sendable in self.flush() },
                       closed: { @Sendable in self.socketClosed() })
+        if server.isDraining { drain(.announce) }
         if let request = upgradeRequest {
             upgradeRequest = nil
             var stream = HTTP2Stream(now: .now)
@@ -121,7 +123,8 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
 
     // MARK: Reading
 
-    private func readable() {
+    private func readable(hungUp: Bool) {
+        channel.noteReadable(hungUp: hungUp)
         let capacity = loop.readBuffer.count
         while !closed && !channel.readSuspended {
             switch SocketChannel.read(channel.fd, into: &loop.readBuffer) {
@@ -131,7 +134,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
                     loop.readBuffer.withUnsafeBytes { receive(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                     flush()
                 }
-                if n < capacity { return }
+                if !channel.mayHaveMoreInput(afterReading: n, capacity: capacity) { return }
             case .end:
                 finalClose()
             case .wouldBlock:
@@ -177,11 +180,12 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         settingsReceived = true
     }
 
-    /// The request's header block is complete: refuse it, answer it early, or wait for its body.
+    /// The request's header block is complete: refuse it, or have the service check it before
+    /// its body is taken.
     func headersComplete(_ id: Int32, endStream: Bool) {
         guard var stream = streams[id], stream.phase == .headers else { return }
         let head = stream.makeHead()
-        stream.phase = .body
+        stream.phase = .admitting
         stream.requestEnded = endStream
         stream.progressAt = .now
         streams[id] = stream
@@ -195,43 +199,79 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
             return
         }
-        if let early = server.service.check(head) {
-            respond(id, early)
+        server.service.check(head) { verdict in
+            self.loop.execute { self.admitted(id, verdict) }
+        }
+    }
+
+    /// The service's verdict on a stream's head: a refusal is answered, an admitted stream gets
+    /// the window credit its body has waited for (and `100 Continue` if it asked).
+    private func admitted(_ id: Int32, _ verdict: HTTPResponse?) {
+        guard !closed, var stream = streams[id], stream.phase == .admitting else { return }
+        if let refusal = verdict {
+            respond(id, refusal)
+            flush()
             return
         }
-        if endStream {
+        stream.phase = .body
+        let credit = stream.uncreditedBytes
+        stream.uncreditedBytes = 0
+        streams[id] = stream
+        if credit > 0 { nghttp2_session_consume_stream(session, id, credit) }
+        if stream.requestEnded {
             requestComplete(id)
-        } else if head.headers["expect"].map({ $0.caseInsensitiveEquals("100-continue") }) == true {
+        } else if stream.head?.headers["expect"].map({ $0.caseInsensitiveEquals("100-continue") }) == true {
             HTTP2ResponseHead.withFields(status: 100, headers: HTTPHeaders(), date: dateValue(), contentLength: nil) {
                 _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, nil, $0, $1, nil)
             }
         }
+        flush()
     }
 
     /// Body bytes of a stream: stored while it is receiving and within the limit, else dropped.
-    /// Either way their flow-control credit is returned (the connection's maybe later).
+    /// Either way their flow-control credit is returned (the connection's maybe later; the
+    /// stream's once the head is admitted).
     func data(_ id: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
-        if var stream = streams[id], stream.phase == .body {
+        if var stream = streams[id], stream.phase == .body || stream.phase == .admitting {
             let limit = server.settings.limits.maxBodyBytes
             if stream.body.count + bytes.count > limit {
                 server.protocolError(status: 413, reason: "request body too large")
                 respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
-            } else if !server.reserveBodyBytes(bytes.count) {
+            } else if !server.reserveBodyBytes(bytes.count, holding: stream.heldBytes) {
                 respond(id, .bodyBudgetSpent)
             } else {
                 streams[id] = nil // keep the body uniquely referenced while it grows
                 stream.body.append(contentsOf: bytes)
                 stream.heldBytes += bytes.count
                 stream.progressAt = .now
+                if stream.phase == .admitting {
+                    stream.uncreditedBytes += bytes.count
+                } else {
+                    nghttp2_session_consume_stream(session, id, bytes.count)
+                }
                 streams[id] = stream
                 heldBytes += bytes.count
-                nghttp2_session_consume_stream(session, id, bytes.count)
                 creditConnection(bytes.count)
                 return
             }
         }
         if nghttp2_session_find_stream(session, id) != nil { nghttp2_session_consume_stream(session, id, bytes.count) }
         creditConnection(bytes.count)
+    }
+
+    /// A DATA frame arrived. Empty ones without END_STREAM carry nothing; a flood of them costs
+    /// the server work and the client nothing (CVE-2019-9518), so too many in a row end the
+    /// connection with ENHANCE_YOUR_CALM, as Envoy does.
+    func dataFrameReceived(length: Int, endStream: Bool) {
+        guard length == 0 && !endStream else {
+            consecutiveEmptyFrames = 0
+            return
+        }
+        consecutiveEmptyFrames += 1
+        if consecutiveEmptyFrames > Self.maxConsecutiveEmptyFrames {
+            connectionError("\(consecutiveEmptyFrames) empty DATA frames in a row")
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        }
     }
 
     /// The client ended the stream: the request goes to the service unless it was answered already.
@@ -279,6 +319,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         let isHead = stream.head?.method == "HEAD"
         stream.responseBody = bodyless || isHead ? [] : response.body
         stream.responseOffset = 0
+        stream.progressAt = .now
         streams[id] = stream
         release(held)
 
@@ -315,6 +356,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             }
         }
         stream.responseOffset += count
+        if count > 0 { stream.progressAt = .now }
         if stream.responseOffset == stream.responseBody.count {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             stream.responseBody = []
@@ -352,7 +394,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     private func flush() {
         guard !closed, !receiving, channel.lingerSince == nil else { return }
         while true {
-            while channel.output.count - channel.outputOffset < Self.outputHighWater {
+            while !channel.isOverHighWater {
                 var chunk: UnsafePointer<UInt8>?
                 let n = nghttp2_session_mem_send(session, &chunk)
                 if n < 0 {
@@ -395,9 +437,15 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
                 // A header block still open blocks the whole connection (RFC 9113 §6.10).
                 server.protocolError(status: 408, reason: "request header timeout")
                 nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
-            case .body where now - stream.progressAt > settings.bodyTimeout:
+            case .body where now - stream.progressAt > settings.bodyTimeout,
+                 .admitting where now - stream.progressAt > settings.bodyTimeout:
                 server.protocolError(status: 408, reason: "request body timeout")
                 respond(id, .text(408, "request body timeout"))
+            case .answered where !stream.responseBody.isEmpty && now - stream.progressAt > settings.idleTimeout:
+                // The client's flow-control window has let none of the response out for that long
+                // (a window of 0 would hold the stream, and the connection, forever).
+                server.protocolError(status: 408, reason: "HTTP/2 response stalled by the client's flow-control window")
+                nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_CANCEL.rawValue)
             default:
                 break
             }
@@ -408,13 +456,30 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         flush()
     }
 
-    /// GOAWAY: streams the client opened so far are answered, later ones are refused; the
-    /// connection closes once they are done.
-    func drain() {
-        guard !closed, !draining else { return }
-        draining = true
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-                              NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    private enum DrainPhase {
+        case serving
+        /// A GOAWAY with the largest stream id went out: the client opens no new streams, and
+        /// those in flight are still served (RFC 9113 §6.8's graceful shutdown).
+        case noticeSent
+        /// The final GOAWAY went out: streams after its last id are refused.
+        case closing
+    }
+
+    /// `announce`: the shutdown notice. `finish`: the final GOAWAY, after which the streams the
+    /// client opened so far are answered and the connection closes once they are done.
+    func drain(_ step: DrainStep) {
+        guard !closed else { return }
+        switch (step, drainPhase) {
+        case (.announce, .serving):
+            drainPhase = .noticeSent
+            nghttp2_submit_shutdown_notice(session)
+        case (.finish, .serving), (.finish, .noticeSent):
+            drainPhase = .closing
+            nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                                  NGHTTP2_NO_ERROR.rawValue, nil, 0)
+        case (.announce, _), (.finish, .closing):
+            return
+        }
         flush()
     }
 

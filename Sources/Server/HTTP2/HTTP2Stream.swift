@@ -5,6 +5,9 @@ struct HTTP2Stream {
     enum Phase {
         /// HEADERS (and CONTINUATION) still arriving.
         case headers
+        /// The service is checking the head (e.g. authentication); DATA is held, its stream
+        /// window not credited, so the client can send no more than the initial window.
+        case admitting
         /// The head was accepted; DATA may follow.
         case body
         /// The request is with the service; its answer is awaited.
@@ -16,7 +19,8 @@ struct HTTP2Stream {
     var phase = Phase.headers
     /// The client has ended its side of the stream (END_STREAM).
     var requestEnded = false
-    /// When the stream began, then when its body last made progress (for the timeouts).
+    /// When the stream began, then when its body last made progress, then when its response
+    /// last made progress (for the timeouts).
     var progressAt: MonotonicTime
     var method = ""
     var path = ""
@@ -31,6 +35,8 @@ struct HTTP2Stream {
     var body: [UInt8] = []
     /// Request body bytes received and not yet answered (the connection's body budget counts them).
     var heldBytes = 0
+    /// Body bytes received while `admitting`, whose stream-window credit waits for the verdict.
+    var uncreditedBytes = 0
     /// The response body being sent, and how much of it nghttp2 has taken.
     var responseBody: [UInt8] = []
     var responseOffset = 0
