@@ -316,6 +316,8 @@ struct PubSubEmulatorTests {
         var published: [Message] = []
         var timeline: [String] = []
         func mark(_ event: String) { timeline.append(String(format: "%.1fs %@", secondsSince(started), event)) }
+        // Printed on failure too: how far it got, and when.
+        defer { print("Pub/Sub emulator end to end:\n  " + timeline.joined(separator: "\n  ")) }
         mark("emulator up after \(String(format: "%.1f", emulatorSeconds)) s, subscriptions created")
 
         // A: Persistor up. Also a message with attributes and no data.
@@ -408,7 +410,6 @@ struct PubSubEmulatorTests {
         }
 
         timeline.append("\(published.count) messages, \(expected.count) deliveries, \(records.count) records (\(duplicates) duplicates), \(String(format: "%.1f", secondsSince(started))) s")
-        print("Pub/Sub emulator end to end:\n  " + timeline.joined(separator: "\n  "))
     }
 
     /// One archived record against what was published and how its subscription pushes.
