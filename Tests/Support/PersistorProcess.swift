@@ -38,8 +38,12 @@ public final class PersistorProcess: @unchecked Sendable {
     ///     it is then left in place. By default a fresh one is created and removed with the process.
     ///   - storeURL: a store URL (`gs://…`, `az://…`, `s3://…`) passed as `--store` instead of the
     ///     directory; `store` then stays empty.
+    ///   - port: listen on this port instead of a free one picked now, e.g. to restart a server
+    ///     where a sender (a push subscription) expects it. A port still in use is tried again for a
+    ///     few seconds.
     public init(config: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
-                store existingStore: TemporaryDirectory? = nil, storeURL: String? = nil, startupTimeout: Double = 20) throws {
+                store existingStore: TemporaryDirectory? = nil, storeURL: String? = nil, port fixedPort: Int? = nil,
+                startupTimeout: Double = 20) throws {
         _ = killLiveServersAtExit
         let binary = try Self.locateBinary()
         let workDirectory = try TemporaryDirectory("persistor-e2e-run")
@@ -60,7 +64,7 @@ public final class PersistorProcess: @unchecked Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let port = try Self.freePort()
+            let port = try fixedPort ?? Self.freePort()
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", storeURL ?? store.path]
@@ -96,8 +100,12 @@ public final class PersistorProcess: @unchecked Sendable {
                 throw TestFailure("persistor did not answer 200 on GET /healthz at 127.0.0.1:\(port) (and log that it serves there) within \(startupTimeout) s; its log:\n\(log)")
             }
             livePersistorPIDs.update { _ = $0.remove(pid) }
-            // Another process may have taken the port between our probe and the server's bind.
-            if attempt < 5 && (log.contains("in use") || log.contains("EADDRINUSE")) { continue }
+            // Another process may have taken the port between our probe and the server's bind (or,
+            // for a fixed port, may not have let go of it yet).
+            if attempt < (fixedPort == nil ? 5 : 20) && (log.contains("in use") || log.contains("EADDRINUSE")) {
+                if fixedPort != nil { usleep(250_000) }
+                continue
+            }
             workDirectory.remove()
             if existingStore == nil { store.remove() }
             throw TestFailure("persistor exited during start-up with status \(process.terminationStatus); its log:\n\(log)")

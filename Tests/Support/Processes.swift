@@ -98,8 +98,11 @@ public func testPython() throws -> String {
 }
 
 /// Runs one of the Python peers in Tests/tools and returns its stdout parsed as JSON.
-public func runPythonTool(_ script: String, _ arguments: [String]) throws -> [String: Any] {
-    let result = try runProcess(try testPython(), [repositoryRoot + "/Tests/tools/" + script] + arguments)
+/// `environment` is added to (and overrides) the inherited environment.
+public func runPythonTool(_ script: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
+    let childEnvironment = environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let result = try runProcess(try testPython(), [repositoryRoot + "/Tests/tools/" + script] + arguments,
+                                environment: childEnvironment)
     guard result.status == 0 else { throw TestFailure("\(script) \(arguments.joined(separator: " ")) failed: \(result.stderr)") }
     guard let object = try JSONSerialization.jsonObject(with: Data(result.stdout)) as? [String: Any] else {
         throw TestFailure("\(script) printed no JSON object")
