@@ -114,6 +114,7 @@ public final class Persistor: Sendable {
             limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
             headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
             idleTimeout: server.idleTimeout, maxConnections: server.maxConnections,
+            probeConnections: server.probeConnections, probePaths: ["/healthz", "/readyz"],
             maxInFlightBodyBytes: server.maxInFlightBodyBytes,
             maxConcurrentStreams: server.maxConcurrentStreams)
         let protocolLogger = logger

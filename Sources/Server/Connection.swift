@@ -68,11 +68,16 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
     private var headStartedAt: MonotonicTime?
     private var bodyProgressAt: MonotonicTime?
 
-    init(fd: Int32, loop: EventLoop, server: HTTPServer) {
+    /// Accepted beyond `maxConnections`: one `GET` of a probe path, nothing else (not HTTP/2).
+    private let probesOnly: Bool
+
+    init(fd: Int32, loop: EventLoop, server: HTTPServer, probesOnly: Bool = false) {
         self.channel = SocketChannel(fd: fd, loop: loop)
         self.loop = loop
         self.server = server
         self.parser = HTTPRequestParser(limits: server.settings.limits)
+        self.probesOnly = probesOnly
+        if probesOnly { prefaceBytes = nil }
     }
 
     func start() {
@@ -172,8 +177,14 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
                 let slot = Slot(id: nextSlotID, isHead: head.method == "HEAD", keepAlive: head.keepAlive,
                                 http10: head.versionMinor == 0)
                 nextSlotID += 1
-                if slot.id == 0 { upgradeSettings = HTTP2Handoff.upgradeSettings(head) }
-                if !head.keepAlive { stopAfterCurrent = true }
+                if slot.id == 0 && !probesOnly { upgradeSettings = HTTP2Handoff.upgradeSettings(head) }
+                if !head.keepAlive || probesOnly { stopAfterCurrent = true }
+                if probesOnly && !isProbe(head) {
+                    admission = PendingAdmission(slot: slot, expectsContinue: false, hasBody: Self.hasBody(head),
+                                                 verdict: .some(.tooManyConnections))
+                    applyAdmission()
+                    continue
+                }
                 // The service decides from the head alone (route, limits, credentials) before any
                 // body byte is read, so a refused sender cannot make the server hold its body.
                 admission = PendingAdmission(slot: slot, expectsContinue: head.expectsContinue,
@@ -284,6 +295,10 @@ final class Connection: @unchecked Sendable, SocketChannelOwner {
         }
         slots.append(slot)
         flushResponses()
+    }
+
+    private func isProbe(_ head: HTTPRequestHead) -> Bool {
+        (head.method == "GET" || head.method == "HEAD") && server.settings.probePaths.contains(head.path)
     }
 
     /// Whether a body follows the head (chunked, or a non-zero `Content-Length`).

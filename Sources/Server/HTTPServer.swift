@@ -91,20 +91,21 @@ public final class HTTPServer: Sendable {
 
     private func acceptAll(_ listenerFD: Int32) {
         while let fd = Socket.accept(listenerFD) {
-            if connections.add(1, ordering: .relaxed).newValue > settings.maxConnections {
+            let count = connections.add(1, ordering: .relaxed).newValue
+            if count > settings.maxConnections + settings.probeConnections {
                 connections.subtract(1, ordering: .relaxed)
                 Self.refuse(fd)
                 continue
             }
             let loop = loops[nextLoop.add(1, ordering: .relaxed).newValue % loops.count]
-            let connection = Connection(fd: fd, loop: loop, server: self)
+            let connection = Connection(fd: fd, loop: loop, server: self, probesOnly: count > settings.maxConnections)
             loop.enqueue { connection.start() }
         }
     }
 
     /// Answers 503 to a connection over the limit, best effort, and closes it.
     private static func refuse(_ fd: Int32) {
-        let body = "too many connections\n"
+        let body = HTTPResponse.tooManyConnectionsText
         let text = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         shutdown(fd, Int32(SHUT_WR))
@@ -140,6 +141,10 @@ public final class HTTPServer: Sendable {
 }
 
 extension HTTPResponse {
+    static let tooManyConnectionsText = "too many connections\n"
+    /// The answer on a probe connection to anything but a probe.
+    static let tooManyConnections = HTTPResponse.text(503, "too many connections",
+                                                      headers: HTTPHeaders([("Retry-After", "1")]))
     /// The answer when the in-flight body budget is spent.
     static let bodyBudgetSpent = HTTPResponse.text(503, "server busy: too many request body bytes in flight; retry later",
                                                    headers: HTTPHeaders([("Retry-After", "1")]))

@@ -22,8 +22,12 @@ public struct HTTPServerSettings: Sendable {
     public var bodyTimeout: Duration
     /// How long an idle keep-alive connection stays open, and the longest a blocked write may stall.
     public var idleTimeout: Duration
-    /// Connections beyond this are answered 503 and closed.
+    /// Connections beyond this are answered 503 and closed …
     public var maxConnections: Int
+    /// … except this many more, which serve only `GET` (or `HEAD`) of `probePaths`, one request
+    /// each: a flood of connections must not fail the health checks and get the instance restarted.
+    public var probeConnections: Int
+    public var probePaths: Set<Substring>
     /// Requests a connection may have in progress (pipelining) before the server stops reading it.
     public var maxPipelinedRequests: Int
     /// Request body bytes all connections together may hold (as they are received, until the
@@ -39,6 +43,7 @@ public struct HTTPServerSettings: Sendable {
     public init(host: String = "0.0.0.0", port: Int = 8080, limits: HTTPParserLimits = HTTPParserLimits(),
                 headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60), maxConnections: Int = 4096,
+                probeConnections: Int = 8, probePaths: Set<Substring> = [],
                 maxPipelinedRequests: Int = 64, maxInFlightBodyBytes: Int = 256 << 20,
                 loops: Int = max(1, ProcessInfo.processInfo.activeProcessorCount), maxConcurrentStreams: Int = 100) {
         self.host = host
@@ -48,6 +53,8 @@ public struct HTTPServerSettings: Sendable {
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.probeConnections = probeConnections
+        self.probePaths = probePaths
         self.maxPipelinedRequests = maxPipelinedRequests
         self.maxInFlightBodyBytes = maxInFlightBodyBytes
         self.loops = loops

@@ -107,6 +107,7 @@ struct HostileClientTests {
         }
         steady.waitForAcks(20, timeout: 10)
         try steady.stop()
+        withExtendedLifetime(tricklers) {}
         #expect(steady.failures.get().isEmpty, "the steady sender was refused: \(steady.failures.get().prefix(3))")
         #expect(steady.acked.get().count >= 20, "the steady sender got \(steady.acked.get().count) acks")
         let counts = try archivedIDCounts(server.store)
@@ -276,5 +277,39 @@ struct HostileClientTests {
         #expect(try server.waitForExit(timeout: 15) == 0)
         let counts = try archivedIDCounts(server.store)
         #expect(counts["drain-open"] == 1 && counts["drain-new"] == 1)
+    }
+
+    @Test("at maxConnections the health checks still get through, on a few probe-only connections (issue 16 #12)")
+    func probesGetThroughAConnectionFlood() throws {
+        let server = try PersistorProcess(config: "server:\n  maxConnections: 4\n  probeConnections: 2\n")
+        // c1f080d answered /healthz 503 once maxConnections was reached: a liveness probe would
+        // have restarted the instance during a connection flood.
+        var flood: [RawHTTPClient] = []
+        for _ in 0..<4 {
+            let client = try server.connect(timeout: 5)
+            #expect(try client.perform("GET", "/healthz").status == 200)
+            flood.append(client)
+        }
+        let probe = try server.connect(timeout: 5)
+        let healthz = try probe.perform("GET", "/healthz")
+        #expect(healthz.status == 200, "GET /healthz beyond maxConnections: \(healthz.status) \(healthz.bodyText)")
+        #expect(healthz.closesConnection, "a probe connection serves one request")
+        #expect(probe.waitForClose(seconds: 2))
+        usleep(100_000)
+        let delivery = try server.connect(timeout: 5)
+        let refused = try delivery.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                                           body: wrappedEnvelope(id: "beyond-limit", data: Array("x".utf8)))
+        #expect(refused.status == 503, "a delivery on a probe connection: \(refused.status)")
+        #expect(refused.header("Retry-After") != nil)
+        delivery.close()
+        usleep(200_000)
+        // The reserve is bounded too: beyond it the connection is refused at once.
+        let held = try (0..<2).map { _ in try server.connect(timeout: 5) }
+        usleep(100_000)
+        let over = try server.connect(timeout: 5)
+        #expect((try? over.readResponse().status) == 503, "beyond maxConnections + probeConnections")
+        #expect(over.waitForClose(seconds: 2))
+        withExtendedLifetime((flood, held)) {}
+        #expect(try archivedIDCounts(server.store)["beyond-limit"] == nil)
     }
 }

@@ -191,7 +191,8 @@ struct LimitsTests {
 
     @Test("beyond maxConnections new connections get 503 and are closed; existing ones keep working")
     func maxConnections() throws {
-        let server = try PersistorProcess(config: "server:\n  maxConnections: 5\n")
+        // No probe reserve here: HostileClientTests covers the connections kept for health checks.
+        let server = try PersistorProcess(config: "server:\n  maxConnections: 5\n  probeConnections: 0\n")
         var open: [RawHTTPClient] = []
         for index in 0..<5 {
             // The start-up health probe's connection may still be counted for a moment.

@@ -281,7 +281,7 @@ private struct ConfigNodeDecoder {
     func server(_ field: ConfigField) throws(ConfigError) -> ServerConfig {
         let section = try section(of: field, path: "server", allowed: [
             "host", "port", "maxBodyBytes", "maxHeaderBytes", "headerTimeout", "bodyTimeout",
-            "idleTimeout", "maxConnections", "maxInFlightBodyBytes", "maxConcurrentStreams", "drainDelay", "shutdownGrace",
+            "idleTimeout", "maxConnections", "probeConnections", "maxInFlightBodyBytes", "maxConcurrentStreams", "drainDelay", "shutdownGrace",
         ])
         var server = ServerConfig()
         if let f = section["host"] { server.host = try string(f) }
@@ -292,6 +292,7 @@ private struct ConfigNodeDecoder {
         if let f = section["bodyTimeout"] { server.bodyTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["idleTimeout"] { server.idleTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["maxConnections"] { server.maxConnections = try integer(f, in: 1...Int.max) }
+        if let f = section["probeConnections"] { server.probeConnections = try integer(f, in: 0...1024) }
         if let f = section["maxInFlightBodyBytes"] { server.maxInFlightBodyBytes = try size(f) }
         if let f = section["maxConcurrentStreams"] { server.maxConcurrentStreams = try integer(f, in: 1...Int(Int32.max)) }
         if let f = section["drainDelay"] { server.drainDelay = try duration(f, zeroAllowed: true) }

@@ -64,6 +64,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var idleTimeout: Duration
     /// Most connections served at once.
     public var maxConnections: Int
+    /// Connections beyond `maxConnections` kept for `GET /healthz` and `/readyz` only.
+    public var probeConnections: Int
     /// Request body bytes all connections together may hold until answered (503 beyond).
     public var maxInFlightBodyBytes: Int
     /// HTTP/2 streams one connection may have open at once.
@@ -84,6 +86,7 @@ public struct ServerConfig: Sendable, Equatable {
                 bodyTimeout: Duration = .seconds(30),
                 idleTimeout: Duration = .seconds(60),
                 maxConnections: Int = 4096,
+                probeConnections: Int = 8,
                 maxInFlightBodyBytes: Int = 256 * 1024 * 1024,
                 maxConcurrentStreams: Int = 100,
                 drainDelay: Duration = .zero,
@@ -96,6 +99,7 @@ public struct ServerConfig: Sendable, Equatable {
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.probeConnections = probeConnections
         self.maxInFlightBodyBytes = maxInFlightBodyBytes
         self.maxConcurrentStreams = maxConcurrentStreams
         self.drainDelay = drainDelay
