@@ -21,6 +21,8 @@
 #              healthz pubsub eventgrid h2-healthz h2-pubsub)
 #        H2_STREAMS (10, concurrent streams per h2load connection)
 #        SCRATCH (.build-release, relative to the repo root; never .build)
+#        PERSISTOR_BIN (a persistor binary built elsewhere, e.g. of another commit: no build; the
+#                       report names the binary instead of the commit)
 #        BENCH_TMPDIR (temp parent for nginx prefix and the archive; default $TMPDIR or /tmp)
 #        FRESH_FS (1: write the archive to a new ext4 image without a journal, loop-mounted for this
 #                  run only, so that inodes deleted by an earlier run cannot slow file creation)
@@ -43,6 +45,7 @@ ONLY=${ONLY:-healthz pubsub eventgrid h2-healthz h2-pubsub}
 PAYLOAD=${PAYLOAD:-random}
 GZIP_LEVEL=${GZIP_LEVEL:-}
 FRESH_FS=${FRESH_FS:-0}
+PREBUILT_BIN=${PERSISTOR_BIN:-}
 WRK_THREADS=2
 
 # State used by cleanup(); empty until the thing exists.
@@ -172,6 +175,12 @@ ensure_packages() {
 }
 
 build_persistor() {
+  if [[ -n $PREBUILT_BIN ]]; then
+    [[ -x $PREBUILT_BIN ]] || die "PERSISTOR_BIN=$PREBUILT_BIN is not an executable"
+    PERSISTOR_BIN=$(realpath "$PREBUILT_BIN")
+    log "using the prebuilt $PERSISTOR_BIN"
+    return
+  fi
   log "building release (scratch path $SCRATCH)"
   if ! (cd "$REPO_ROOT" && swift build -c release --scratch-path "$SCRATCH") >"$WORK_DIR/build.log" 2>&1; then
     tail -n 40 "$WORK_DIR/build.log" >&2
@@ -603,6 +612,7 @@ main() {
   if [[ $COMMIT != unknown ]] && ! git -C "$REPO_ROOT" diff --quiet HEAD 2>/dev/null; then
     COMMIT="$COMMIT (+uncommitted changes)"
   fi
+  [[ -z $PREBUILT_BIN ]] || COMMIT="prebuilt binary $PREBUILT_BIN (tree at $COMMIT)"
   SWIFT_VERSION=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([^ ]*\).*/\1/p' | head -n 1)
   NGINX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //')
   WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }') # wrk -v exits 1
