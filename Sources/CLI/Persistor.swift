@@ -45,7 +45,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (default 0.0.0.0).")
     var host: String?
 
-    @Option(help: "Port to listen on (env PORT; default 8080).")
+    @Option(help: "Port to listen on, 0-65535 (env PORT; default 8080).")
     var port: Int?
 
     @Option(help: "Store URL: a directory, file:///abs/dir (env PERSISTOR_STORE; default ./persistor-data).")
@@ -56,6 +56,11 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
+
+    func validate() throws {
+        // Like PORT and server.port: a larger value would be truncated to 16 bits by the socket.
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be a port number (0-65535), got \(port)") }
+    }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment

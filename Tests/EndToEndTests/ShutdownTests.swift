@@ -323,3 +323,30 @@ final class SilentListener: @unchecked Sendable {
 
     deinit { close(fd) }
 }
+
+/// The command line, run as the real binary.
+@Suite("Command line") struct CommandLineTests {
+    @Test("--port out of 0-65535 is refused with a usage error (exit 64), as PORT and server.port are", arguments: ["70000", "65536", "-1"])
+    func outOfRangePortIsRefused(port: String) throws {
+        let work = try TemporaryDirectory("persistor-e2e-cli")
+        defer { work.remove() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try PersistorProcess.locateBinary())
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port=\(port)", "--store", work.path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let started = Date()
+        while process.isRunning && secondsSince(started) < 10 { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            Issue.record("--port=\(port) was accepted: the server ran")
+            return
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 64, "\(message)")
+        #expect(message.contains("--port must be a port number (0-65535), got \(port)"), "\(message)")
+    }
+}
