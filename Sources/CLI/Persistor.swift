@@ -1,10 +1,28 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import PersistorApp
+import Synchronization
+
+/// SIGTERM and SIGINT as the main thread takes them.
+let terminationSignals = TerminationSignals()
 
 @main
+enum Main {
+    /// Synchronous, so that the main thread never enters `dispatch_main()` (see `TerminationSignals`):
+    /// it blocks the signals before any other thread exists, runs the command on the cooperative
+    /// pool, and then only waits for signals. Nothing here uses the main queue or the main actor,
+    /// which would then never run.
+    static func main() {
+        TerminationSignals.block()
+        Task.detached {
+            await PersistorCommand.main()
+            exit(0)
+        }
+        terminationSignals.takeSignals()
+    }
+}
+
 struct PersistorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "persistor",
@@ -27,7 +45,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on (default 0.0.0.0).")
     var host: String?
 
-    @Option(help: "Port to listen on (env PORT; default 8080).")
+    @Option(help: "Port to listen on, 0-65535 (env PORT; default 8080).")
     var port: Int?
 
     @Option(help: "Store URL: a directory, file:///abs/dir (env PERSISTOR_STORE; default ./persistor-data).")
@@ -38,6 +56,11 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
+
+    func validate() throws {
+        // Like PORT and server.port: a larger value would be truncated to 16 bits by the socket.
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be a port number (0-65535), got \(port)") }
+    }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -75,32 +98,52 @@ struct Serve: AsyncParsableCommand {
         let persistor: Persistor
         do {
             persistor = try Persistor(settings: settings, logger: logger)
-            _ = try await persistor.start()
         } catch {
             logger.critical("cannot start", metadata: ["cause": "\(error)"])
             throw ExitCode(2)
         }
-        await Self.waitForTerminationSignal()
+        // Start-up and the signals race: a signal while the start-up probe still waits for a slow
+        // store begins the shutdown at once instead of after the probe.
+        enum Event: Sendable { case started, startFailed(String), signalled }
+        let (events, sink) = AsyncStream.makeStream(of: Event.self)
+        let startupEnded = Atomic<Bool>(false)
+        Task {
+            do {
+                _ = try await persistor.start()
+                sink.yield(.started)
+            } catch {
+                sink.yield(.startFailed("\(error)"))
+            }
+            startupEnded.store(true, ordering: .releasing)
+        }
+        Task {
+            for await _ in terminationSignals.received {
+                sink.yield(.signalled)
+                break
+            }
+        }
+        eventLoop: for await event in events {
+            switch event {
+            case .started: continue
+            case .startFailed(let cause):
+                logger.critical("cannot start", metadata: ["cause": "\(cause)"])
+                throw ExitCode(2)
+            case .signalled:
+                // Readiness leaves `starting` once the listener is bound (milliseconds); wait for that,
+                // so the shutdown's `draining` is not overwritten. Still `starting` then: start-up
+                // failed, and its event comes next.
+                while persistor.readiness.state == .starting && !startupEnded.load(ordering: .acquiring) {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                if persistor.readiness.state == .starting { continue }
+                break eventLoop
+            }
+        }
         let clean = await persistor.shutdown()
         if !clean { throw ExitCode(1) }
     }
 
     private func configPath(_ environment: [String: String]) -> String? {
         config ?? environment["PERSISTOR_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
-    }
-
-    /// Suspends until SIGTERM or SIGINT arrives.
-    private static func waitForTerminationSignal() async {
-        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        var sources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGTERM, SIGINT] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { @Sendable in continuation.yield(signalNumber) }
-            source.resume()
-            sources.append(source)
-        }
-        for await _ in stream { break }
-        withExtendedLifetime(sources) {}
     }
 }

@@ -53,6 +53,7 @@ private final class AzureFake: @unchecked Sendable {
             StoredBlob(name: try #require(item["name"] as? String),
                        bytes: try #require(Data(base64Encoded: item["bytesBase64"] as? String ?? "")).map { $0 },
                        contentType: item["contentType"] as? String, contentEncoding: item["contentEncoding"] as? String,
+                       contentMD5: item["contentMD5"] as? String,
                        metadata: item["metadata"] as? [String: String] ?? [:],
                        blockSizes: (item["committedBlocks"] as? [[String: Any]] ?? []).compactMap { $0["size"] as? Int })
         }.filter { $0.name != "archive/_persistor/probe" }
@@ -67,8 +68,18 @@ private struct StoredBlob {
     let bytes: [UInt8]
     let contentType: String?
     let contentEncoding: String?
+    /// The MD5 the fake verified and kept (base64), nil when none was sent.
+    let contentMD5: String?
     let metadata: [String: String]
     let blockSizes: [Int]
+}
+
+/// Base64 of the MD5 of `bytes`, computed by coreutils `md5sum`.
+private func md5Base64(_ bytes: [UInt8]) throws -> String {
+    let result = try runProcess(try requireTool("md5sum", install: "apt-get install -y coreutils"), ["-b", "-"], input: bytes)
+    let hex = Array(String(decoding: result.stdout.prefix(32), as: UTF8.self).utf8)
+    guard result.status == 0, hex.count == 32 else { throw TestFailure("md5sum failed: \(result.stderr)") }
+    return Data(stride(from: 0, to: 32, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)! }).base64EncodedString()
 }
 
 /// The Azure variables of the test's own environment neutralized (empty counts as unset), plus `extra`.
@@ -122,6 +133,7 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
             #expect(blob.name.hasPrefix("archive/pubsub/") && blob.name.hasSuffix(".ndjson.gz"), "\(blob.name)")
             #expect(blob.contentType == "application/x-ndjson")
             #expect(blob.contentEncoding == "gzip")
+            #expect(blob.contentMD5 == (try md5Base64(blob.bytes)), "Put Blob sends the body's Content-MD5, which the store checks")
             let lines = try systemGunzip(blob.bytes).split(separator: 0x0A)
             recordCount += lines.count
             #expect(blob.metadata["records"] == String(lines.count))

@@ -8,6 +8,8 @@ struct GCSObject {
     let contentType: String?
     let contentEncoding: String?
     let metadata: [String: String]
+    /// The checksum the store keeps (base64 of the big-endian CRC32C).
+    let crc32c: String?
     /// The stored bytes, not decompressed.
     let bytes: [UInt8]
 }
@@ -55,7 +57,8 @@ final class FakeGCS: @unchecked Sendable {
                   let bytes = Data(base64Encoded: base64) else { throw TestFailure("gcs_read.py printed an object without name or bytes") }
             return GCSObject(name: name, contentType: object["contentType"] as? String,
                              contentEncoding: object["contentEncoding"] as? String,
-                             metadata: object["metadata"] as? [String: String] ?? [:], bytes: [UInt8](bytes))
+                             metadata: object["metadata"] as? [String: String] ?? [:], crc32c: object["crc32c"] as? String,
+                             bytes: [UInt8](bytes))
         }
     }
 }
@@ -129,6 +132,29 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         }
         #expect(found == sent)
         #expect(bareFound == 1)
+    }
+
+    /// Every upload's JSON resource carries the CRC32C of exactly its media bytes, which GCS checks
+    /// before it stores anything. fake-gcs-server ignores a sent checksum (it computes its own), so
+    /// gcs_auth_front.py (without a token) checks it with google-crc32c on the way.
+    @Test func everyUploadCarriesTheCRC32COfItsBytes() throws {
+        let gcs = try FakeGCS()
+        let frontPort = try PersistorProcess.freePort()
+        let front = try PeerProcess("gcs-checksum-front", executable: try testPython(),
+                                    arguments: [repositoryRoot + "/Tests/tools/gcs_auth_front.py", String(frontPort), String(gcs.port), "-"],
+                                    port: frontPort)
+        let server = try PersistorProcess(environment: ["STORAGE_EMULATOR_HOST": "http://127.0.0.1:\(frontPort)"], storeURL: "gs://bkt/crc")
+        #expect(waitForReadiness(server, 200, timeout: 5) != nil, "\(server.log)")
+        for index in 0..<3 {
+            let payload = pseudoRandomBytes(count: 3000, seed: UInt64(index + 1))
+            #expect(try status(server, pubsubPost(id: "crc-\(index)", payload: payload)).status == 204)
+        }
+        let uploads = front.log.split(separator: "\n").filter { $0.hasPrefix("POST /upload/") }
+        #expect(uploads.count >= 2 && uploads.allSatisfy { $0.contains("crc32c=ok") && $0.hasSuffix("-> 200") }, "\(front.log)")
+        let objects = try gcs.objects(prefix: "crc/")
+        #expect(objects.contains { $0.name.hasSuffix(".ndjson.gz") })
+        // The stored checksum of the probe, as google-crc32c computes it for "ok".
+        #expect(objects.first { $0.name == "crc/_persistor/probe" }?.crc32c == "bstgcA==")
     }
 
     @Test func rawModeStoresARedeliveryOnce() throws {

@@ -47,15 +47,16 @@ final class MotoS3: @unchecked Sendable {
     }
 
     /// Every object under `prefix`, read back with boto3 (Tests/tools/s3_read.py).
-    func objects(prefix: String) throws -> [String: S3Object] {
-        let output = try runPythonTool("s3_read.py", [endpoint, accessKeyID, secretAccessKey, "bkt", prefix])
+    func objects(prefix: String, bucket: String = "bkt") throws -> [String: S3Object] {
+        let output = try runPythonTool("s3_read.py", [endpoint, accessKeyID, secretAccessKey, bucket, prefix])
         var objects: [String: S3Object] = [:]
         for entry in output["objects"] as? [[String: Any]] ?? [] {
             let object = S3Object(key: entry["key"] as? String ?? "",
                                   bytes: [UInt8](Data(base64Encoded: entry["bytesBase64"] as? String ?? "") ?? Data()),
                                   contentType: entry["contentType"] as? String,
                                   contentEncoding: entry["contentEncoding"] as? String,
-                                  metadata: entry["metadata"] as? [String: String] ?? [:])
+                                  metadata: entry["metadata"] as? [String: String] ?? [:],
+                                  checksumSHA256: entry["checksumSHA256"] as? String)
             objects[object.key] = object
         }
         return objects
@@ -69,6 +70,8 @@ struct S3Object {
     let contentType: String?
     let contentEncoding: String?
     let metadata: [String: String]
+    /// The checksum S3 keeps with the object (base64), nil when it has none.
+    let checksumSHA256: String?
 }
 
 /// Polls `/readyz` until it answers `status` (or `timeout` seconds pass); returns the last status.
@@ -132,6 +135,24 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
         #expect(sidecar["eventTime"] as? String == "2021-02-26T19:13:55.749Z")
         #expect((sidecar["attributes"] as? [String: String])?["route"] == "bestellungen-größe ✓")
         #expect(sidecar["data"] == nil && sidecar["dataBase64"] == nil, "the sidecar has no payload")
+    }
+
+    /// Object Lock buckets refuse a PutObject without Content-MD5 or an `x-amz-checksum-*` header
+    /// (moto as S3: 400 InvalidRequest); each object keeps the SHA-256 it was sent with.
+    @Test func objectLockBucketsTakeTheWritesAndKeepTheirSHA256Checksums() throws {
+        let moto = try MotoS3()
+        let server = try PersistorProcess(environment: moto.environment(), storeURL: "s3://locked/archive")
+        #expect(waitForReadiness(server, 200) != nil, "the probe write passes: \(server.log)")
+        for index in 0..<3 {
+            #expect(try postPubSub(server, id: "l-\(index)", payload: Array("locked \(index)".utf8)).status == 204)
+        }
+        let objects = try moto.objects(prefix: "archive/", bucket: "locked")
+        #expect(objects["archive/_persistor/probe"] != nil && objects.keys.contains { $0.hasSuffix(".ndjson.gz") }, "\(objects.keys.sorted())")
+        for object in objects.values {
+            let hex = Array(try sha256Hex(object.bytes).utf8)
+            let digest = stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
+            #expect(object.checksumSHA256 == Data(digest).base64EncodedString(), "\(object.key)")
+        }
     }
 
     @Test func aWrongSecretFailsReadinessAndDeliveriesAndNamesTheCause() throws {

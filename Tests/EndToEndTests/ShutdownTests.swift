@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PersistorTestSupport
 import Testing
 
@@ -183,5 +186,167 @@ struct ShutdownTests {
                                    body: wrappedEnvelope(id: "after-restart", data: Array("again".utf8))).status == 204)
         #expect(store.files().filter { !$0.hasSuffix(".ndjson.gz") }.isEmpty)
         #expect(try archivedIDCounts(store)["after-restart"] == 1)
+    }
+
+    /// The environment of a `gs://` store whose credentials come from a metadata server at `host`
+    /// (no key file, no emulator).
+    static func metadataServerEnvironment(_ host: String) -> [String: String] {
+        ["GOOGLE_APPLICATION_CREDENTIALS": "", "STORAGE_EMULATOR_HOST": "", "GCE_METADATA_HOST": host]
+    }
+
+    /// Threads of `pid` that could take SIGTERM or SIGINT other than by sigwait: not blocking them
+    /// (`SigBlk` in /proc/PID/task/TID/status, bit N-1 for signal N) and not waiting in sigwait
+    /// (which unblocks what it waits for; `wchan` do_sigtimedwait), or ignoring them (`SigIgn`).
+    /// A Dispatch signal source leaves the main thread in `sigsuspend` with nothing blocked.
+    static func threadsTakingTerminationSignals(_ pid: Int32) -> [String] {
+        let mask = UInt64(1) << (SIGTERM - 1) | UInt64(1) << (SIGINT - 1)
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { tid -> String? in
+            let directory = "/proc/\(pid)/task/\(tid)"
+            guard let status = try? String(contentsOfFile: directory + "/status", encoding: .utf8) else { return nil }
+            func field(_ name: String) -> UInt64 {
+                let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                return line.flatMap { UInt64($0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces), radix: 16) } ?? 0
+            }
+            let waitingIn = (try? String(contentsOfFile: directory + "/wchan", encoding: .utf8)) ?? "?"
+            let takes = field("SigBlk") & mask != mask && !waitingIn.contains("sigtimedwait")
+            return takes || field("SigIgn") & mask != 0 ? "thread \(tid) (SigBlk \(String(field("SigBlk"), radix: 16)), in \(waitingIn))" : nil
+        }
+    }
+
+    /// `GET /readyz`'s status and body now, on a new connection.
+    static func readiness(_ port: Int) -> (status: Int, body: String)? {
+        guard let response = try? RawHTTPClient(port: port, timeout: 2).perform("GET", "/readyz", headers: [("Connection", "close")]) else { return nil }
+        return (response.status, response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    @Test("SIGTERM is taken every time while a gs:// store's metadata host does not resolve (10 runs)")
+    func sigtermWithAnUnresolvableCredentialHost() throws {
+        var generator = SystemRandomNumberGenerator()
+        for run in 0..<10 {
+            let server = try PersistorProcess(config: "server:\n  drainDelay: 300ms\n  shutdownGrace: 2s\n",
+                                              environment: Self.metadataServerEnvironment("nonexistent.invalid"), storeURL: "gs://bkt/x")
+            // Every thread inherited the blocked signals; only the main thread takes them, in sigwait.
+            let exposed = Self.threadsTakingTerminationSignals(server.pid)
+            #expect(exposed.isEmpty, "run \(run): threads that take or ignore SIGTERM/SIGINT themselves: \(exposed)")
+            // Anywhere in the store's probe cycle (a failed probe, then one every 2 s).
+            usleep(UInt32.random(in: 200_000...1_500_000, using: &generator))
+            let signalled = Date()
+            server.terminate()
+            var draining = false
+            while !draining && secondsSince(signalled) < 0.3 {
+                if let answer = Self.readiness(server.port) { draining = answer.status == 503 && answer.body == "shutting down" }
+                if !draining { usleep(20_000) }
+            }
+            #expect(draining, "run \(run): /readyz must answer 503 shutting down during drainDelay")
+            let status = try server.waitForExit(timeout: 5)
+            #expect(status == 0, "run \(run): exit status after SIGTERM; log:\n\(server.log)")
+            #expect(server.log.contains("shutdown complete"), "run \(run)")
+        }
+    }
+
+    @Test("SIGTERM while the start-up probe still waits for the store: readyz 503 at once, exit 0 without waiting for the probe")
+    func sigtermDuringStartUp() throws {
+        // A metadata server that accepts connections and never answers: the start-up probe waits
+        // for its 5 s attempt timeout.
+        let silent = try SilentListener()
+        let binary = try PersistorProcess.locateBinary()
+        let work = try TemporaryDirectory("persistor-e2e-startup")
+        defer { work.remove() }
+        try Data("server:\n  drainDelay: 500ms\n  shutdownGrace: 2s\n".utf8).write(to: URL(fileURLWithPath: work.path + "/persistor.yaml"))
+        let port = try PersistorProcess.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", "gs://bkt/x",
+                             "--config", work.path + "/persistor.yaml"]
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PERSISTOR_") && $0.key != "PORT" }
+            .merging(Self.metadataServerEnvironment("127.0.0.1:\(silent.port)")) { $1 }
+        let logPath = work.path + "/log"
+        try #require(FileManager.default.createFile(atPath: logPath, contents: nil))
+        let log = try #require(FileHandle(forWritingAtPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        var listening = false
+        let started = Date()
+        while !listening && secondsSince(started) < 10 {
+            listening = (try? RawHTTPClient(port: port, timeout: 1).perform("GET", "/healthz", headers: [("Connection", "close")]))?.status == 200
+            if !listening { usleep(20_000) }
+        }
+        let logText = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        try #require(listening, "the server never listened; log:\n\(logText())")
+        #expect(!logText().contains("persistor serving"), "the probe must still be waiting for the silent metadata server")
+
+        let signalled = Date()
+        kill(process.processIdentifier, SIGTERM)
+        var readiness: (status: Int, body: String)?
+        while secondsSince(signalled) < 0.5 {
+            readiness = Self.readiness(port)
+            if readiness?.body == "shutting down" { break }
+            usleep(20_000)
+        }
+        #expect(readiness?.status == 503 && readiness?.body == "shutting down", "\(String(describing: readiness))")
+        while process.isRunning && secondsSince(signalled) < 4 { usleep(10_000) }
+        let exitedAfter = secondsSince(signalled)
+        #expect(!process.isRunning, "still running \(exitedAfter) s after SIGTERM; log:\n\(logText())")
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0,
+                "exit \(process.terminationReason == .exit ? "status" : "signal") \(process.terminationStatus); log:\n\(logText())")
+        #expect(exitedAfter < 3, "the shutdown must not wait for the probe's 5 s attempt")
+    }
+}
+
+/// A loopback listener that never accepts: connections complete in the kernel's backlog and
+/// every request waits unanswered.
+final class SilentListener: @unchecked Sendable {
+    let port: Int
+    private let fd: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError("socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = in_addr_t(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else {
+            close(fd)
+            throw SocketError("bind/listen 127.0.0.1:0")
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(fd) }
+}
+
+/// The command line, run as the real binary.
+@Suite("Command line") struct CommandLineTests {
+    @Test("--port out of 0-65535 is refused with a usage error (exit 64), as PORT and server.port are", arguments: ["70000", "65536", "-1"])
+    func outOfRangePortIsRefused(port: String) throws {
+        let work = try TemporaryDirectory("persistor-e2e-cli")
+        defer { work.remove() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try PersistorProcess.locateBinary())
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port=\(port)", "--store", work.path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let started = Date()
+        while process.isRunning && secondsSince(started) < 10 { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            Issue.record("--port=\(port) was accepted: the server ran")
+            return
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 64, "\(message)")
+        #expect(message.contains("--port must be a port number (0-65535), got \(port)"), "\(message)")
     }
 }

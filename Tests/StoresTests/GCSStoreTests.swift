@@ -1,5 +1,5 @@
 import Foundation
-import PersistorStores
+@testable import PersistorStores
 import PersistorTestSupport
 import Testing
 
@@ -148,7 +148,10 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         #expect(resource["contentType"] as? String == "application/x-ndjson")
         #expect(resource["contentEncoding"] as? String == "gzip")
         #expect(resource["metadata"] as? [String: String] == ["records": "2", "route": "café/ü \"q\""])
-        #expect(Set(resource.keys) == ["name", "contentType", "contentEncoding", "metadata"])
+        // GCS refuses the upload when the bytes it got do not match; the value is google-crc32c's
+        // (`base64(google_crc32c.value(bytes).to_bytes(4, "big"))`).
+        #expect(resource["crc32c"] as? String == "WK8Wxw==")
+        #expect(Set(resource.keys) == ["name", "contentType", "contentEncoding", "metadata", "crc32c"])
         #expect(body[1].headers == ["Content-Type: application/x-ndjson"])
         #expect(body[1].content == bytes, "the media part carries the bytes exactly")
     }
@@ -162,7 +165,7 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         let boundary = String(try #require(request.header("Content-Type")).split(separator: "=").last!)
         let body = try parts(of: request.body, boundary: boundary)
         let resource = try #require(JSONSerialization.jsonObject(with: Data(body[0].content)) as? [String: Any])
-        #expect(resource as NSDictionary == ["name": "_persistor/probe", "contentType": "text/plain"] as NSDictionary)
+        #expect(resource as NSDictionary == ["name": "_persistor/probe", "contentType": "text/plain", "crc32c": "bstgcA=="] as NSDictionary)
         #expect(body[1].content == Array("ok".utf8))
     }
 
@@ -199,5 +202,43 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         let store = try GCSStore(url: "gs://bkt/p", environment: emulator, policy: fast, transport: transport)
         await #expect(throws: BlobStoreError.self) { _ = try await store.put(Blob(key: key, bytes: [1], contentType: "text/plain")) }
         #expect(transport.sent.get().isEmpty)
+    }
+}
+
+/// CRC-32C against RFC 3720 Appendix B.4 (its bytes are the CRC as sent, little-endian; the
+/// values here are the CRC itself) and the usual "123456789" check value.
+@Suite struct CRC32CTests {
+    @Test(arguments: [
+        ([UInt8](repeating: 0x00, count: 32), UInt32(0x8A91_36AA)),
+        ([UInt8](repeating: 0xFF, count: 32), UInt32(0x62A8_AB43)),
+        ((0..<32).map { UInt8($0) }, UInt32(0x46DD_794E)),
+        ((0..<32).reversed().map { UInt8($0) }, UInt32(0x113F_DB5C)),
+        // An iSCSI SCSI Read (10) command PDU.
+        ([0x01, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+          0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x18,
+          0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], UInt32(0xD996_3A56)),
+        (Array("123456789".utf8), UInt32(0xE306_9283)),
+        ([], UInt32(0)),
+    ])
+    func matchesRFC3720Vectors(bytes: [UInt8], crc: UInt32) {
+        #expect(CRC32C.checksum(bytes) == crc)
+    }
+
+    /// Every length from 0 to 40 (whole 8-byte steps and every tail) against the bit-by-bit definition.
+    @Test func eightBytesAStepAgreesWithTheBitwiseDefinition() {
+        for count in 0...40 {
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            }
+            #expect(CRC32C.checksum(bytes) == ~crc, "\(count) bytes")
+        }
+    }
+
+    @Test func base64IsBigEndianAsTheJSONAPIWantsIt() {
+        #expect(CRC32C.base64([UInt8](repeating: 0, count: 32)) == Data([0x8A, 0x91, 0x36, 0xAA]).base64EncodedString())
+        #expect(CRC32C.base64(Array("hello".utf8)) == "mnG7TA==", "as fake-gcs-server computes it for the same bytes")
     }
 }

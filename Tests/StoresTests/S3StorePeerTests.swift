@@ -48,6 +48,14 @@ import Testing
             #expect(metadata["route"]?.removingPercentEncoding == "größe ✓")
         }
         #expect(Data(base64Encoded: stored["pre fix/plain.txt"]?["bytesBase64"] as? String ?? "") == Data("v2".utf8))
+        // SHA-256 of "v2", as `printf v2 | sha256sum | xxd -r -p | base64` gives it.
+        #expect(stored["pre fix/plain.txt"]?["checksumSHA256"] as? String == "+wTctpcOTD0Yc95R/VpQ17tGszgxE2AmZcNQ7EC1+ZA=")
+
+        // Object Lock buckets take a PutObject only with Content-MD5 or a checksum header.
+        let locked = try StoreFactory.open("s3://locked/p", environment: [
+            "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": id, "AWS_SECRET_ACCESS_KEY": secret,
+        ], policy: StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(20)))
+        #expect(try await locked.put(Blob(key: "k.json", bytes: Array("{}".utf8), contentType: "application/json", createOnly: true)) == .created)
 
         for (wrong, code) in [(try store(secret: "wrong"), "SignatureDoesNotMatch"),
                               (try store(secret: secret, accessKeyID: "AKIAUNKNOWN000000000"), "InvalidAccessKeyId")] {

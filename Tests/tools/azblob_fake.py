@@ -33,10 +33,12 @@ staged = {}   # staged[(c, b)] = {block id: bytes}, uncommitted blocks
 
 def blob_headers(headers, from_content_headers):
     """The stored properties and metadata of a Put Blob / Put Block List request; the request's own
-    Content-Type / Content-Encoding count only for a block blob's Put Blob."""
+    Content-Type / Content-Encoding / Content-MD5 count only for a block blob's Put Blob (whose
+    Content-MD5 was checked against the body). Unlike Azure, which computes a Put Blob's MD5
+    itself, the fake keeps only an MD5 it was sent, so a read-back shows what the client sent."""
     keep = {k: v for k, v in headers.items() if k.lower().startswith("x-ms-meta-")}
     for h, xh in (("Content-Type", "x-ms-blob-content-type"), ("Content-Encoding", "x-ms-blob-content-encoding"),
-                  ("Cache-Control", "x-ms-blob-cache-control")):
+                  ("Cache-Control", "x-ms-blob-cache-control"), ("Content-MD5", "x-ms-blob-content-md5")):
         v = headers.get(xh) or (headers.get(h) if from_content_headers else None)
         if v:
             keep[h] = v

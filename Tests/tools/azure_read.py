@@ -6,7 +6,8 @@
   azure_read.py read CONNECTION_STRING CONTAINER [PREFIX]
 
 `read` prints {"blobs": [{"name", "bytesBase64" (as stored: download_blob(decompress=False)),
-"contentType", "contentEncoding", "metadata", "committedBlocks"}]} for every blob under PREFIX.
+"contentType", "contentEncoding", "contentMD5" (base64, null when the blob has none), "metadata",
+"committedBlocks"}]} for every blob under PREFIX.
 """
 import base64, json, sys
 from datetime import datetime, timedelta, timezone
@@ -37,6 +38,8 @@ def main(command, connection_string, container, prefix=None):
             "bytesBase64": base64.b64encode(blob.download_blob(decompress=False).readall()).decode(),
             "contentType": properties.content_settings.content_type,
             "contentEncoding": properties.content_settings.content_encoding,
+            "contentMD5": (base64.b64encode(properties.content_settings.content_md5).decode()
+                           if properties.content_settings.content_md5 else None),
             "metadata": properties.metadata,
             "committedBlocks": [{"id": b.id, "size": b.size} for b in committed],
         })

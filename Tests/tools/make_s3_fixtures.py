@@ -9,8 +9,10 @@ Two kinds of case:
 - PutObject cases: a store URL, environment and blob in; the request URL boto3 itself would use
   (its endpoint resolution and key encoding), and botocore's signature over the headers Persistor
   sends: Content-Type, Content-Encoding, If-None-Match, x-amz-content-sha256, x-amz-date,
-  x-amz-security-token, x-amz-meta-* (metadata names lower-cased; non-ASCII, control bytes, '%',
-  and edge spaces of values percent-encoded as UTF-8), and Host.
+  x-amz-checksum-sha256 (computed by botocore's own Sha256Checksum) with x-amz-sdk-checksum-algorithm,
+  as boto3 sends them for ChecksumAlgorithm="SHA256" over http, x-amz-security-token, x-amz-meta-*
+  (metadata names lower-cased; non-ASCII, control bytes, '%', and edge spaces of values
+  percent-encoded as UTF-8), and Host.
 """
 import calendar
 import datetime
@@ -26,6 +28,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.httpchecksum import Sha256Checksum
 
 AKID, SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()
@@ -131,7 +134,8 @@ def put_case(name, store_url, environment, key, body, content_type, amz_date, co
     object_key = f"{prefix}/{key}" if prefix else key
     url = boto3_put_url(bucket, object_key, region, endpoint)
     payload_hash = hashlib.sha256(body).hexdigest()
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, "x-amz-checksum-sha256": Sha256Checksum().handle(body),
+               "x-amz-sdk-checksum-algorithm": "SHA256"}
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
     if create_only:

@@ -6,7 +6,8 @@ usage: moto_bootstrap.py PORT [BUCKET]
 Seeds moto's random generator first, so a restarted moto bootstrapped again hands out the same
 keys (a running Persistor keeps working after the restart). Creates an IAM user with an s3:*
 policy and an access key, a role with the same policy and temporary keys for it (for the IMDS
-test), and the bucket (default `bkt`); then switches auth on. Prints JSON:
+test), the bucket (default `bkt`), and the bucket `locked` with Object Lock and a default retention
+(whose PutObjects need a checksum header or Content-MD5); then switches auth on. Prints JSON:
 {"accessKeyId", "secretAccessKey", "role": {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}}.
 """
 import json
@@ -42,7 +43,11 @@ iam.create_role(RoleName="persistor", AssumeRolePolicyDocument=json.dumps({
 iam.put_role_policy(RoleName="persistor", PolicyName="s3all", PolicyDocument=S3_ALL)
 role = client("sts", key["AccessKeyId"], key["SecretAccessKey"]).assume_role(
     RoleArn="arn:aws:iam::123456789012:role/persistor", RoleSessionName="imds", DurationSeconds=3600)["Credentials"]
-client("s3", key["AccessKeyId"], key["SecretAccessKey"]).create_bucket(Bucket=bucket)
+s3 = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
+s3.create_bucket(Bucket=bucket)
+s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+s3.put_object_lock_configuration(Bucket="locked", ObjectLockConfiguration={
+    "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
 moto_api("/moto-api/reset-auth", b"0")
 print(json.dumps({
     "accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"],

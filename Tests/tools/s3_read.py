@@ -3,8 +3,10 @@
 
 usage: s3_read.py ENDPOINT ACCESS_KEY_ID SECRET_ACCESS_KEY BUCKET [PREFIX]
 
-Prints {"objects": [{"key", "bytesBase64", "contentType", "contentEncoding", "metadata"}]} for
-every object under PREFIX, with the bytes exactly as stored (no transparent decompression).
+Prints {"objects": [{"key", "bytesBase64", "contentType", "contentEncoding", "metadata",
+"checksumSHA256"}]} for every object under PREFIX, with the bytes exactly as stored (no transparent
+decompression) and the SHA-256 checksum S3 keeps with the object (HeadObject with ChecksumMode
+ENABLED; null when it has none).
 """
 import base64
 import json
@@ -26,5 +28,6 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=p
             "contentType": got.get("ContentType"),
             "contentEncoding": got.get("ContentEncoding"),
             "metadata": got.get("Metadata", {}),
+            "checksumSHA256": s3.head_object(Bucket=bucket, Key=entry["Key"], ChecksumMode="ENABLED").get("ChecksumSHA256"),
         })
 print(json.dumps({"objects": objects}))

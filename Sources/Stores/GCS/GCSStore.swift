@@ -3,9 +3,11 @@ import Foundation
 /// Google Cloud Storage through the JSON API (`gs://bucket/prefix`, see `GCSLocation`).
 ///
 /// Every object is one `uploadType=multipart` upload: a JSON part with `name`, `contentType`,
-/// `contentEncoding` and `metadata`, then the bytes as stored. The encoding is set only in the JSON
-/// part, never as a `Content-Encoding` request header, which GCS would take as transport
-/// compression and undo. Metadata values go in the JSON as UTF-8, so any Unicode stays as given.
+/// `contentEncoding`, `metadata` and `crc32c`, then the bytes as stored. GCS checks the bytes it
+/// received against `crc32c` and refuses the upload when they differ, so a damaged body is never
+/// stored (https://cloud.google.com/storage/docs/json_api/v1/objects/insert). The encoding is set
+/// only in the JSON part, never as a `Content-Encoding` request header, which GCS would take as
+/// transport compression and undo. Metadata values go in the JSON as UTF-8, so any Unicode stays as given.
 /// Create-only writes add `ifGenerationMatch=0`; the 412 an existing object gets is `.alreadyExists`.
 ///
 /// Endpoint and credentials: `?endpoint=` in the URL, with credentials; else `STORAGE_EMULATOR_HOST`
@@ -81,6 +83,7 @@ public struct GCSStore: BlobWriter {
             var contentType: String
             var contentEncoding: String?
             var metadata: [String: String]?
+            var crc32c: String
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -88,7 +91,8 @@ public struct GCSStore: BlobWriter {
         do {
             resource = try encoder.encode(Resource(name: location.objectName(for: blob.key), contentType: blob.contentType,
                                                    contentEncoding: blob.contentEncoding,
-                                                   metadata: blob.metadata.isEmpty ? nil : blob.metadata))
+                                                   metadata: blob.metadata.isEmpty ? nil : blob.metadata,
+                                                   crc32c: CRC32C.base64(blob.bytes)))
         } catch {
             throw BlobStoreError(store: name, key: blob.key, message: "cannot encode the object resource", retryable: false)
         }

@@ -4,7 +4,9 @@ import Foundation
 /// An S3 bucket (or an S3-compatible store) under a key prefix: `s3://bucket/prefix`.
 ///
 /// Each blob is one PutObject signed with SigV4 over the payload hash (S3 rejects a body that does
-/// not match it). Create-only writes send `If-None-Match: *`; S3's 412 means the object exists.
+/// not match it); the same SHA-256 goes as `x-amz-checksum-sha256`, which S3 keeps as the object's
+/// checksum and Object Lock buckets require. Create-only writes send `If-None-Match: *`; S3's 412
+/// means the object exists.
 /// A 409 `ConditionalRequestConflict` (a concurrent conditional write) and a 400 `RequestTimeout`
 /// are retried like 5xx. See `S3Location` for the endpoint and `S3CredentialProvider` for the keys.
 ///
@@ -51,12 +53,18 @@ struct S3Store: BlobWriter {
     /// The signed PutObject for a blob (a new signature per attempt).
     func request(for blob: Blob, credentials: S3Credentials, date: Date) -> (request: StoreHTTPRequest, signature: SigV4Signature) {
         let key = location.objectKey(blob.key)
-        let payloadHash = SigV4.hex(SHA256.hash(data: blob.bytes))
+        let digest = SHA256.hash(data: blob.bytes)
+        let payloadHash = SigV4.hex(digest)
         let amzDate = SigV4.amzDate(date)
         var headers: [(name: String, value: String)] = [
             ("Content-Type", blob.contentType),
             ("x-amz-content-sha256", payloadHash),
             ("x-amz-date", amzDate),
+            // An object checksum S3 verifies and stores with the object: Object Lock buckets refuse
+            // a PutObject without one (or Content-MD5). The algorithm header is what the SDKs send
+            // with it (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html).
+            ("x-amz-checksum-sha256", Data(digest).base64EncodedString()),
+            ("x-amz-sdk-checksum-algorithm", "SHA256"),
         ]
         if let encoding = blob.contentEncoding { headers.append(("Content-Encoding", encoding)) }
         if blob.createOnly { headers.append(("If-None-Match", "*")) }
