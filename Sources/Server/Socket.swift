@@ -7,13 +7,16 @@ import Glibc
 enum Socket {
     struct Error: Swift.Error, CustomStringConvertible {
         var description: String
-        init(_ what: String, errno code: Int32 = errno) {
-            description = "\(what): \(String(cString: strerror(code)))"
+        /// `code` nil: the cause is in `what` already.
+        init(_ what: String, errno code: Int32? = errno) {
+            description = code.map { "\(what): \(String(cString: strerror($0)))" } ?? what
         }
     }
 
     /// A non-blocking listening socket bound to `host:port` (IPv4 or IPv6 literal, or a name).
     static func listen(host: String, port: Int, backlog: Int32 = 1024) throws(Error) -> Int32 {
+        // getaddrinfo takes "70000" and keeps the low 16 bits: refuse it instead of serving on 4464.
+        guard (0...65535).contains(port) else { throw Error("listen port \(port) is not 0-65535", errno: nil) }
         var hints = addrinfo()
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         hints.ai_family = AF_UNSPEC
@@ -21,7 +24,7 @@ enum Socket {
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0, let first = list else {
-            throw Error("cannot resolve listen address \(host):\(port): \(String(cString: gai_strerror(status)))", errno: 0)
+            throw Error("cannot resolve listen address \(host):\(port): \(String(cString: gai_strerror(status)))", errno: nil)
         }
         defer { freeaddrinfo(list) }
         let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
