@@ -85,18 +85,19 @@ public struct PathTemplate: Sendable, Equatable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Characters outside `[A-Za-z0-9._-]` become `%XX` (UTF-8 bytes), a value of `.` or `..` is
-    /// encoded, the result is capped at 128 bytes (never splitting an escape), and a missing or
-    /// empty value becomes `_`.
+    /// Characters outside `[A-Za-z0-9._-]` become `%XX` (UTF-8 bytes), and so does a leading `.`
+    /// (no value is `.`, `..` or a hidden name, and none can look like the local store's
+    /// temporary files, `.<name>.tmp-<hex>`, which are deleted at start); the result is capped at
+    /// 128 bytes (never splitting an escape), and a missing or empty value becomes `_`.
     public static func keySafe(_ value: String?) -> String {
         guard let value, !value.isEmpty else { return "_" }
-        if value == "." { return "%2E" }
         if value == ".." { return "%2E%2E" }
-        if value.utf8.count <= 128 && value.utf8.allSatisfy(isSafe) { return value }
+        let utf8 = value.utf8
+        if utf8.first != UInt8(ascii: ".") && utf8.count <= 128 && utf8.allSatisfy(isSafe) { return value }
         var out: [UInt8] = []
         let hex = Array("0123456789ABCDEF".utf8)
-        for byte in value.utf8 {
-            if isSafe(byte) {
+        for byte in utf8 {
+            if isSafe(byte) && !(out.isEmpty && byte == UInt8(ascii: ".")) {
                 guard out.count < 128 else { break }
                 out.append(byte)
             } else {

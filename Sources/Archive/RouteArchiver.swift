@@ -6,7 +6,7 @@ import Synchronization
 /// How a route's records become objects.
 public struct ArchiveSettings: Sendable {
     /// `ndjson`: one gzipped NDJSON object per batch and path. `raw`: one create-only gzipped
-    /// object per record (its payload) plus a `{id}.json` sidecar, so a redelivery stores nothing new.
+    /// object per record (its payload) plus a `.json` sidecar, so a redelivery stores nothing new.
     public enum Format: Sendable {
         case ndjson, raw
     }
@@ -269,11 +269,11 @@ public final class RouteArchiver: Sendable {
         settings.path.expand(route: record.route, source: record.source, time: time, attribute: record.attribute)
     }
 
-    /// raw: `{path}/{id}.gz` (the payload) and `{path}/{id}.json` (the record without payload, plus
-    /// `formatVersion`), both create-only. The path uses the event time, so a redelivery maps to
-    /// the same keys even when it arrives hours later.
+    /// raw: `{path}/{name}.gz` (the payload) and `{path}/{name}.json` (the record without payload,
+    /// plus `formatVersion`), both create-only. The path uses the event time, so a redelivery maps
+    /// to the same keys even when it arrives hours later.
     private func rawObjects(_ record: Record) throws(GzipError) -> [Blob] {
-        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + PathTemplate.keySafe(record.id)
+        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + Self.rawName(record)
         let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
                         "formatVersion": RecordEncoder.formatVersion]
         return [
@@ -282,6 +282,27 @@ public final class RouteArchiver: Sendable {
             Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
                  metadata: metadata, createOnly: true),
         ]
+    }
+
+    /// Hex digits of a raw object name's digest (128 bits).
+    static let rawDigestDigits = 32
+
+    /// `{keySafe(id)}.{digest}`. The key-safe id alone is not exact: it is truncated, and an id is
+    /// unique only within its scope (`Record.idScope`). The digest covers the identity (source,
+    /// route, scope, id) and the content (event time, attributes, payload), but not what changes
+    /// between redeliveries (receive time, delivery counts in `meta`). So a create-only put that
+    /// finds its key taken has met the same message with the same bytes, and acknowledging it
+    /// loses nothing; any other message gets a key of its own (README "Archive format").
+    static func rawName(_ record: Record) -> String {
+        var fields: [[UInt8]?] = [Array(record.source.rawValue.utf8), Array(record.route.utf8),
+                                  record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),
+                                  record.eventTime.map { Array($0.utf8) }, Array(String(record.attributes.count).utf8)]
+        for attribute in record.attributes {
+            fields.append(Array(attribute.key.utf8))
+            fields.append(Array(attribute.value.utf8))
+        }
+        fields.append(record.payload)
+        return PathTemplate.keySafe(record.id) + "." + KeyDigest.hex(fields, digits: rawDigestDigits)
     }
 
     /// One gzip member holding `chunks` in order.

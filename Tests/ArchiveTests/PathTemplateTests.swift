@@ -17,9 +17,11 @@ import Testing
     }
 
     @Test(arguments: [
-        ("../../etc", "..%2F..%2Fetc"),
+        ("../../etc", "%2E.%2F..%2Fetc"),
         ("..", "%2E%2E"),
         (".", "%2E"),
+        (".hidden", "%2Ehidden"),
+        (".x.tmp-1", "%2Ex.tmp-1"),
         ("/abs", "%2Fabs"),
         ("%2e%2e", "%252e%252e"),
         ("a\u{0}b", "a%00b"),
@@ -41,6 +43,13 @@ import Testing
         #expect(escaped.utf8.count % 6 == 0, "whole %C3%A9 pairs only")
         let route = try expand("{route}", route: String(repeating: "r", count: 300))
         #expect(route.utf8.count == 128)
+    }
+
+    // The local store deletes `.<name>.tmp-<hex>` files at start (README "Archive format"): no
+    // key-safe value may look like one, nor like any other hidden name.
+    @Test(arguments: [".x.tmp-1", ".", "..", "...", ".tmp-", String(repeating: ".", count: 300), ".é"])
+    func keySafeValuesNeverStartWithADot(value: String) {
+        #expect(!PathTemplate.keySafe(value).hasPrefix("."))
     }
 
     @Test(arguments: ["{nope}", "{route", "route}", "/{route}", "{route}/", "{route}//x", "../{route}", "{route}/./x", "a b/{route}", "{attr:}"])
