@@ -89,7 +89,8 @@ public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) ->
 
 /// Group commit for one route: records from many requests share one batch; a batch is written
 /// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
-/// and each waiter is answered once its whole batch is durable.
+/// and each waiter is answered once every object holding its records is durable (or one failed:
+/// a failed object fails only the deliveries with records in it).
 public final class RouteArchiver: Sendable {
     public let route: String
     private let settings: ArchiveSettings
@@ -145,12 +146,20 @@ public final class RouteArchiver: Sendable {
     /// them, so it is a fraction of a piece: 8 KiB kept the order-event ratio of whole batches.
     static let dictionaryBytes = 8 * 1024
 
+    /// A delivery's completion and the objects of its batch that hold its records: indices into
+    /// `ndjsonObjects` or `objects`, whichever the format fills.
+    private struct Waiter {
+        var completion: ArchiveCompletion
+        var objects: [Int]
+    }
+
     private struct Batch {
-        /// ndjson: the objects, by directory.
-        var ndjsonObjects: [String: ObjectLines] = [:]
+        /// ndjson: the objects, one per directory, and each directory's index among them.
+        var ndjsonObjects: [(path: String, lines: ObjectLines)] = []
+        var ndjsonIndex: [String: Int] = [:]
         /// raw: finished objects (payloads and sidecars).
         var objects: [Blob] = []
-        var waiters: [ArchiveCompletion] = []
+        var waiters: [Waiter] = []
         var records = 0
         var bytes = 0
         var openedAt = ContinuousClock.now
@@ -212,14 +221,27 @@ public final class RouteArchiver: Sendable {
                 state.open = Batch()
             }
             if state.open.isEmpty { state.open.openedAt = .now }
+            var mine: [Int] = []
             for item in encoded {
-                state.open.ndjsonObjects[item.path, default: ObjectLines(firstReceivedAt: item.receivedAt)].append(
+                let index: Int
+                if let known = state.open.ndjsonIndex[item.path] {
+                    index = known
+                } else {
+                    index = state.open.ndjsonObjects.count
+                    state.open.ndjsonIndex[item.path] = index
+                    state.open.ndjsonObjects.append((item.path, ObjectLines(firstReceivedAt: item.receivedAt)))
+                }
+                state.open.ndjsonObjects[index].lines.append(
                     item.line, receivedAt: item.receivedAt, compress: { startCompressing($0, after: $1) })
+                if !mine.contains(index) { mine.append(index) }
             }
-            state.open.objects += objects
+            if !objects.isEmpty {
+                mine = Array(state.open.objects.count..<(state.open.objects.count + objects.count))
+                state.open.objects += objects
+            }
             state.open.records += count
             state.open.bytes += size
-            state.open.waiters.append(completion)
+            state.open.waiters.append(Waiter(completion: completion, objects: mine))
             if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
                 guard state.flushers < settings.concurrentWrites else { return (true, false, false) }
                 state.flushers += 1
@@ -402,12 +424,18 @@ public final class RouteArchiver: Sendable {
 
     private func flushLoop() async {
         while let batch = nextBatch() {
-            let result = await write(batch).mapError(ArchiveFailure.store)
+            let failures = await write(batch)
             state.withLock { state in
                 state.pendingRecords -= batch.records
                 state.pendingBytes -= batch.bytes
             }
-            for waiter in batch.waiters { waiter(result) }
+            for waiter in batch.waiters {
+                if let failure = waiter.objects.lazy.compactMap({ failures[$0] }).first {
+                    waiter.completion(.failure(.store(failure)))
+                } else {
+                    waiter.completion(.success(()))
+                }
+            }
         }
     }
 
@@ -440,42 +468,46 @@ public final class RouteArchiver: Sendable {
         return batch
     }
 
-    private func write(_ batch: Batch) async -> Result<Void, BlobStoreError> {
-        var blobs = batch.objects
-        for (path, object) in batch.ndjsonObjects {
+    /// Writes the batch's objects; returns the failures by object index (see `Waiter`).
+    private func write(_ batch: Batch) async -> [Int: BlobStoreError] {
+        var failures: [Int: BlobStoreError] = [:]
+        var blobs: [(index: Int, blob: Blob)] = batch.objects.enumerated().map { ($0.offset, $0.element) }
+        for (index, (path, object)) in batch.ndjsonObjects.enumerated() {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
-                blobs.append(Blob(key: path + "/" + name, bytes: try await gzipObject(object),
-                                  contentType: "application/x-ndjson", contentEncoding: "gzip",
-                                  metadata: ["records": String(object.records),
-                                             "firstReceivedAt": object.firstReceivedAt.iso8601,
-                                             "lastReceivedAt": object.lastReceivedAt.iso8601,
-                                             "formatVersion": RecordEncoder.formatVersion]))
+                blobs.append((index, Blob(key: path + "/" + name, bytes: try await gzipObject(object),
+                                          contentType: "application/x-ndjson", contentEncoding: "gzip",
+                                          metadata: ["records": String(object.records),
+                                                     "firstReceivedAt": object.firstReceivedAt.iso8601,
+                                                     "lastReceivedAt": object.lastReceivedAt.iso8601,
+                                                     "formatVersion": RecordEncoder.formatVersion])))
             } catch {
-                return .failure(BlobStoreError(store: store.name, key: path + "/" + name,
-                                               message: "gzip: \(error)", retryable: true))
+                failures[index] = BlobStoreError(store: store.name, key: path + "/" + name,
+                                                 message: "gzip: \(error)", retryable: true)
             }
         }
-        if blobs.isEmpty { return .success(()) }
-        if blobs.count == 1 { return await Self.put(blobs[0], to: store) }
-        return await withTaskGroup(of: Result<Void, BlobStoreError>.self) { group in
-            for blob in blobs {
-                group.addTask { [store] in await Self.put(blob, to: store) }
+        if blobs.count == 1 {
+            if let failure = await Self.put(blobs[0].blob, to: store) { failures[blobs[0].index] = failure }
+            return failures
+        }
+        return await withTaskGroup(of: (Int, BlobStoreError?).self) { group in
+            for (index, blob) in blobs {
+                group.addTask { [store] in (index, await Self.put(blob, to: store)) }
             }
-            var outcome: Result<Void, BlobStoreError> = .success(())
-            for await result in group {
-                if case .failure = result, case .success = outcome { outcome = result }
+            for await (index, failure) in group {
+                if let failure { failures[index] = failure }
             }
-            return outcome
+            return failures
         }
     }
 
-    private static func put(_ blob: Blob, to store: any BlobWriter) async -> Result<Void, BlobStoreError> {
+    /// The put's error, or nil once the blob is durable.
+    private static func put(_ blob: Blob, to store: any BlobWriter) async -> BlobStoreError? {
         do throws(BlobStoreError) {
             _ = try await store.put(blob)
-            return .success(())
+            return nil
         } catch {
-            return .failure(error)
+            return error
         }
     }
 }

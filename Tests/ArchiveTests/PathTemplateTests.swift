@@ -52,6 +52,29 @@ import Testing
         #expect(!PathTemplate.keySafe(value).hasPrefix("."))
     }
 
+    @Test func segmentsStayWithinNameMaxAndDistinct() throws {
+        let a = String(repeating: "a", count: 128)
+        let template = "{route}/{attr:a}{attr:b}/x{attr:a}-{attr:b}"
+        let b = String(repeating: "b", count: 127)
+        let one = try expand(template, attributes: ["a": a, "b": b + "1"])
+        let two = try expand(template, attributes: ["a": a, "b": b + "2"])
+        let cjk = try expand(template, attributes: ["a": String(repeating: "é", count: 100), "b": String(repeating: "漢", count: 50)])
+        for path in [one, two, cjk] {
+            let segments = path.split(separator: "/")
+            #expect(segments.count == 3 && segments[0] == "orders")
+            #expect(segments.allSatisfy { $0.utf8.count <= PathTemplate.maxSegmentBytes }, "\(segments.map(\.utf8.count))")
+            // Every % starts a whole escape.
+            let bytes = Array(path.utf8)
+            for (i, byte) in bytes.enumerated() where byte == UInt8(ascii: "%") {
+                #expect(i + 2 < bytes.count && bytes[i + 1 ... i + 2].allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) })
+            }
+        }
+        #expect(one != two, "values that differ after the cut still give different segments")
+        #expect(one.split(separator: "/")[1].hasPrefix(a), "a shortened segment keeps its start")
+        // Segments that fit are left alone.
+        #expect(try expand("{attr:a}{attr:b}", attributes: ["a": a, "b": "b"]) == a + "b")
+    }
+
     @Test(arguments: ["{nope}", "{route", "route}", "/{route}", "{route}/", "{route}//x", "../{route}", "{route}/./x", "a b/{route}", "{attr:}"])
     func rejectsBadTemplates(template: String) {
         #expect(throws: PathTemplate.ParseError.self) { try PathTemplate(template) }

@@ -10,6 +10,8 @@ final class ScriptedStore: BlobWriter {
     let name = "scripted://"
     let puts = Mutex<[Blob]>([])
     let failing = Atomic<Bool>(false)
+    /// Puts of keys containing this fail.
+    let failingKeys = Mutex<String?>(nil)
     let delayMilliseconds: Int
     /// Puts in progress now, and the most there ever were at once.
     let inFlight = Mutex((now: 0, most: 0))
@@ -20,7 +22,9 @@ final class ScriptedStore: BlobWriter {
         inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
         defer { inFlight.withLock { $0.now -= 1 } }
         if delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(delayMilliseconds)) }
-        if failing.load(ordering: .relaxed) { throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true) }
+        if failing.load(ordering: .relaxed) || failingKeys.withLock({ $0.map(blob.key.contains) ?? false }) {
+            throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true)
+        }
         puts.withLock { $0.append(blob) }
         return .created
     }
@@ -142,6 +146,36 @@ final class ScriptedStore: BlobWriter {
         store.failing.store(false, ordering: .relaxed)
         guard case .success = await submit(archiver, [record("3")]) else { Issue.record("expected recovery"); return }
         #expect(store.puts.withLock { $0.count } == 1)
+    }
+
+    @Test func aFailedObjectFailsOnlyTheDeliveriesWithRecordsInIt() async throws {
+        let store = ScriptedStore()
+        store.failingKeys.withLock { $0 = "/poison/" }
+        let archiver = RouteArchiver(route: "orders",
+                                     settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}"), maxDelay: .milliseconds(200)),
+                                     store: store, namer: ObjectNamer())
+        func tenant(_ id: String, _ name: String) -> Record { record(id, attributes: [("tenant", name)]) }
+        // One batch (maxDelay holds it open): a delivery to a good directory, one to the failing
+        // one, and one with a record in each (all-or-none: it fails).
+        async let good = submit(archiver, [tenant("1", "good"), tenant("2", "good")])
+        async let poisoned = submit(archiver, [tenant("3", "poison")])
+        async let mixed = submit(archiver, [tenant("4", "good"), tenant("5", "poison")])
+        let results = await [good, poisoned, mixed]
+        #expect(results.map { if case .success = $0 { true } else { false } } == [true, false, false])
+        let puts = store.puts.withLock { $0 }
+        #expect(puts.count == 1 && puts[0].key.hasPrefix("orders/good/"), "\(puts.map(\.key))")
+    }
+
+    @Test func twoLongAttributesInOneSegmentStillWriteToTheLocalStore() async throws {
+        // 2 × 128 key-safe bytes in one segment used to exceed NAME_MAX: ENAMETOOLONG forever.
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:a}{attr:b}")),
+                                     store: try LocalFileStore(root: dir.path), namer: ObjectNamer())
+        let long = String(repeating: "x", count: 200)
+        let result = await submit(archiver, [record("1", attributes: [("a", long), ("b", long)])])
+        guard case .success = result else { Issue.record("expected success, got \(result)"); return }
+        #expect(dir.files().count == 1)
     }
 
     @Test func recordsWithDifferentPathsBecomeSeparateObjects() async throws {
