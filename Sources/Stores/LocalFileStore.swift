@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,19 @@ public final class LocalFileStore: BlobWriter {
     private let queue = DispatchQueue(label: "persistor.localstore", attributes: .concurrent)
     /// Directories known to exist (and to be durable), so hot paths skip `mkdir`.
     private let knownDirectories = KnownDirectories()
+    private let minimumFree = Atomic<Int>(LocalFileStore.defaultMinimumFreeBytes)
+
+    /// The default of `minimumFreeBytes`: the default `archive.batch.maxBytes`.
+    public static let defaultMinimumFreeBytes = 8 << 20
+
+    /// Free space on the root's file system below which `probe` fails, so readiness does not
+    /// report a store whose batch writes fail for lack of space (README "Limits"). Set it to the
+    /// largest amount the writes in flight at once may need.
+    public var minimumFreeBytes: Int {
+        get { minimumFree.load(ordering: .relaxed) }
+        set { minimumFree.store(newValue, ordering: .relaxed) }
+    }
+
     /// Opens (and creates) the root directory, checks that a file can be written in it, and
     /// removes temporary files a crash left behind. A root that is not a directory, or one that
     /// does not take files, is an error here rather than a store that fails every write later.
@@ -37,11 +51,13 @@ public final class LocalFileStore: BlobWriter {
         return try result.get()
     }
 
-    /// Writes, fsyncs and removes a small file in the root, so a full or read-only disk shows.
+    /// Checks the free space (`minimumFreeBytes`), then writes, fsyncs and removes a small file in
+    /// the root, so a full or read-only disk shows.
     public func probe() async throws(BlobStoreError) {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<BlobStoreError?, Never>) in
             queue.async {
                 do throws(SystemError) {
+                    try self.checkFreeSpace()
                     try self.writeProbeFile()
                     continuation.resume(returning: nil)
                 } catch {
@@ -186,6 +202,22 @@ public final class LocalFileStore: BlobWriter {
         defer { close(fd); unlink(path) }
         guard Glibc.write(fd, "probe", 5) == 5 else { throw SystemError("write failed") }
         guard fsync(fd) == 0 else { throw SystemError("fsync failed") }
+    }
+
+    /// statvfs(3): the space an unprivileged writer may still use, against `minimumFreeBytes`.
+    private func checkFreeSpace() throws(SystemError) {
+        var info = statvfs()
+        guard statvfs(root, &info) == 0 else { throw SystemError("statvfs failed") }
+        let (free, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+        let minimum = minimumFreeBytes
+        guard overflow || free >= UInt64(max(0, minimum)) else {
+            throw SystemError("\(Self.mebibytes(free)) free on the file system, below the \(Self.mebibytes(UInt64(minimum))) writes may need",
+                              ENOSPC)
+        }
+    }
+
+    private static func mebibytes(_ bytes: UInt64) -> String {
+        String(format: "%.1f MiB", Double(bytes) / 1_048_576)
     }
 
     private func removeLeftoverTemporaryFiles() {

@@ -76,6 +76,25 @@ import Testing
         #expect(dir.files() == ["route/2026/12/03/13/d", "route/2026/12/03/14/c"])
     }
 
+    @Test func probeFailsBelowTheMinimumFreeSpace() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        #expect(store.minimumFreeBytes == LocalFileStore.defaultMinimumFreeBytes)
+        try await store.probe()
+        store.minimumFreeBytes = Int.max
+        do {
+            try await store.probe()
+            Issue.record("the probe should fail")
+        } catch {
+            #expect(error.message.contains("free on the file system, below the"), "\(error)")
+            #expect(error.code == String(cString: strerror(ENOSPC)))
+        }
+        store.minimumFreeBytes = 0
+        try await store.probe()
+        #expect(dir.files().isEmpty, "the probe leaves nothing behind")
+    }
+
     @Test func aRootThatIsAFileIsRefusedAtOpen() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
