@@ -37,7 +37,7 @@ let package = Package(
                                .product(name: "CryptoExtras", package: "swift-crypto")],
                 path: "Sources/Stores"),
         .target(name: "PersistorArchive",
-                dependencies: ["CZlib", "PersistorStores"],
+                dependencies: ["CZlib", "PersistorStores", .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Archive"),
         .target(name: "PersistorProtocols",
                 dependencies: ["PersistorHTTP", "PersistorJSON", "PersistorArchive",

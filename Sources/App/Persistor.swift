@@ -48,6 +48,9 @@ public final class Persistor: Sendable {
         } catch {
             throw StartupError(description: "cannot open store \(settings.store): \(error)")
         }
+        // Readiness wants room for the largest batches written at once (README "Limits").
+        let batches = config.archive.batch.maxBytes.multipliedReportingOverflow(by: config.archive.batch.concurrentWrites)
+        (store as? LocalFileStore)?.minimumFreeBytes = batches.overflow ? .max : batches.partialValue
         let template: PathTemplate
         do {
             template = try PathTemplate(config.archive.path)
@@ -101,7 +104,8 @@ public final class Persistor: Sendable {
             switch readiness.state {
             case .ready: respond(.text(200, "ready"))
             case .starting: respond(.text(503, "starting", headers: HTTPHeaders([("Retry-After", "1")])))
-            case .storeFailing: respond(.text(503, "store failing", headers: HTTPHeaders([("Retry-After", "5")])))
+            case .storeFailing:
+                respond(.text(503, "store failing: \(readiness.storeFailure ?? "unknown")", headers: HTTPHeaders([("Retry-After", "5")])))
             case .draining: respond(.text(503, "shutting down"))
             }
         })

@@ -7,6 +7,7 @@ public final class Readiness: Sendable {
     }
 
     private let value = Atomic<Int>(State.starting.rawValue)
+    private let failure = Mutex<String?>(nil)
 
     public init() {}
 
@@ -14,10 +15,14 @@ public final class Readiness: Sendable {
 
     public func set(_ state: State) { value.store(state.rawValue, ordering: .relaxed) }
 
-    /// Moves between `ready` and `storeFailing` unless the server is starting or draining.
-    /// Returns true when the state changed.
+    /// Why the store failed last (for `/readyz` while `storeFailing`).
+    public var storeFailure: String? { failure.withLock { $0 } }
+
+    /// Moves between `ready` and `storeFailing` unless the server is starting or draining;
+    /// a failure's `reason` is kept for `storeFailure` either way. Returns true when the state changed.
     @discardableResult
-    public func storeHealthy(_ healthy: Bool) -> Bool {
+    public func storeHealthy(_ healthy: Bool, reason: String? = nil) -> Bool {
+        if !healthy { failure.withLock { $0 = reason } }
         let (from, to) = healthy ? (State.storeFailing, State.ready) : (State.ready, State.storeFailing)
         return value.compareExchange(expected: from.rawValue, desired: to.rawValue, ordering: .relaxed).exchanged
     }

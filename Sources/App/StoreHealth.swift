@@ -32,21 +32,29 @@ final class StoreHealth: Sendable {
     }
 
     func failed(_ error: BlobStoreError) {
-        if readiness.storeHealthy(false) {
+        if readiness.storeHealthy(false, reason: Self.reason(error)) {
             logger.error("store failing; readiness is 503 until it recovers", metadata: ["store": "\(store.name)", "cause": "\(error)"])
         }
         guard !probing.exchange(true, ordering: .relaxed) else { return }
         Task {
             while readiness.state == .storeFailing {
                 try? await Task.sleep(for: Self.probeInterval)
-                do {
+                do throws(BlobStoreError) {
                     try await store.probe()
                     succeeded()
                 } catch {
-                    continue
+                    readiness.storeHealthy(false, reason: Self.reason(error))
                 }
             }
             probing.store(false, ordering: .relaxed)
         }
+    }
+
+    /// The failure as `/readyz` tells it: what failed and why, without the store's name or key.
+    static func reason(_ error: BlobStoreError) -> String {
+        var text = error.message
+        if let status = error.status { text += " (HTTP \(status))" }
+        if let code = error.code { text += " (\(code))" }
+        return text
     }
 }

@@ -1,9 +1,12 @@
 /// Object key directories from a template such as `{route}/{yyyy}/{MM}/{dd}/{HH}` or
 /// `dt={yyyy}-{MM}-{dd}/hour={HH}`. Tokens: `{route} {source} {yyyy} {MM} {dd} {HH} {mm}` and
-/// `{attr:NAME}`. Values that come from messages are made key-safe (see `keySafe`).
+/// `{attr:NAME}`. Values that come from messages are made key-safe (see `keySafe`), and every
+/// expanded segment fits a file name (see `maxSegmentBytes`).
 public struct PathTemplate: Sendable, Equatable {
     enum Part: Sendable, Equatable {
         case literal(String)
+        /// A `/` of the template: segment bounds are checked there.
+        case separator
         case route, source, year, month, day, hour, minute
         case attribute(String)
     }
@@ -60,8 +63,21 @@ public struct PathTemplate: Sendable, Equatable {
             .contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
             throw ParseError(description: "path template '\(text)' must be relative, without empty, '.' or '..' segments")
         }
-        self.parts = parts
+        // Literals split at `/`, so expansion sees where each segment ends.
+        self.parts = parts.flatMap { part -> [Part] in
+            guard case .literal(let l) = part, l.contains("/") else { return [part] }
+            return l.split(separator: "/", omittingEmptySubsequences: false).enumerated().flatMap { index, piece -> [Part] in
+                (index > 0 ? [.separator] : []) + (piece.isEmpty ? [] : [.literal(String(piece))])
+            }
+        }
     }
+
+    /// The longest segment an expansion writes: NAME_MAX of Linux file systems (and well inside
+    /// the clouds' 1024-byte keys). Two `{attr:…}` tokens of 128 bytes each in one segment would
+    /// exceed it, and such a record could never be written.
+    public static let maxSegmentBytes = 255
+    /// Hex digits of the digest that ends a shortened segment.
+    static let segmentDigestDigits = 16
 
     /// The directory for a record at the given time (UTC).
     public func expand(route: String, source: RecordSource, time: UTCTime,
@@ -69,9 +85,14 @@ public struct PathTemplate: Sendable, Equatable {
         let f = time.fields
         var out: [UInt8] = []
         out.reserveCapacity(64)
+        var segmentStart = 0
         for part in parts {
             switch part {
             case .literal(let l): out.append(contentsOf: l.utf8)
+            case .separator:
+                Self.bound(&out, segmentStart: segmentStart)
+                out.append(UInt8(ascii: "/"))
+                segmentStart = out.count
             case .route: out.append(contentsOf: Self.keySafe(route).utf8)
             case .source: out.append(contentsOf: source.rawValue.utf8)
             case .year: UTCTime.appendPadded(f.year, width: 4, to: &out)
@@ -82,21 +103,40 @@ public struct PathTemplate: Sendable, Equatable {
             case .attribute(let name): out.append(contentsOf: Self.keySafe(attribute(name)).utf8)
             }
         }
+        Self.bound(&out, segmentStart: segmentStart)
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Characters outside `[A-Za-z0-9._-]` become `%XX` (UTF-8 bytes), a value of `.` or `..` is
-    /// encoded, the result is capped at 128 bytes (never splitting an escape), and a missing or
-    /// empty value becomes `_`.
+    @inline(__always)
+    private static func bound(_ out: inout [UInt8], segmentStart: Int) {
+        if out.count - segmentStart > maxSegmentBytes { shorten(&out, segmentStart: segmentStart) }
+    }
+
+    /// Replaces an over-long last segment by its start and `-` plus a digest of the whole segment,
+    /// `maxSegmentBytes` long at most, so that distinct segments stay distinct. The cut never
+    /// splits a `%XX` escape.
+    static func shorten(_ out: inout [UInt8], segmentStart: Int) {
+        let digest = KeyDigest.hex([Array(out[segmentStart...])], digits: segmentDigestDigits)
+        var cut = segmentStart + maxSegmentBytes - 1 - segmentDigestDigits
+        if out[cut - 1] == UInt8(ascii: "%") { cut -= 1 } else if out[cut - 2] == UInt8(ascii: "%") { cut -= 2 }
+        out.removeSubrange(cut...)
+        out.append(UInt8(ascii: "-"))
+        out.append(contentsOf: digest.utf8)
+    }
+
+    /// Characters outside `[A-Za-z0-9._-]` become `%XX` (UTF-8 bytes), and so does a leading `.`
+    /// (no value is `.`, `..` or a hidden name, and none can look like the local store's
+    /// temporary files, `.<name>.tmp-<hex>`, which are deleted at start); the result is capped at
+    /// 128 bytes (never splitting an escape), and a missing or empty value becomes `_`.
     public static func keySafe(_ value: String?) -> String {
         guard let value, !value.isEmpty else { return "_" }
-        if value == "." { return "%2E" }
         if value == ".." { return "%2E%2E" }
-        if value.utf8.count <= 128 && value.utf8.allSatisfy(isSafe) { return value }
+        let utf8 = value.utf8
+        if utf8.first != UInt8(ascii: ".") && utf8.count <= 128 && utf8.allSatisfy(isSafe) { return value }
         var out: [UInt8] = []
         let hex = Array("0123456789ABCDEF".utf8)
-        for byte in value.utf8 {
-            if isSafe(byte) {
+        for byte in utf8 {
+            if isSafe(byte) && !(out.isEmpty && byte == UInt8(ascii: ".")) {
                 guard out.count < 128 else { break }
                 out.append(byte)
             } else {

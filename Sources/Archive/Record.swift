@@ -40,4 +40,19 @@ public struct Record: Sendable {
     public func attribute(_ name: String) -> String? {
         attributes.first { $0.key == name }?.value
     }
+
+    /// What an id is unique within, where the delivery says: a CloudEvent's `source` (CE §3.1.1:
+    /// source + id identify an event), an Event Grid event's `topic`, a Pub/Sub message's
+    /// subscription (ids are unique per topic; a push names the subscription, not the topic).
+    public var idScope: String? {
+        let key: String
+        switch source {
+        case .cloudevents: key = "source"
+        case .eventgrid: key = "topic"
+        case .pubsub: key = "subscription"
+        case .unparsed: return nil   // the id is the body's digest
+        }
+        guard case .string(let value)? = meta.first(where: { $0.key == key })?.value else { return nil }
+        return value
+    }
 }

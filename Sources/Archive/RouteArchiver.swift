@@ -6,7 +6,7 @@ import Synchronization
 /// How a route's records become objects.
 public struct ArchiveSettings: Sendable {
     /// `ndjson`: one gzipped NDJSON object per batch and path. `raw`: one create-only gzipped
-    /// object per record (its payload) plus a `{id}.json` sidecar, so a redelivery stores nothing new.
+    /// object per record (its payload) plus a `.json` sidecar, so a redelivery stores nothing new.
     public enum Format: Sendable {
         case ndjson, raw
     }
@@ -89,7 +89,8 @@ public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) ->
 
 /// Group commit for one route: records from many requests share one batch; a batch is written
 /// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
-/// and each waiter is answered once its whole batch is durable.
+/// and each waiter is answered once every object holding its records is durable (or one failed:
+/// a failed object fails only the deliveries with records in it).
 public final class RouteArchiver: Sendable {
     public let route: String
     private let settings: ArchiveSettings
@@ -145,12 +146,20 @@ public final class RouteArchiver: Sendable {
     /// them, so it is a fraction of a piece: 8 KiB kept the order-event ratio of whole batches.
     static let dictionaryBytes = 8 * 1024
 
+    /// A delivery's completion and the objects of its batch that hold its records: indices into
+    /// `ndjsonObjects` or `objects`, whichever the format fills.
+    private struct Waiter {
+        var completion: ArchiveCompletion
+        var objects: [Int]
+    }
+
     private struct Batch {
-        /// ndjson: the objects, by directory.
-        var ndjsonObjects: [String: ObjectLines] = [:]
+        /// ndjson: the objects, one per directory, and each directory's index among them.
+        var ndjsonObjects: [(path: String, lines: ObjectLines)] = []
+        var ndjsonIndex: [String: Int] = [:]
         /// raw: finished objects (payloads and sidecars).
         var objects: [Blob] = []
-        var waiters: [ArchiveCompletion] = []
+        var waiters: [Waiter] = []
         var records = 0
         var bytes = 0
         var openedAt = ContinuousClock.now
@@ -212,14 +221,27 @@ public final class RouteArchiver: Sendable {
                 state.open = Batch()
             }
             if state.open.isEmpty { state.open.openedAt = .now }
+            var mine: [Int] = []
             for item in encoded {
-                state.open.ndjsonObjects[item.path, default: ObjectLines(firstReceivedAt: item.receivedAt)].append(
+                let index: Int
+                if let known = state.open.ndjsonIndex[item.path] {
+                    index = known
+                } else {
+                    index = state.open.ndjsonObjects.count
+                    state.open.ndjsonIndex[item.path] = index
+                    state.open.ndjsonObjects.append((item.path, ObjectLines(firstReceivedAt: item.receivedAt)))
+                }
+                state.open.ndjsonObjects[index].lines.append(
                     item.line, receivedAt: item.receivedAt, compress: { startCompressing($0, after: $1) })
+                if !mine.contains(index) { mine.append(index) }
             }
-            state.open.objects += objects
+            if !objects.isEmpty {
+                mine = Array(state.open.objects.count..<(state.open.objects.count + objects.count))
+                state.open.objects += objects
+            }
             state.open.records += count
             state.open.bytes += size
-            state.open.waiters.append(completion)
+            state.open.waiters.append(Waiter(completion: completion, objects: mine))
             if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
                 guard state.flushers < settings.concurrentWrites else { return (true, false, false) }
                 state.flushers += 1
@@ -269,11 +291,11 @@ public final class RouteArchiver: Sendable {
         settings.path.expand(route: record.route, source: record.source, time: time, attribute: record.attribute)
     }
 
-    /// raw: `{path}/{id}.gz` (the payload) and `{path}/{id}.json` (the record without payload, plus
-    /// `formatVersion`), both create-only. The path uses the event time, so a redelivery maps to
-    /// the same keys even when it arrives hours later.
+    /// raw: `{path}/{name}.gz` (the payload) and `{path}/{name}.json` (the record without payload,
+    /// plus `formatVersion`), both create-only. The path uses the event time, so a redelivery maps
+    /// to the same keys even when it arrives hours later.
     private func rawObjects(_ record: Record) throws(GzipError) -> [Blob] {
-        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + PathTemplate.keySafe(record.id)
+        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + Self.rawName(record)
         let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
                         "formatVersion": RecordEncoder.formatVersion]
         return [
@@ -282,6 +304,27 @@ public final class RouteArchiver: Sendable {
             Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
                  metadata: metadata, createOnly: true),
         ]
+    }
+
+    /// Hex digits of a raw object name's digest (128 bits).
+    static let rawDigestDigits = 32
+
+    /// `{keySafe(id)}.{digest}`. The key-safe id alone is not exact: it is truncated, and an id is
+    /// unique only within its scope (`Record.idScope`). The digest covers the identity (source,
+    /// route, scope, id) and the content (event time, attributes, payload), but not what changes
+    /// between redeliveries (receive time, delivery counts in `meta`). So a create-only put that
+    /// finds its key taken has met the same message with the same bytes, and acknowledging it
+    /// loses nothing; any other message gets a key of its own (README "Archive format").
+    static func rawName(_ record: Record) -> String {
+        var fields: [[UInt8]?] = [Array(record.source.rawValue.utf8), Array(record.route.utf8),
+                                  record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),
+                                  record.eventTime.map { Array($0.utf8) }, Array(String(record.attributes.count).utf8)]
+        for attribute in record.attributes {
+            fields.append(Array(attribute.key.utf8))
+            fields.append(Array(attribute.value.utf8))
+        }
+        fields.append(record.payload)
+        return PathTemplate.keySafe(record.id) + "." + KeyDigest.hex(fields, digits: rawDigestDigits)
     }
 
     /// One gzip member holding `chunks` in order.
@@ -381,12 +424,18 @@ public final class RouteArchiver: Sendable {
 
     private func flushLoop() async {
         while let batch = nextBatch() {
-            let result = await write(batch).mapError(ArchiveFailure.store)
+            let failures = await write(batch)
             state.withLock { state in
                 state.pendingRecords -= batch.records
                 state.pendingBytes -= batch.bytes
             }
-            for waiter in batch.waiters { waiter(result) }
+            for waiter in batch.waiters {
+                if let failure = waiter.objects.lazy.compactMap({ failures[$0] }).first {
+                    waiter.completion(.failure(.store(failure)))
+                } else {
+                    waiter.completion(.success(()))
+                }
+            }
         }
     }
 
@@ -419,42 +468,46 @@ public final class RouteArchiver: Sendable {
         return batch
     }
 
-    private func write(_ batch: Batch) async -> Result<Void, BlobStoreError> {
-        var blobs = batch.objects
-        for (path, object) in batch.ndjsonObjects {
+    /// Writes the batch's objects; returns the failures by object index (see `Waiter`).
+    private func write(_ batch: Batch) async -> [Int: BlobStoreError] {
+        var failures: [Int: BlobStoreError] = [:]
+        var blobs: [(index: Int, blob: Blob)] = batch.objects.enumerated().map { ($0.offset, $0.element) }
+        for (index, (path, object)) in batch.ndjsonObjects.enumerated() {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
-                blobs.append(Blob(key: path + "/" + name, bytes: try await gzipObject(object),
-                                  contentType: "application/x-ndjson", contentEncoding: "gzip",
-                                  metadata: ["records": String(object.records),
-                                             "firstReceivedAt": object.firstReceivedAt.iso8601,
-                                             "lastReceivedAt": object.lastReceivedAt.iso8601,
-                                             "formatVersion": RecordEncoder.formatVersion]))
+                blobs.append((index, Blob(key: path + "/" + name, bytes: try await gzipObject(object),
+                                          contentType: "application/x-ndjson", contentEncoding: "gzip",
+                                          metadata: ["records": String(object.records),
+                                                     "firstReceivedAt": object.firstReceivedAt.iso8601,
+                                                     "lastReceivedAt": object.lastReceivedAt.iso8601,
+                                                     "formatVersion": RecordEncoder.formatVersion])))
             } catch {
-                return .failure(BlobStoreError(store: store.name, key: path + "/" + name,
-                                               message: "gzip: \(error)", retryable: true))
+                failures[index] = BlobStoreError(store: store.name, key: path + "/" + name,
+                                                 message: "gzip: \(error)", retryable: true)
             }
         }
-        if blobs.isEmpty { return .success(()) }
-        if blobs.count == 1 { return await Self.put(blobs[0], to: store) }
-        return await withTaskGroup(of: Result<Void, BlobStoreError>.self) { group in
-            for blob in blobs {
-                group.addTask { [store] in await Self.put(blob, to: store) }
+        if blobs.count == 1 {
+            if let failure = await Self.put(blobs[0].blob, to: store) { failures[blobs[0].index] = failure }
+            return failures
+        }
+        return await withTaskGroup(of: (Int, BlobStoreError?).self) { group in
+            for (index, blob) in blobs {
+                group.addTask { [store] in (index, await Self.put(blob, to: store)) }
             }
-            var outcome: Result<Void, BlobStoreError> = .success(())
-            for await result in group {
-                if case .failure = result, case .success = outcome { outcome = result }
+            for await (index, failure) in group {
+                if let failure { failures[index] = failure }
             }
-            return outcome
+            return failures
         }
     }
 
-    private static func put(_ blob: Blob, to store: any BlobWriter) async -> Result<Void, BlobStoreError> {
+    /// The put's error, or nil once the blob is durable.
+    private static func put(_ blob: Blob, to store: any BlobWriter) async -> BlobStoreError? {
         do throws(BlobStoreError) {
             _ = try await store.put(blob)
-            return .success(())
+            return nil
         } catch {
-            return .failure(error)
+            return error
         }
     }
 }

@@ -57,4 +57,74 @@ import Testing
             #expect(error.key == "blocked/x")
         }
     }
+
+    @Test func aDirectoryRemovedWhileServingIsCreatedAgain() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        func put(_ key: String) async throws {
+            _ = try await store.put(Blob(key: key, bytes: [1], contentType: "x"))
+        }
+        try await put("route/2026/12/03/13/a")
+        // The current hour's directory goes (a clean-up job, an operator).
+        try FileManager.default.removeItem(atPath: dir.path + "/route/2026/12/03/13")
+        try await put("route/2026/12/03/13/b")
+        // A whole tree goes: a new directory below a cached, removed one works too.
+        try FileManager.default.removeItem(atPath: dir.path + "/route")
+        try await put("route/2026/12/03/14/c")
+        try await put("route/2026/12/03/13/d")
+        #expect(dir.files() == ["route/2026/12/03/13/d", "route/2026/12/03/14/c"])
+    }
+
+    @Test func probeFailsBelowTheMinimumFreeSpace() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        #expect(store.minimumFreeBytes == LocalFileStore.defaultMinimumFreeBytes)
+        try await store.probe()
+        store.minimumFreeBytes = Int.max
+        do {
+            try await store.probe()
+            Issue.record("the probe should fail")
+        } catch {
+            #expect(error.message.contains("free on the file system, below the"), "\(error)")
+            #expect(error.code == String(cString: strerror(ENOSPC)))
+        }
+        store.minimumFreeBytes = 0
+        try await store.probe()
+        #expect(dir.files().isEmpty, "the probe leaves nothing behind")
+    }
+
+    @Test func aRootThatIsAFileIsRefusedAtOpen() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let file = dir.path + "/store"
+        _ = FileManager.default.createFile(atPath: file, contents: Data([1]))
+        for root in [file, file + "/below"] {
+            do {
+                _ = try LocalFileStore(root: root)
+                Issue.record("\(root) should be refused")
+            } catch {
+                #expect(error.description.contains(root), "\(error)")
+                #expect(error.code == String(cString: strerror(ENOTDIR)), "\(error)")
+            }
+        }
+    }
+
+    @Test func anUnwritableRootIsRefusedAtOpen() throws {
+        // Tests run as root, which permissions do not stop; an immutable directory does.
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let root = dir.path + "/store"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
+        guard let chattr = try? requireTool("chattr", install: "apt-get install -y e2fsprogs"),
+              try runProcess(chattr, ["+i", root]).status == 0 else { return }   // no FS_IMMUTABLE_FL here
+        defer { _ = try? runProcess(chattr, ["-i", root]) }
+        do {
+            _ = try LocalFileStore(root: root)
+            Issue.record("an immutable root should be refused")
+        } catch {
+            #expect(error.description.contains(root) && error.description.contains("cannot create a file"), "\(error)")
+        }
+    }
 }

@@ -10,6 +10,8 @@ final class ScriptedStore: BlobWriter {
     let name = "scripted://"
     let puts = Mutex<[Blob]>([])
     let failing = Atomic<Bool>(false)
+    /// Puts of keys containing this fail.
+    let failingKeys = Mutex<String?>(nil)
     let delayMilliseconds: Int
     /// Puts in progress now, and the most there ever were at once.
     let inFlight = Mutex((now: 0, most: 0))
@@ -20,7 +22,9 @@ final class ScriptedStore: BlobWriter {
         inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
         defer { inFlight.withLock { $0.now -= 1 } }
         if delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(delayMilliseconds)) }
-        if failing.load(ordering: .relaxed) { throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true) }
+        if failing.load(ordering: .relaxed) || failingKeys.withLock({ $0.map(blob.key.contains) ?? false }) {
+            throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true)
+        }
         puts.withLock { $0.append(blob) }
         return .created
     }
@@ -144,6 +148,36 @@ final class ScriptedStore: BlobWriter {
         #expect(store.puts.withLock { $0.count } == 1)
     }
 
+    @Test func aFailedObjectFailsOnlyTheDeliveriesWithRecordsInIt() async throws {
+        let store = ScriptedStore()
+        store.failingKeys.withLock { $0 = "/poison/" }
+        let archiver = RouteArchiver(route: "orders",
+                                     settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}"), maxDelay: .milliseconds(200)),
+                                     store: store, namer: ObjectNamer())
+        func tenant(_ id: String, _ name: String) -> Record { record(id, attributes: [("tenant", name)]) }
+        // One batch (maxDelay holds it open): a delivery to a good directory, one to the failing
+        // one, and one with a record in each (all-or-none: it fails).
+        async let good = submit(archiver, [tenant("1", "good"), tenant("2", "good")])
+        async let poisoned = submit(archiver, [tenant("3", "poison")])
+        async let mixed = submit(archiver, [tenant("4", "good"), tenant("5", "poison")])
+        let results = await [good, poisoned, mixed]
+        #expect(results.map { if case .success = $0 { true } else { false } } == [true, false, false])
+        let puts = store.puts.withLock { $0 }
+        #expect(puts.count == 1 && puts[0].key.hasPrefix("orders/good/"), "\(puts.map(\.key))")
+    }
+
+    @Test func twoLongAttributesInOneSegmentStillWriteToTheLocalStore() async throws {
+        // 2 × 128 key-safe bytes in one segment used to exceed NAME_MAX: ENAMETOOLONG forever.
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:a}{attr:b}")),
+                                     store: try LocalFileStore(root: dir.path), namer: ObjectNamer())
+        let long = String(repeating: "x", count: 200)
+        let result = await submit(archiver, [record("1", attributes: [("a", long), ("b", long)])])
+        guard case .success = result else { Issue.record("expected success, got \(result)"); return }
+        #expect(dir.files().count == 1)
+    }
+
     @Test func recordsWithDifferentPathsBecomeSeparateObjects() async throws {
         let store = ScriptedStore()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}")),
@@ -251,15 +285,79 @@ final class ScriptedStore: BlobWriter {
         guard case .success = await submit(archiver, [record(receivedAt: 1_795_719_600)]) else { Issue.record("first write failed"); return }
         // The redelivery arrives a day later: the event time still maps it to the same keys.
         guard case .success = await submit(archiver, [record(receivedAt: 1_795_806_000)]) else { Issue.record("redelivery failed"); return }
-        #expect(dir.files() == ["orders/2021/02/26/..%2Fm%201.gz", "orders/2021/02/26/..%2Fm%201.json"])
-        let gz = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/orders/2021/02/26/..%2Fm%201.gz")))
+        let base = "orders/2021/02/26/" + RouteArchiver.rawName(record(receivedAt: 0))
+        #expect(dir.files() == [base + ".gz", base + ".json"])
+        #expect(base.wholeMatch(of: /orders\/2021\/02\/26\/%2E\.%2Fm%201\.[0-9a-f]{32}/) != nil, "\(base)")
+        let gz = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + base + ".gz")))
         #expect(try systemGunzip(gz) == payload)
-        let sidecarBytes = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/orders/2021/02/26/..%2Fm%201.json"))
+        let sidecarBytes = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + base + ".json"))
         let sidecar = try #require(JSONSerialization.jsonObject(with: sidecarBytes) as? [String: Any])
         #expect(sidecar["id"] as? String == "../m 1")
         #expect(sidecar["formatVersion"] as? String == "1")
         #expect(sidecar["receivedAt"] as? String == "2026-11-26T19:00:00.000Z", "the first delivery's sidecar is kept")
         #expect(sidecar["data"] == nil && sidecar["dataBase64"] == nil)
         #expect((sidecar["meta"] as? [String: Any])?["subscription"] as? String == "projects/p/subscriptions/s")
+    }
+}
+
+/// Raw mode's keys name one message exactly (README "Archive format"): create-only "already
+/// exists" may only ever meet the same message.
+@Suite struct RawKeyTests {
+    func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, ArchiveFailure> {
+        await withCheckedContinuation { continuation in
+            archiver.submit(records) { continuation.resume(returning: $0) }
+        }
+    }
+
+    func record(_ id: String, _ source: RecordSource = .cloudevents, meta: [(key: String, value: MetaValue)] = [],
+                attributes: [(key: String, value: String)] = [], payload: String = "p", receivedAt: Int64 = 1_795_719_600) -> Record {
+        Record(id: id, source: source, route: "r", receivedAt: UTCTime(seconds: receivedAt), eventTime: "2021-02-26T19:13:55Z",
+               attributes: attributes, meta: meta, payload: Array(payload.utf8))
+    }
+
+    /// Archives each record as its own delivery; returns the payloads stored, one per .gz object.
+    func archive(_ records: [Record]) async throws -> [String] {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try LocalFileStore(root: dir.path)
+        let archiver = RouteArchiver(route: "r", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}")),
+                                     store: store, namer: ObjectNamer())
+        for record in records {
+            guard case .success = await submit(archiver, [record]) else { throw TestFailure("\(record.id) was not stored") }
+        }
+        let objects = dir.files().filter { $0.hasSuffix(".gz") }
+        #expect(dir.files().count == 2 * objects.count, "each payload has its sidecar")
+        return try objects.map { String(decoding: try systemGunzip([UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + $0)))), as: UTF8.self) }.sorted()
+    }
+
+    @Test func messagesSharingAnIDAreEachStored() async throws {
+        let cjk = String(repeating: "漢", count: 43)   // 387 key-safe bytes: only the first 126 are kept
+        let stored = try await archive([
+            // CloudEvents: only source + id is unique (CE §3.1.1).
+            record("1", meta: [("source", .string("/a"))], payload: "ce a"),
+            record("1", meta: [("source", .string("/b"))], payload: "ce b"),
+            // Event Grid: unique per topic.
+            record("1", .eventgrid, meta: [("topic", .string("/t1"))], payload: "eg 1"),
+            record("1", .eventgrid, meta: [("topic", .string("/t2"))], payload: "eg 2"),
+            // Pub/Sub: unique per topic; the push names the subscription.
+            record("1", .pubsub, meta: [("subscription", .string("s1"))], payload: "ps 1"),
+            record("1", .pubsub, meta: [("subscription", .string("s2"))], payload: "ps 2"),
+            // Ids alike in their first 128 key-safe bytes.
+            record(cjk + "1", payload: "cjk 1"),
+            record(cjk + "2", payload: "cjk 2"),
+            // The same id and scope, other content: not a redelivery, so not dropped.
+            record("2", payload: "two"),
+            record("2", payload: "two, changed"),
+            record("2", attributes: [("k", "v")], payload: "two"),
+        ])
+        #expect(stored == ["ce a", "ce b", "cjk 1", "cjk 2", "eg 1", "eg 2", "ps 1", "ps 2", "two", "two", "two, changed"])
+    }
+
+    @Test func aRedeliveryMapsToTheSameKeys() async throws {
+        let first = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(1))], payload: "once")
+        let again = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(2))], payload: "once",
+                           receivedAt: 1_795_806_000)
+        #expect(RouteArchiver.rawName(first) == RouteArchiver.rawName(again))
+        #expect(try await archive([first, again]) == ["once"])
     }
 }

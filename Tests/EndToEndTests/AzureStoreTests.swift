@@ -162,7 +162,8 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
         #expect(try post(server, request).status == 204)
         let blobs = try fake.blobs()
         let base = "archive/pubsub/2021/02/26/msg%20%C3%A9%2042"
-        #expect(blobs.map(\.name) == [base + ".gz", base + ".json"])
+        #expect(blobs.count == 2 && isRawObjectKey(blobs[0].name, base: base, ext: "gz")
+                && isRawObjectKey(blobs[1].name, base: base, ext: "json"), "\(blobs.map(\.name))")
         guard blobs.count == 2 else { return }
         let (payload, sidecar) = (blobs[0], blobs[1])
         #expect(try systemGunzip(payload.bytes) == Array("hello azure".utf8))
@@ -194,14 +195,14 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
         #expect(try post(server, request).status == 204)
         #expect(try post(server, request).status == 204, "a redelivery is success")
         let blobs = try fake.blobs()
-        let big = try #require(blobs.first { $0.name.hasSuffix("/big-1.gz") })
+        let big = try #require(blobs.first { $0.name.contains("/big-1.") && $0.name.hasSuffix(".gz") })
         #expect(try systemGunzip(big.bytes) == payload)
         #expect(big.bytes.count > 1024)
         let expectedBlocks = Array(repeating: 400, count: big.bytes.count / 400) + (big.bytes.count % 400 == 0 ? [] : [big.bytes.count % 400])
         #expect(big.blockSizes == expectedBlocks, "committed blocks of 400 bytes")
         #expect(big.contentType == "application/octet-stream" && big.contentEncoding == "gzip")
         #expect(big.metadata["id"] == "big-1" && big.metadata["formatVersion"] == "1")
-        let sidecar = try #require(blobs.first { $0.name.hasSuffix("/big-1.json") })
+        let sidecar = try #require(blobs.first { $0.name.contains("/big-1.") && $0.name.hasSuffix(".json") })
         #expect(sidecar.blockSizes.isEmpty, "a small body is one Put Blob")
         let log = fake.requestLog
         #expect(log.filter { $0.contains("comp=blocklist") && $0.contains("\" 201 ") }.count == 1)

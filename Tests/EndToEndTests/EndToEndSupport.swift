@@ -62,6 +62,14 @@ func archivedIDCounts(_ store: TemporaryDirectory) throws -> [String: Int] {
     return counts
 }
 
+/// Whether `key` is a raw-format object of the record whose key-safe id ends `base`: README
+/// "Archive format", `{path}/{keySafe(id)}.{32 hex digits}.gz` (payload) or `.json` (sidecar).
+func isRawObjectKey(_ key: String, base: String, ext: String) -> Bool {
+    guard key.hasPrefix(base + "."), key.hasSuffix("." + ext) else { return false }
+    let digest = key.dropFirst(base.count + 1).dropLast(ext.count + 1)
+    return digest.count == 32 && digest.allSatisfy { $0.isHexDigit && !$0.isUppercase }
+}
+
 /// SHA-256 hex of `bytes` computed by coreutils `sha256sum` (independent of the server's code).
 func sha256Hex(_ bytes: [UInt8]) throws -> String {
     let tool = try requireTool("sha256sum", install: "apt-get install -y coreutils")

@@ -168,7 +168,8 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         #expect(try status(server, request).status == 204, "a redelivery is acknowledged too")
 
         let objects = try gcs.objects(prefix: "raw/pubsub/")
-        #expect(objects.map(\.name) == ["raw/pubsub/raw-%C3%BC-1.gz", "raw/pubsub/raw-%C3%BC-1.json"])
+        #expect(objects.count == 2 && isRawObjectKey(objects[0].name, base: "raw/pubsub/raw-%C3%BC-1", ext: "gz")
+                && isRawObjectKey(objects[1].name, base: "raw/pubsub/raw-%C3%BC-1", ext: "json"), "\(objects.map(\.name))")
         guard objects.count == 2 else { return }
         let (data, sidecar) = (objects[0], objects[1])
         let metadata = ["id": "raw-ü-1", "source": "pubsub", "route": "pubsub", "formatVersion": "1"]

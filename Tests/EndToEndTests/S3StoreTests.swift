@@ -124,11 +124,11 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
         let rawObjects = try moto.objects(prefix: "raw/").filter { !$0.key.hasPrefix("raw/_persistor/") }
         #expect(rawObjects.count == 2, "one payload object and one sidecar: \(rawObjects.keys.sorted())")
         #expect(rawObjects.keys.allSatisfy { $0.hasPrefix("raw/pubsub/2021/02/26") }, "the path comes from the publish time")
-        let gz = try #require(rawObjects.values.first { $0.key.hasSuffix("/r-1.gz") })
+        let gz = try #require(rawObjects.values.first { $0.key.contains("/r-1.") && $0.key.hasSuffix(".gz") })
         #expect(try systemGunzip(gz.bytes) == payload)
         #expect(gz.contentType == "application/octet-stream" && gz.contentEncoding == "gzip")
         #expect(gz.metadata == ["id": "r-1", "source": "pubsub", "route": "pubsub", "formatversion": "1"])
-        let sidecarObject = try #require(rawObjects.values.first { $0.key.hasSuffix("/r-1.json") })
+        let sidecarObject = try #require(rawObjects.values.first { $0.key.contains("/r-1.") && $0.key.hasSuffix(".json") })
         #expect(sidecarObject.contentType == "application/json")
         let sidecar = try #require(try JSONSerialization.jsonObject(with: Data(sidecarObject.bytes)) as? [String: Any])
         #expect(sidecar["id"] as? String == "r-1" && sidecar["formatVersion"] as? String == "1")

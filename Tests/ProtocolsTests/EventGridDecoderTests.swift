@@ -887,4 +887,17 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         }
         #expect(EventGridDecoder.validationResponseBody(#"a"b\c"#) == Array(#"{"validationResponse":"a\"b\\c"}"#.utf8))
     }
+
+    // README "Archive format": a repeated ce-* header (in any case) is one attribute, its field
+    // lines joined as RFC 9110 §5.3 combines them, then decoded.
+    @Test func repeatedBinaryModeHeadersAreOneAttributeWithEveryValue() {
+        let delivery = decode(request("data", headers: [
+            ("Content-Type", "text/plain"), ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"),
+            ("ce-type", "t"), ("ce-tag", "a%20b"), ("CE-Tag", "c"), ("ce-tag", "%C3%BC"),
+        ]))
+        #expect(delivery.quarantineReason == nil)
+        guard let record = delivery.records.first else { Issue.record("no record"); return }
+        #expect(record.attributes.map(\.key) == ["specversion", "id", "source", "type", "tag"])
+        #expect(record.attribute("tag") == "a b, c, ü")
+    }
 }

@@ -147,4 +147,28 @@ import Testing
         #expect(record.payload == Array(body.utf8))
         #expect(meta(record, "idAssigned") == .bool(true))
     }
+
+    // README "Archive format": a record never has an attribute or meta key twice.
+    @Test func repeatedAttributeNamesInAnEnvelopeAreQuarantinedWithTheBodyExact() {
+        let body = #"{"message":{"attributes":{"k":"a","k":"b"},"data":"aGk=","messageId":"7"},"subscription":"s"}"#
+        let record = decode(request(body), .wrapped)
+        #expect(record.source == .unparsed)
+        #expect(record.payload == Array(body.utf8))
+        guard case .string(let reason)? = meta(record, "reason") else { Issue.record("no reason"); return }
+        #expect(reason.contains("'k' more than once"))
+    }
+
+    @Test func repeatedHeadersOfAnUnwrappedPushAreOneKeyWithEveryValue() {
+        let record = decode(request("x", headers: [
+            ("Region", "eu"), ("region", "us"), ("x-goog-pubsub-message-id", "9"),
+            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"), ("x-goog-pubsub-subscription", "other"),
+            ("x-goog-pubsub-extra", "1"), ("X-Goog-PubSub-Extra", "2"),
+            ("x-goog-pubsub-delivery-attempt", "2"), ("x-goog-pubsub-delivery-attempt", "3"),
+        ]), .unwrapped)
+        #expect(record.attributes.map { [$0.key, $0.value] } == [["region", "eu, us"]])
+        #expect(Set(record.meta.map(\.key)).count == record.meta.count, "no meta key twice: \(record.meta.map(\.key))")
+        #expect(meta(record, "subscription") == .string("projects/p/subscriptions/s, other"))
+        #expect(meta(record, "extra") == .string("1, 2"))
+        #expect(meta(record, "deliveryAttempt") == .string("2, 3"))
+    }
 }

@@ -89,8 +89,10 @@ extension EventGridDecoder {
 
     /// A binary-mode CloudEvent: the body is the data, every `ce-*` header an attribute (name
     /// without the prefix, lower-cased; values decoded by `CloudEventsBinding.decodeHeaderValue`,
-    /// in header order, repeated headers kept). A `ce-datacontenttype` header is against the spec
-    /// but kept as an attribute rather than rejected. One malformed value quarantines the request.
+    /// in header order). A repeated header (in any case) is one attribute: its field lines are
+    /// joined with ", " as RFC 9110 §5.3 combines them, then decoded, so no key appears twice and
+    /// no value is lost. A `ce-datacontenttype` header is against the spec but kept as an
+    /// attribute rather than rejected. One malformed value quarantines the request.
     func binary(_ request: HTTPRequest, receivedAt: UTCTime) -> Delivery {
         let headers = request.head.headers
         let contentType = headers["content-type"]
@@ -98,17 +100,28 @@ extension EventGridDecoder {
             Self.quarantine(route: route, body: request.body, receivedAt: receivedAt, reason: reason,
                             contentType: contentType)
         }
-        var attributes: [(key: String, value: String)] = []
+        var fields: [(name: String, attribute: String, value: String)] = []
+        var fieldIndex: [String: Int] = [:]
         for (name, value) in headers {
             guard name.utf8.count >= 3, name.prefix(3).caseInsensitiveEquals("ce-") else { continue }
             let attribute = name.dropFirst(3).lowercased()
             guard !attribute.isEmpty else {
                 return quarantine("header \(name) names no CloudEvents attribute")
             }
+            if let index = fieldIndex[attribute] {
+                fields[index].value += ", " + value
+            } else {
+                fieldIndex[attribute] = fields.count
+                fields.append((name, attribute, value))
+            }
+        }
+        var attributes: [(key: String, value: String)] = []
+        attributes.reserveCapacity(fields.count)
+        for field in fields {
             do throws(CloudEventsBinding.HeaderValueError) {
-                attributes.append((attribute, try CloudEventsBinding.decodeHeaderValue(value)))
+                attributes.append((field.attribute, try CloudEventsBinding.decodeHeaderValue(field.value)))
             } catch {
-                return quarantine("header \(name): \(error.reason)")
+                return quarantine("header \(field.name): \(error.reason)")
             }
         }
         func attribute(_ name: String) -> String? { attributes.first { $0.key == name }?.value }

@@ -72,8 +72,12 @@ public struct PubSubDecoder: Sendable {
         if let node = message["attributes"] {
             switch node.value {
             case .object(let members):
+                // A JSON object with a repeated name (RFC 8259 §4: names SHOULD be unique) is not a
+                // Pub/Sub attribute map; quarantined, the body is kept exactly instead of one value.
+                var names = Set<String>()
                 for (key, value) in members {
                     guard let text = value.stringValue else { return quarantine("message.attributes.\(key) is not a string") }
+                    guard names.insert(key).inserted else { return quarantine("message.attributes has the key '\(key)' more than once") }
                     attributes.append((key, text))
                 }
             case .null: break
@@ -111,28 +115,45 @@ public struct PubSubDecoder: Sendable {
 
     private func unwrapped(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
         var attributes: [(key: String, value: String)] = []
+        var attributeIndex: [String: Int] = [:]
         var id: String?
         var publishTime: String?
         var meta: [(key: String, value: MetaValue)] = []
+        // A repeated field is one attribute (or meta entry), its values joined as RFC 9110 §5.3
+        // says, so a record never has a key twice and keeps every value.
+        func addAttribute(_ name: String, _ value: String) {
+            if let index = attributeIndex[name] {
+                attributes[index].value += ", " + value
+            } else {
+                attributeIndex[name] = attributes.count
+                attributes.append((name, value))
+            }
+        }
+        func addMeta(_ key: String, _ value: String) {
+            guard let index = meta.firstIndex(where: { $0.key == key }) else {
+                meta.append((key, key == "deliveryAttempt" ? Int(value).map(MetaValue.int) ?? .string(value) : .string(value)))
+                return
+            }
+            let previous = switch meta[index].value {
+            case .string(let text): text
+            case .int(let n): String(n)
+            case .bool(let b): String(b)
+            }
+            meta[index].value = .string(previous + ", " + value)
+        }
         for (rawName, value) in request.head.headers {
             let name = rawName.lowercased()
             switch name {
             case "x-goog-pubsub-message-id": id = value
             case "x-goog-pubsub-publish-time": publishTime = value
-            case "x-goog-pubsub-subscription-name": meta.append(("subscription", .string(value)))
-            case "x-goog-pubsub-ordering-key": meta.append(("orderingKey", .string(value)))
-            case "x-goog-pubsub-delivery-attempt":
-                meta.append(("deliveryAttempt", Int(value).map(MetaValue.int) ?? .string(value)))
+            case "x-goog-pubsub-subscription-name": addMeta("subscription", value)
+            case "x-goog-pubsub-ordering-key": addMeta("orderingKey", value)
+            case "x-goog-pubsub-delivery-attempt": addMeta("deliveryAttempt", value)
             default:
                 if name.hasPrefix("x-goog-pubsub-") {
-                    meta.append((String(name.dropFirst("x-goog-pubsub-".count)), .string(value)))
+                    addMeta(String(name.dropFirst("x-goog-pubsub-".count)), value)
                 } else if !UnwrappedHeaders.isExcluded(name) {
-                    // A repeated field is one attribute, its values joined as RFC 9110 §5.3 says.
-                    if let index = attributes.firstIndex(where: { $0.key == name }) {
-                        attributes[index].value += ", " + value
-                    } else {
-                        attributes.append((name, value))
-                    }
+                    addAttribute(name, value)
                 }
             }
         }
