@@ -117,8 +117,9 @@ import Testing
         defer { dir.remove() }
         let root = dir.path + "/store"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
-        guard let chattr = try? requireTool("chattr", install: "apt-get install -y e2fsprogs"),
-              try runProcess(chattr, ["+i", root]).status == 0 else { return }   // no FS_IMMUTABLE_FL here
+        let chattr = try requireTool("chattr", install: "apt-get install -y e2fsprogs")
+        let flagged = try runProcess(chattr, ["+i", root])
+        try #require(flagged.status == 0, "chattr +i \(root) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)")
         defer { _ = try? runProcess(chattr, ["-i", root]) }
         do {
             _ = try LocalFileStore(root: root)

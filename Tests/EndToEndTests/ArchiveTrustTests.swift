@@ -152,12 +152,12 @@ import Testing
             #expect(status != 0)
             #expect(log.contains(store) && log.contains("Not a directory"), "\(log)")
         }
-        // Root is not stopped by permissions; an immutable directory stops even root (where the
-        // file system supports the flag).
+        // Root is not stopped by permissions; an immutable directory (chattr +i) stops even root.
         let immutable = dir.path + "/immutable"
         try FileManager.default.createDirectory(atPath: immutable, withIntermediateDirectories: false)
-        guard let chattr = try? requireTool("chattr", install: "apt-get install -y e2fsprogs"),
-              try runProcess(chattr, ["+i", immutable]).status == 0 else { return }
+        let chattr = try requireTool("chattr", install: "apt-get install -y e2fsprogs")
+        let flagged = try runProcess(chattr, ["+i", immutable])
+        try #require(flagged.status == 0, "chattr +i \(immutable) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)")
         defer { _ = try? runProcess(chattr, ["-i", immutable]) }
         let (status, log) = try serveMustExit(store: immutable)
         #expect(status != 0)
