@@ -98,7 +98,7 @@ public final class HTTPServer: Sendable {
                 continue
             }
             let loop = loops[nextLoop.add(1, ordering: .relaxed).newValue % loops.count]
-            let connection = Connection(fd: fd, loop: loop, server: self, probesOnly: count > settings.maxConnections)
+            let connection = HTTP1Connection(fd: fd, loop: loop, server: self, probesOnly: count > settings.maxConnections)
             loop.enqueue { connection.start() }
         }
     }

@@ -5,7 +5,7 @@ import Foundation
 import Glibc
 #endif
 
-/// One HTTP/2 cleartext connection, taken over from an HTTP/1.1 `Connection` that saw the preface
+/// One HTTP/2 cleartext connection, taken over from an `HTTP1Connection` that saw the preface
 /// or an `Upgrade: h2c` request. An nghttp2 server session does the framing; this class feeds it
 /// the socket's bytes (`mem_recv`), writes what it produces (`mem_send`), and turns each request
 /// stream into an `HTTPRequest` for the service. Every mutable field, and the session, is touched

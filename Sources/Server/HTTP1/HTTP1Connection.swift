@@ -9,7 +9,7 @@ import Glibc
 /// loop's queue; handlers capture `self` strongly and are cleared when the connection closes.
 /// An HTTP/2 preface at the start, or an `Upgrade: h2c` first request, hands the socket to an
 /// `HTTP2Connection`.
-final class Connection: @unchecked Sendable, SocketChannelOwner {
+final class HTTP1Connection: @unchecked Sendable, SocketChannelOwner {
     private struct Slot {
         let id: Int
         var response: HTTPResponse?
