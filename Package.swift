@@ -2,8 +2,10 @@
 import PackageDescription
 
 // Data flows through the targets in this order: Server (sockets, HTTP) → Auth (tokens, secrets)
-// → Protocols (Pub/Sub, Event Grid decoding) → Archive (records, batching, gzip) → Stores (BlobWriter implementations).
-// PersistorJSON is the strict JSON scanner Auth and Protocols share.
+// → Protocols (Pub/Sub, Event Grid decoding into records) → Archive (batching, gzip, object layout)
+// → Stores (BlobWriter implementations). None of them depends on the next: they share only
+// PersistorCore (the record model, the BlobWriter protocol, and the byte helpers every stage uses)
+// and PersistorJSON, the strict JSON scanner Auth and Protocols use.
 // App wires them together from the configuration; CLI is the `persistor` executable.
 let package = Package(
     name: "persistor",
@@ -24,27 +26,29 @@ let package = Package(
                        providers: [.apt(["libnghttp2-dev"])]),
         // epoll(7) is in glibc, but not in Swift's Glibc module.
         .systemLibrary(name: "CEpoll", path: "Sources/CEpoll"),
-        .target(name: "PersistorHTTP", dependencies: ["CEpoll", "CNghttp2"], path: "Sources/Server"),
-        .target(name: "PersistorJSON", path: "Sources/JSON"),
+        .target(name: "PersistorCore", path: "Sources/Core"),
+        .target(name: "PersistorHTTP", dependencies: ["CEpoll", "CNghttp2", "PersistorCore"], path: "Sources/Server"),
+        .target(name: "PersistorJSON", dependencies: ["PersistorCore"], path: "Sources/JSON"),
         .target(name: "PersistorAuth",
-                dependencies: ["PersistorHTTP", "PersistorJSON",
+                dependencies: ["PersistorCore", "PersistorHTTP", "PersistorJSON",
                                .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "CryptoExtras", package: "swift-crypto"),
                                .product(name: "Logging", package: "swift-log")],
                 path: "Sources/Auth"),
         .target(name: "PersistorStores",
-                dependencies: [.product(name: "Crypto", package: "swift-crypto"),
+                dependencies: ["PersistorCore",
+                               .product(name: "Crypto", package: "swift-crypto"),
                                .product(name: "CryptoExtras", package: "swift-crypto")],
                 path: "Sources/Stores"),
         .target(name: "PersistorArchive",
-                dependencies: ["CZlib", "PersistorStores", .product(name: "Crypto", package: "swift-crypto")],
+                dependencies: ["CZlib", "PersistorCore", .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Archive"),
         .target(name: "PersistorProtocols",
-                dependencies: ["PersistorHTTP", "PersistorJSON", "PersistorArchive",
+                dependencies: ["PersistorCore", "PersistorHTTP", "PersistorJSON",
                                .product(name: "Crypto", package: "swift-crypto")],
                 path: "Sources/Protocols"),
         .target(name: "PersistorApp",
-                dependencies: ["PersistorHTTP", "PersistorProtocols", "PersistorAuth", "PersistorArchive",
+                dependencies: ["PersistorCore", "PersistorHTTP", "PersistorProtocols", "PersistorAuth", "PersistorArchive",
                                "PersistorStores",
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "Yams", package: "Yams")],
@@ -55,13 +59,14 @@ let package = Package(
                                          .product(name: "Logging", package: "swift-log")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
-        .testTarget(name: "JSONTests", dependencies: ["PersistorJSON", "PersistorTestSupport"]),
-        .testTarget(name: "HTTPTests", dependencies: ["PersistorHTTP", "PersistorTestSupport"]),
-        .testTarget(name: "ProtocolsTests", dependencies: ["PersistorProtocols", "PersistorTestSupport"]),
-        .testTarget(name: "AuthTests", dependencies: ["PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "StoresTests", dependencies: ["PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorApp", "PersistorAuth", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "CoreTests", dependencies: ["PersistorCore", "PersistorTestSupport"]),
+        .testTarget(name: "JSONTests", dependencies: ["PersistorCore", "PersistorJSON", "PersistorTestSupport"]),
+        .testTarget(name: "HTTPTests", dependencies: ["PersistorCore", "PersistorHTTP", "PersistorTestSupport"]),
+        .testTarget(name: "ProtocolsTests", dependencies: ["PersistorCore", "PersistorProtocols", "PersistorTestSupport"]),
+        .testTarget(name: "AuthTests", dependencies: ["PersistorCore", "PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorAuth", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
         // build they replay corpus files given on the command line. Each depends only on what it fuzzes.

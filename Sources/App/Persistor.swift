@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PersistorArchive
 import PersistorAuth
+import PersistorCore
 import PersistorHTTP
 import PersistorProtocols
 import PersistorStores

@@ -1,4 +1,5 @@
 import Logging
+import PersistorCore
 import PersistorStores
 import Synchronization
 

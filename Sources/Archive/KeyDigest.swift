@@ -1,4 +1,5 @@
 import Crypto
+import PersistorCore
 
 /// SHA-256 in object keys, where key-safe text alone would not tell two values apart (it is
 /// truncated, and an id alone does not identify a message). README "Archive format".
@@ -17,7 +18,7 @@ enum KeyDigest {
             withUnsafeBytes(of: &length) { hasher.update(bufferPointer: $0) }
             hasher.update(data: field)
         }
-        let table = Array("0123456789abcdef".utf8)
+        let table = Hex.lowercaseDigits
         var out: [UInt8] = []
         out.reserveCapacity(digits)
         for byte in hasher.finalize() where out.count < digits {

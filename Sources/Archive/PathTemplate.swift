@@ -1,3 +1,5 @@
+import PersistorCore
+
 /// Object key directories from a template such as `{route}/{yyyy}/{MM}/{dd}/{HH}` or
 /// `dt={yyyy}-{MM}-{dd}/hour={HH}`. Tokens: `{route} {source} {yyyy} {MM} {dd} {HH} {mm}` and
 /// `{attr:NAME}`. Values that come from messages are made key-safe (see `keySafe`), and every

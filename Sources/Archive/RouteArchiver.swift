@@ -1,6 +1,6 @@
-import Foundation
 import Dispatch
-import PersistorStores
+import Foundation
+import PersistorCore
 import Synchronization
 
 /// How a route's records become objects.

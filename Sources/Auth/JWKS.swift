@@ -1,4 +1,5 @@
 import CryptoExtras
+import PersistorCore
 
 /// One usable signing key from a JWKS.
 struct VerificationKey: Sendable {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import PersistorCore
 import PersistorHTTP
 import Synchronization
 
@@ -33,7 +34,7 @@ public final class RouteAuthenticator: Sendable {
         if let query = settings.querySecret { secrets.append(SecretMatcher(place: .query, settings: query)) }
         if let header = settings.headerSecret { secrets.append(SecretMatcher(place: .header, settings: header)) }
         self.secrets = secrets
-        let skew = settings.clockSkew.seconds
+        let skew = settings.clockSkew.timeInterval
         var policies: [TokenPolicy] = []
         if let oidc = settings.oidc {
             policies.append(TokenPolicy(kind: .oidc(oidc), keys: keys.cache(for: oidc.jwksURL), skew: skew))
@@ -150,7 +151,7 @@ public final class RouteAuthenticator: Sendable {
             otherScheme = true
         }
         if let raw = queryTokens.first {
-            guard let bytes = QueryString.percentDecode(raw), let token = String(validating: bytes, as: UTF8.self) else {
+            guard let bytes = try? PercentDecoding.decode(raw.utf8), let token = String(validating: bytes, as: UTF8.self) else {
                 return .failure(.unauthorized("malformed token: bad percent-encoding", tokenMethods))
             }
             guard !token.isEmpty else { return .failure(.unauthorized("malformed token: empty", tokenMethods)) }

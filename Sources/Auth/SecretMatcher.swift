@@ -1,3 +1,4 @@
+import PersistorCore
 import PersistorHTTP
 
 /// A shared-secret check in a query parameter or a header.
@@ -37,7 +38,7 @@ struct SecretMatcher: Sendable {
             let found = QueryString.values(named: name, in: head.query)
             guard found.count <= 1 else { return .unauthorized("multiple secrets", method) }
             guard let raw = found.first else { return .unauthorized("missing secret", method, specificity: 0) }
-            guard let decoded = QueryString.percentDecode(raw) else { return .unauthorized("malformed secret", method) }
+            guard let decoded = try? PercentDecoding.decode(raw.utf8) else { return .unauthorized("malformed secret", method) }
             presented = decoded
         }
         return SecretMatcher.matchesAny(presented, values) ? nil : .unauthorized("secret mismatch", method)
@@ -89,35 +90,8 @@ enum QueryString {
                 key = pair
                 value = ""
             }
-            if percentDecode(key) == wanted { found.append(value) }
+            if (try? PercentDecoding.decode(key.utf8)) == wanted { found.append(value) }
         }
         return found
-    }
-
-    /// Decodes `%XX` escapes; `nil` for a malformed escape. `+` stays `+`.
-    static func percentDecode(_ text: Substring) -> [UInt8]? {
-        var output: [UInt8] = []
-        output.reserveCapacity(text.utf8.count)
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else {
-                output.append(byte)
-                continue
-            }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                return nil
-            }
-            output.append(high << 4 | low)
-        }
-        return output
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -1,3 +1,4 @@
+import PersistorCore
 import PersistorHTTP
 
 /// One method's refusal, before the route combines the methods into an `AuthDecision`.
@@ -134,7 +135,7 @@ struct TokenPolicy: Sendable {
             return fail("missing iat")
         }
         if case .oidc(let settings) = kind, let maxLifetime = settings.maxLifetime {
-            if exp > now + maxLifetime.seconds + skew { return fail("exp too far in future") }
+            if exp > now + maxLifetime.timeInterval + skew { return fail("exp too far in future") }
         }
         guard let aud = claims["aud"] else { return fail("missing aud") }
         let presented: [String]
@@ -179,12 +180,5 @@ struct TokenPolicy: Sendable {
             }
             return nil
         }
-    }
-}
-
-extension Duration {
-    /// The duration in seconds as a `Double`.
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

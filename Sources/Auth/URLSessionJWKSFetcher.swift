@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -19,7 +20,7 @@ public struct URLSessionJWKSFetcher: JWKSFetcher {
 
     public init(timeout: Duration = .seconds(10), maxBytes: Int = 1024 * 1024) {
         let configuration = URLSessionConfiguration.ephemeral
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let seconds = timeout.timeInterval
         configuration.timeoutIntervalForRequest = seconds
         configuration.timeoutIntervalForResource = seconds
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData

@@ -1,3 +1,5 @@
+import PersistorCore
+
 // Strict RFC 8259 JSON scanner that keeps the exact source byte range of every value.
 //
 // Event Grid batches are archived element by element exactly as received, so the parser never
@@ -565,16 +567,6 @@ private struct Parser {
         return k &+ 1
     }
 
-    @inline(__always)
-    static func hexValue(_ b: UInt8) -> UInt32? {
-        switch b {
-        case ASCII.zero...ASCII.nine: return UInt32(b &- ASCII.zero)
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(b &- UInt8(ascii: "a") &+ 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(b &- UInt8(ascii: "A") &+ 10)
-        default: return nil
-        }
-    }
-
     func hex4(at offset: Int, escapeStart: Int) throws(JSONError) -> UInt32 {
         var value: UInt32 = 0
         for k in 0..<4 {
@@ -582,10 +574,10 @@ private struct Parser {
             guard position < count else {
                 throw JSONError(offset: count, reason: "unterminated string")
             }
-            guard let digit = Self.hexValue(byte(position)) else {
+            guard let digit = Hex.value(byte(position)) else {
                 throw JSONError(offset: escapeStart, reason: "invalid escape")
             }
-            value = value << 4 | digit
+            value = value << 4 | UInt32(digit)
         }
         return value
     }
@@ -594,8 +586,8 @@ private struct Parser {
     func hex4IfValid(at offset: Int) -> UInt32? {
         var value: UInt32 = 0
         for k in 0..<4 {
-            guard let digit = Self.hexValue(byte(offset &+ k)) else { return nil }
-            value = value << 4 | digit
+            guard let digit = Hex.value(byte(offset &+ k)) else { return nil }
+            value = value << 4 | UInt32(digit)
         }
         return value
     }

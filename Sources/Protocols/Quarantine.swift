@@ -1,5 +1,5 @@
 import Crypto
-import PersistorArchive
+import PersistorCore
 
 /// Records for authenticated deliveries that could not be decoded: the whole body, archived as
 /// `source: unparsed` with the reason, under an id derived from the body so a retry maps to the
@@ -7,10 +7,7 @@ import PersistorArchive
 public enum Quarantine {
     public static func record(route: String, body: [UInt8], receivedAt: UTCTime, reason: String,
                               contentType: String?) -> Record {
-        let digest = SHA256.hash(data: body).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        let digest = Hex.encode(SHA256.hash(data: body))
         var meta: [(key: String, value: MetaValue)] = [("reason", .string(reason))]
         if let contentType { meta.append(("contentType", .string(contentType))) }
         return Record(id: "unparsed-" + digest, source: .unparsed, route: route, receivedAt: receivedAt,

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// Opens the store a URL names (design §2): `file:///abs/dir`, `/abs/dir` or `./dir` for the local
 /// filesystem; `gs://bucket/prefix`, `az://account/container/prefix`, `s3://bucket/prefix` for the

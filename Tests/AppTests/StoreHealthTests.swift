@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 import Logging
 import PersistorStores
 import PersistorTestSupport

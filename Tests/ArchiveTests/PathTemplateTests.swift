@@ -1,3 +1,4 @@
+import PersistorCore
 import Testing
 @testable import PersistorArchive
 

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 import Testing
 @testable import PersistorArchive
 

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 import PersistorStores
 import PersistorTestSupport
 import Synchronization

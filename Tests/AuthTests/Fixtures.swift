@@ -2,6 +2,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 import Logging
+import PersistorCore
 @testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport

@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import PersistorCore
 @testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport

@@ -1,5 +1,5 @@
 import Foundation
-import PersistorArchive
+import PersistorCore
 import PersistorHTTP
 import Testing
 @testable import PersistorProtocols

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 @testable import PersistorStores
 import PersistorTestSupport
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PersistorCore
 
 /// Writes each log event as one JSON object per line to standard error:
 /// `{"ts":"…","level":"error","msg":"…","route":"…",…}`. Metadata values are flattened to strings.
@@ -39,19 +40,8 @@ public struct JSONLogHandler: LogHandler {
     }
 
     static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var out: [UInt8] = []
+        JSONString.append(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,4 +1,4 @@
-import PersistorArchive
+import PersistorCore
 import PersistorHTTP
 
 /// CloudEvents HTTP protocol binding pieces that are not JSON: binary-mode header values
@@ -21,7 +21,12 @@ public enum CloudEventsBinding {
         if bytes.count >= 2, bytes.first == quote, bytes.last == quote {
             bytes = try unquote(bytes)
         }
-        let decoded = try percentDecode(bytes)
+        let decoded: [UInt8]
+        do {
+            decoded = try PercentDecoding.decode(bytes)
+        } catch {
+            throw HeaderValueError(reason: "invalid percent-encoding at offset \(error.offset)")
+        }
         guard let text = String(validating: decoded, as: UTF8.self) else {
             throw HeaderValueError(reason: "value is not valid UTF-8 after percent-decoding")
         }
@@ -50,37 +55,6 @@ public enum CloudEventsBinding {
             }
         }
         return out
-    }
-
-    static func percentDecode(_ bytes: [UInt8]) throws(HeaderValueError) -> [UInt8] {
-        guard bytes.contains(UInt8(ascii: "%")) else { return bytes }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            guard byte == UInt8(ascii: "%") else {
-                out.append(byte)
-                index += 1
-                continue
-            }
-            guard index + 2 < bytes.count, let high = hexValue(bytes[index + 1]),
-                  let low = hexValue(bytes[index + 2]) else {
-                throw HeaderValueError(reason: "invalid percent-encoding at offset \(index)")
-            }
-            out.append(high << 4 | low)
-            index += 3
-        }
-        return out
-    }
-
-    static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0") ... UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a") ... UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A") ... UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 
@@ -139,7 +113,7 @@ extension EventGridDecoder {
         meta.append(contentsOf: Self.headerMeta(headers))
         let id = attribute("id")
         if id == nil { meta.append(("idAssigned", .bool(true))) }
-        delivery.records = [Record(id: id ?? Self.assignedID(), source: .cloudevents, route: route,
+        delivery.records = [Record(id: id ?? Record.assignedID(), source: .cloudevents, route: route,
                                    receivedAt: receivedAt, eventTime: attribute("time"), attributes: attributes,
                                    meta: meta, payload: request.body)]
         if let failure = validationMismatch(headers, delivery: delivery) {

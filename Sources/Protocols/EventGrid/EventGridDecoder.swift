@@ -1,5 +1,5 @@
 import Foundation
-import PersistorArchive
+import PersistorCore
 import PersistorHTTP
 import PersistorJSON
 
@@ -218,7 +218,7 @@ public struct EventGridDecoder: Sendable {
             }
             meta.append(contentsOf: headerMeta)
             if id == nil { meta.append(("idAssigned", .bool(true))) }
-            delivery.records.append(Record(id: id ?? Self.assignedID(), source: schema.source, route: route,
+            delivery.records.append(Record(id: id ?? Record.assignedID(), source: schema.source, route: route,
                                            receivedAt: receivedAt, eventTime: time, meta: meta,
                                            payload: Array(body[event.range])))
         }
@@ -241,23 +241,9 @@ public struct EventGridDecoder: Sendable {
 
     /// The 200 body for a validation code: `{"validationResponse":"<code>"}` (JSON-escaped).
     public static func validationResponseBody(_ code: String) -> [UInt8] {
-        var out = Array(#"{"validationResponse":""#.utf8)
-        out.reserveCapacity(out.count + code.utf8.count + 4)
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in code.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
-            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
-            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
-            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
-            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
-            case 0x00 ..< 0x20, 0x7F:
-                out += Array(#"\u00"#.utf8)
-                out += [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            default: out.append(byte)
-            }
-        }
-        out += Array(#""}"#.utf8)
+        var out = Array(#"{"validationResponse":"#.utf8)
+        JSONString.append(code, to: &out)
+        out.append(UInt8(ascii: "}"))
         return out
     }
 
@@ -337,5 +323,4 @@ public struct EventGridDecoder: Sendable {
                  quarantineReason: reason)
     }
 
-    static func assignedID() -> String { UUID().uuidString.lowercased() }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import PersistorArchive
+import PersistorCore
 import PersistorHTTP
 import PersistorJSON
 
@@ -106,7 +106,7 @@ public struct PubSubDecoder: Sendable {
                 meta.append(("deliveryAttempt", .int(n)))
             }
             if id == nil { meta.append(("idAssigned", .bool(true))) }
-            return Record(id: id ?? Self.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+            return Record(id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
                           eventTime: publishTime, attributes: attributes, meta: meta, payload: payload)
         } catch {
             return quarantine(error.reason)
@@ -158,13 +158,12 @@ public struct PubSubDecoder: Sendable {
             }
         }
         if id == nil { meta.append(("idAssigned", .bool(true))) }
-        return Record(id: id ?? Self.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+        return Record(id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
                       eventTime: publishTime, attributes: attributes, meta: meta, payload: request.body)
     }
 
     private static let envelopeKeys = ["data", "attributes", "messageId", "message_id"]
 
-    static func assignedID() -> String { UUID().uuidString.lowercased() }
 
     struct DecodeFailure: Error { var reason: String }
 }

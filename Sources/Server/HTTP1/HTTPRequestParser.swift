@@ -1,3 +1,5 @@
+import PersistorCore
+
 // Incremental, strict HTTP/1.1 request parser (RFC 9112 / RFC 9110).
 //
 // The parser owns a byte buffer. The connection `feed`s whatever it reads from the socket and then
@@ -461,7 +463,7 @@ public struct HTTPRequestParser: Sendable {
             let line = UnsafeBufferPointer(rebasing: storage[start ..< start + length])
             var size: UInt64 = 0
             var index = 0
-            while index < line.count, let digit = hexValue(line[index]) {
+            while index < line.count, let digit = Hex.value(line[index]) {
                 if index == 16 { throw .invalidChunkSize } // at most 16 hex digits: no overflow
                 size = size << 4 | UInt64(digit)
                 index += 1
@@ -692,16 +694,6 @@ private func isFieldValueByte(_ byte: UInt8) -> Bool {
 @inline(__always)
 private func isDigit(_ byte: UInt8) -> Bool {
     byte >= 0x30 && byte <= 0x39
-}
-
-@inline(__always)
-private func hexValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case 0x30 ... 0x39: return byte &- 0x30
-    case 0x41 ... 0x46: return byte &- 0x41 &+ 10
-    case 0x61 ... 0x66: return byte &- 0x61 &+ 10
-    default: return nil
-    }
 }
 
 private extension UInt8 {

@@ -1,3 +1,4 @@
+import PersistorCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,13 +64,7 @@ struct HTTPResponseEncoder {
     static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 
     static func httpDate(_ t: time_t) -> String {
-        var t = t
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) \(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
+        UTCTime(seconds: Int64(t)).httpDate
     }
 
     private static let knownStatuses = [100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 411, 413, 415,

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// How an HTTP/1.1 connection recognises HTTP/2 cleartext: the connection preface sent with prior
 /// knowledge (RFC 9113 §3.3), or an `Upgrade: h2c` request (RFC 7540 §3.2).
@@ -39,7 +40,7 @@ enum HTTP2Handoff {
         let connection = head.headers.values(for: "connection").flatMap(tokens)
         guard connection.contains("upgrade"), connection.contains("http2-settings") else { return nil }
         let values = head.headers.values(for: "http2-settings")
-        guard values.count == 1, let payload = base64URLDecode(values[0]), payload.count % 6 == 0 else { return nil }
+        guard values.count == 1, let payload = Base64URL.decode(values[0].utf8), payload.count % 6 == 0 else { return nil }
         return payload
     }
 
@@ -61,33 +62,5 @@ enum HTTP2Handoff {
 
     private static func tokens(_ value: String) -> [String] {
         value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-    }
-
-    /// base64url without padding (RFC 4648 §5), as `HTTP2-Settings` uses; nil if malformed.
-    static func base64URLDecode(_ text: String) -> [UInt8]? {
-        var bits: UInt32 = 0
-        var count = 0
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count * 3 / 4)
-        for byte in text.utf8 {
-            let value: UInt32
-            switch byte {
-            case 0x41...0x5A: value = UInt32(byte - 0x41)
-            case 0x61...0x7A: value = UInt32(byte - 0x61 + 26)
-            case 0x30...0x39: value = UInt32(byte - 0x30 + 52)
-            case 0x2D: value = 62 // -
-            case 0x5F: value = 63 // _
-            default: return nil
-            }
-            bits = bits << 6 | value
-            count += 6
-            if count >= 8 {
-                count -= 8
-                out.append(UInt8(truncatingIfNeeded: bits >> UInt32(count)))
-            }
-        }
-        // Leftover bits must be fewer than a byte and zero (no dangling or non-canonical symbol).
-        guard count < 6, bits & ((1 << UInt32(count)) - 1) == 0 else { return nil }
-        return out
     }
 }

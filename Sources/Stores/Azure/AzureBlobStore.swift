@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PersistorCore
 
 /// Writes block blobs to Azure Blob Storage (`az://account/container/prefix`).
 ///
@@ -230,13 +231,6 @@ public struct AzureBlobStore: BlobWriter {
 
     /// RFC 1123 date in GMT, e.g. `Thu, 26 Nov 2026 12:00:00 GMT`.
     static func httpDate(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "GMT")!
-        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: date)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ value: Int?) -> String { value.map { $0 < 10 ? "0\($0)" : "\($0)" } ?? "00" }
-        return "\(days[parts.weekday! - 1]), \(two(parts.day)) \(months[parts.month! - 1]) \(parts.year!) "
-            + "\(two(parts.hour)):\(two(parts.minute)):\(two(parts.second)) GMT"
+        UTCTime(seconds: Int64(date.timeIntervalSince1970.rounded(.down))).httpDate
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// How the Azure store authorizes its requests.
 enum AzureAuthorization: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// A credential (a bearer token, a set of temporary keys) and when it stops being valid.
 public struct Expiring<Value: Sendable>: Sendable {

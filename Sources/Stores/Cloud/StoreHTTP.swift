@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -144,9 +145,4 @@ private final class PendingCall: @unchecked Sendable {
         waiting?.resume(with: result)
         return waiting != nil
     }
-}
-
-extension Duration {
-    /// The duration in (fractional) seconds.
-    var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// How long one store operation may take, and how it retries.
 ///
@@ -111,11 +112,5 @@ public struct StoreHTTPClient: Sendable {
             }
         }
         return "network error: \(error)"
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// Where a `gs://` store URL points: the bucket, the object-name prefix, and an optional endpoint.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// Google Cloud Storage through the JSON API (`gs://bucket/prefix`, see `GCSLocation`).
 ///

@@ -1,6 +1,7 @@
 import Crypto
 import CryptoExtras
 import Foundation
+import PersistorCore
 
 /// Google OAuth access tokens for the storage API, found by Google's conventions (design §2):
 /// `GOOGLE_APPLICATION_CREDENTIALS` names a service-account key file whose signed assertion is
@@ -118,8 +119,8 @@ public struct GoogleServiceAccount: Sendable {
         } catch {
             throw BlobStoreError(store: store, key: nil, message: "cannot encode the JWT assertion", retryable: false)
         }
-        let signingInput = base64URL(header) + "." + base64URL(claims)
-        return signingInput + "." + base64URL(Data(try signature(for: Array(signingInput.utf8))))
+        let signingInput = Base64URL.encode(header) + "." + Base64URL.encode(claims)
+        return signingInput + "." + Base64URL.encode(try signature(for: Array(signingInput.utf8)))
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RS256) over `signingInput`.
@@ -129,11 +130,6 @@ public struct GoogleServiceAccount: Sendable {
         } catch {
             throw BlobStoreError(store: store, key: nil, message: "RS256 signing failed", retryable: false)
         }
-    }
-
-    private func base64URL(_ data: Data) -> String {
-        String(data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .prefix { $0 != "=" })
     }
 }
 

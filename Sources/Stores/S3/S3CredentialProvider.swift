@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// Where an S3 store's keys come from, in the AWS SDKs' order (without shared config files or
 /// container credentials): `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`),

@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 
 /// Where an `s3://bucket/prefix` store's objects live: bucket, key prefix, region, and the endpoint
 /// and addressing style requests use.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PersistorCore
 
 /// An S3 bucket (or an S3-compatible store) under a key prefix: `s3://bucket/prefix`.
 ///
@@ -54,7 +55,7 @@ struct S3Store: BlobWriter {
     func request(for blob: Blob, credentials: S3Credentials, date: Date) -> (request: StoreHTTPRequest, signature: SigV4Signature) {
         let key = location.objectKey(blob.key)
         let digest = SHA256.hash(data: blob.bytes)
-        let payloadHash = SigV4.hex(digest)
+        let payloadHash = Hex.encode(digest)
         let amzDate = SigV4.amzDate(date)
         var headers: [(name: String, value: String)] = [
             ("Content-Type", blob.contentType),

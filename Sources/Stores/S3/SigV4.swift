@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PersistorCore
 
 /// AWS access keys: long-lived (environment) or temporary (IMDS, with a session token).
 struct S3Credentials: Sendable, Equatable {
@@ -38,12 +39,12 @@ enum SigV4 {
             .joined(separator: "\n")
         let day = String(amzDate.prefix(8))
         let scope = "\(day)/\(region)/s3/aws4_request"
-        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(hex(SHA256.hash(data: Data(canonicalRequest.utf8))))"
+        let stringToSign = "AWS4-HMAC-SHA256\n\(amzDate)\n\(scope)\n\(Hex.encode(SHA256.hash(data: Data(canonicalRequest.utf8))))"
         var key = SymmetricKey(data: Data("AWS4\(credentials.secretAccessKey)".utf8))
         for part in [day, region, "s3", "aws4_request"] {
             key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(part.utf8), using: key)))
         }
-        let signature = hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
+        let signature = Hex.encode(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
         return SigV4Signature(
             canonicalRequest: canonicalRequest, stringToSign: stringToSign,
             authorization: "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)")
@@ -66,21 +67,7 @@ enum SigV4 {
 
     /// `x-amz-date` format: `yyyyMMdd'T'HHmmss'Z'` in UTC.
     static func amzDate(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
-    }
-
-    /// Lower-case hex of a digest or any bytes.
-    static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        UTCTime(seconds: Int64(date.timeIntervalSince1970.rounded(.down))).amzDate
     }
 
     /// SigV4's `Trimall`: no leading or trailing whitespace, inner runs of whitespace as one space.

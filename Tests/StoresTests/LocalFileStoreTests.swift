@@ -1,4 +1,5 @@
 import Foundation
+import PersistorCore
 import PersistorTestSupport
 import Testing
 @testable import PersistorStores

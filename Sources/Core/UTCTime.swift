@@ -81,8 +81,41 @@ public struct UTCTime: Sendable, Equatable, Comparable {
         out.append(UInt8(ascii: "Z"))
     }
 
+    /// `Thu, 26 Nov 2026 19:00:00 GMT`: the IMF-fixdate of HTTP's `Date` header (RFC 9110 §5.6.7),
+    /// which Azure's `x-ms-date` also takes.
+    public var httpDate: String {
+        let f = fields
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let weekday = Int(((days + 4) % 7 + 7) % 7)   // 1970-01-01 was a Thursday
+        var out = Array(Self.weekdayNames[weekday].utf8)
+        out.append(contentsOf: ", ".utf8)
+        Self.appendPadded(f.day, width: 2, to: &out)
+        out.append(contentsOf: " \(Self.monthNames[f.month - 1]) ".utf8)
+        Self.appendPadded(f.year, width: 4, to: &out)
+        for (index, value) in [f.hour, f.minute, f.second].enumerated() {
+            out.append(index == 0 ? UInt8(ascii: " ") : UInt8(ascii: ":"))
+            Self.appendPadded(value, width: 2, to: &out)
+        }
+        out.append(contentsOf: " GMT".utf8)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `20261126T190000Z`: ISO 8601 basic format to the second, as AWS Signature V4's `x-amz-date`.
+    public var amzDate: String {
+        let f = fields
+        var out: [UInt8] = []
+        for (value, width) in [(f.year, 4), (f.month, 2), (f.day, 2)] { Self.appendPadded(value, width: width, to: &out) }
+        out.append(UInt8(ascii: "T"))
+        for value in [f.hour, f.minute, f.second] { Self.appendPadded(value, width: 2, to: &out) }
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let weekdayNames = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
     /// Appends the decimal digits of `value`, zero-padded on the left to at least `width`.
-    static func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
+    public static func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
         guard value >= 0 else {
             out.append(contentsOf: String(value).utf8)
             return

@@ -1,0 +1,7 @@
+import Foundation
+
+extension Record {
+    /// The id given to a message or event that arrived without one: random, so two id-less
+    /// deliveries are never taken for the same message.
+    public static func assignedID() -> String { UUID().uuidString.lowercased() }
+}
