@@ -13,7 +13,7 @@ extension AuthSettings {
 /// A route's admission check: its authenticator decides from the head, before the body is read, so
 /// refused senders get 401/403/503 without `100 Continue`, hold no body bytes, and never reach the
 /// decoders or the archive. `OPTIONS` (the CloudEvents handshake) passes without auth: it stores
-/// nothing (design §2).
+/// nothing (docs/deliveries-and-auth.md#the-options-handshake).
 func admission(by authenticator: RouteAuthenticator?) -> Router.Admission? {
     guard let authenticator else { return nil }
     return { head, admit in

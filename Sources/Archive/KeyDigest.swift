@@ -2,7 +2,8 @@ import Crypto
 import PersistorCore
 
 /// SHA-256 in object keys, where key-safe text alone would not tell two values apart (it is
-/// truncated, and an id alone does not identify a message). README "Archive format".
+/// truncated, and an id alone does not identify a message). docs/archive-format.md#raw-format,
+/// docs/archive-format.md#path-template.
 enum KeyDigest {
     /// The first `digits` lowercase hex digits of SHA-256 over `fields`, each framed by its length
     /// (and an absent one by a marker), so that different field lists never hash the same bytes.

@@ -1,8 +1,9 @@
 import Foundation
 import PersistorCore
 
-/// Encodes records as the archive's JSON lines (design §3): fixed key order, payload as `data`
-/// when it is valid UTF-8 and as `dataBase64` otherwise, so decoding always gives the exact bytes.
+/// Encodes records as the archive's JSON lines (docs/archive-format.md#records): fixed key order,
+/// payload as `data` when it is valid UTF-8 and as `dataBase64` otherwise, so decoding always gives
+/// the exact bytes.
 public enum RecordEncoder {
     /// The format version written into object metadata and sidecars.
     public static let formatVersion = "1"

@@ -12,7 +12,7 @@ public enum MetaValue: Sendable, Equatable {
 }
 
 /// One archived message or event: its payload bytes, unaltered, plus delivery metadata.
-/// The archive format (README, design §3) is the JSON encoding of this type.
+/// The archive format (docs/archive-format.md#records) is the JSON encoding of this type.
 public struct Record: Sendable {
     public var id: String
     public var source: RecordSource
@@ -41,8 +41,9 @@ public struct Record: Sendable {
         attributes.first { $0.key == name }?.value
     }
 
-    /// What an id is unique within, where the delivery says: a CloudEvent's `source` (CE §3.1.1:
-    /// source + id identify an event), an Event Grid event's `topic`, a Pub/Sub message's
+    /// What an id is unique within, where the delivery says: a CloudEvent's `source`
+    /// (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md#id: source + id identify
+    /// an event), an Event Grid event's `topic`, a Pub/Sub message's
     /// subscription (ids are unique per topic; a push names the subscription, not the topic).
     public var idScope: String? {
         let key: String

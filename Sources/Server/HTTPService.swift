@@ -5,7 +5,7 @@ public protocol HTTPService: Sendable {
     /// the body be read and the request go to `handle`; `admit(response)` ends the request there
     /// (its body is not read, no `100 Continue` is sent, and a connection with an unread body
     /// closes afterwards), e.g. for an unknown path, a body over the route's limit or failed
-    /// authentication (credentials are all in the head, design §2).
+    /// authentication (credentials are all in the head, docs/deliveries-and-auth.md#authentication).
     func check(_ head: HTTPRequestHead, admit: @escaping @Sendable (HTTPResponse?) -> Void)
 
     func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void)

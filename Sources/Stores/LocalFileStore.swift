@@ -20,8 +20,8 @@ public final class LocalFileStore: BlobWriter {
     public static let defaultMinimumFreeBytes = 8 << 20
 
     /// Free space on the root's file system below which `probe` fails, so readiness does not
-    /// report a store whose batch writes fail for lack of space (README "Limits"). Set it to the
-    /// largest amount the writes in flight at once may need.
+    /// report a store whose batch writes fail for lack of space (docs/stores.md#local-filesystem).
+    /// Set it to the largest amount the writes in flight at once may need.
     public var minimumFreeBytes: Int {
         get { minimumFree.load(ordering: .relaxed) }
         set { minimumFree.store(newValue, ordering: .relaxed) }

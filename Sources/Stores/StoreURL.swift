@@ -1,7 +1,7 @@
 import Foundation
 import PersistorCore
 
-/// Opens the store a URL names (design §2): `file:///abs/dir`, `/abs/dir` or `./dir` for the local
+/// Opens the store a URL names (docs/stores.md): `file:///abs/dir`, `/abs/dir` or `./dir` for the local
 /// filesystem; `gs://bucket/prefix`, `az://account/container/prefix`, `s3://bucket/prefix` for the
 /// clouds, with credentials and endpoints from `environment` by each cloud's own conventions.
 public enum StoreFactory {

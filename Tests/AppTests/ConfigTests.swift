@@ -38,7 +38,8 @@ private func durationError(_ text: String) -> ConfigValues.ParseError? {
     }
 }
 
-/// The example from design.md §2, verbatim (line numbers matter).
+/// The example configuration of README.md#example-configuration, line for line (line numbers
+/// matter; only the first route's comment differs there: "used in object keys and logs").
 private let designExample = """
 store: gs://my-archive/raw
 routes:

@@ -7,7 +7,7 @@ import Testing
 @testable import PersistorApp
 
 @Suite struct StoreHealthTests {
-    // README "Limits": a local store with less free space than a batch needs is not ready.
+    // docs/stores.md#local-filesystem: a local store with less free space than a batch needs is not ready.
     @Test func aNearlyFullLocalStoreIsNotReadyAndSaysWhy() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

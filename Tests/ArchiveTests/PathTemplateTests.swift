@@ -46,8 +46,9 @@ import Testing
         #expect(route.utf8.count == 128)
     }
 
-    // The local store deletes `.<name>.tmp-<hex>` files at start (README "Archive format"): no
-    // key-safe value may look like one, nor like any other hidden name.
+    // The local store deletes `.<name>.tmp-<hex>` files at start
+    // (docs/archive-format.md#files-of-the-local-store): no key-safe value may look like one, nor like
+    // any other hidden name.
     @Test(arguments: [".x.tmp-1", ".", "..", "...", ".tmp-", String(repeating: ".", count: 300), ".é"])
     func keySafeValuesNeverStartWithADot(value: String) {
         #expect(!PathTemplate.keySafe(value).hasPrefix("."))

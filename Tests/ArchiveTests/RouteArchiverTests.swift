@@ -301,7 +301,7 @@ final class ScriptedStore: BlobWriter {
     }
 }
 
-/// Raw mode's keys name one message exactly (README "Archive format"): create-only "already
+/// Raw mode's keys name one message exactly (docs/archive-format.md#raw-format): create-only "already
 /// exists" may only ever meet the same message.
 @Suite struct RawKeyTests {
     func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, ArchiveFailure> {
@@ -334,7 +334,8 @@ final class ScriptedStore: BlobWriter {
     @Test func messagesSharingAnIDAreEachStored() async throws {
         let cjk = String(repeating: "漢", count: 43)   // 387 key-safe bytes: only the first 126 are kept
         let stored = try await archive([
-            // CloudEvents: only source + id is unique (CE §3.1.1).
+            // CloudEvents: only source + id is unique
+            // (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md#id).
             record("1", meta: [("source", .string("/a"))], payload: "ce a"),
             record("1", meta: [("source", .string("/b"))], payload: "ce b"),
             // Event Grid: unique per topic.

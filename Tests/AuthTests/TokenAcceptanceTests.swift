@@ -18,7 +18,8 @@ struct TokenAcceptanceTests {
     }
 
     @Test func officialExampleClaimShape() async throws {
-        // protocols.md §4.4, with fresh dates and our audience.
+        // The example token of https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions,
+        // with fresh dates and our audience.
         let harness = try Harness()
         let now = nowSeconds()
         let claims: [String: Any] = ["aud": Google.audience, "azp": "113774264463038321964",
@@ -44,7 +45,7 @@ struct TokenAcceptanceTests {
     }
 
     @Test func entraV1WithoutRolesWhenNoRoleIsRequired() async throws {
-        // The third-party capture (protocols.md §4.13) has no roles claim.
+        // A token Event Grid sent to a webhook (a third-party capture, decoded) has no roles claim.
         let harness = try Harness()
         let token = mint(with(Entra.v1(), ["roles": nil]))
         #expect(await decide(harness.entraAuthenticator(), request(bearer: token)) == .allowed(method: "entra"))

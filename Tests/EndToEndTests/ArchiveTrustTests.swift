@@ -5,7 +5,7 @@ import Testing
 /// What is acknowledged stays stored, and what cannot be stored is said at once: raw keys that
 /// name one message, names the store's clean-up never matches, segments within NAME_MAX, a
 /// directory removed while serving, the free-space readiness check, and store paths that cannot
-/// work stopping the start (README "Archive format").
+/// work stopping the start (docs/archive-format.md, docs/stores.md#local-filesystem).
 @Suite(.serialized) struct ArchiveTrustTests {
     func post(_ server: PersistorProcess, _ path: String, _ body: [UInt8],
               headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> Int {

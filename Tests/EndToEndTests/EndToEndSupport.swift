@@ -62,8 +62,9 @@ func archivedIDCounts(_ store: TemporaryDirectory) throws -> [String: Int] {
     return counts
 }
 
-/// Whether `key` is a raw-format object of the record whose key-safe id ends `base`: README
-/// "Archive format", `{path}/{keySafe(id)}.{32 hex digits}.gz` (payload) or `.json` (sidecar).
+/// Whether `key` is a raw-format object of the record whose key-safe id ends `base`
+/// (docs/archive-format.md#raw-format): `{path}/{keySafe(id)}.{32 hex digits}.gz` (payload) or
+/// `.json` (sidecar).
 func isRawObjectKey(_ key: String, base: String, ext: String) -> Bool {
     guard key.hasPrefix(base + "."), key.hasSuffix("." + ext) else { return false }
     let digest = key.dropFirst(base.count + 1).dropLast(ext.count + 1)
@@ -101,7 +102,8 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
     return bytes
 }
 
-/// A wrapped Pub/Sub push envelope (protocols.md §1.2), written by hand so the bytes are exact.
+/// A wrapped Pub/Sub push envelope (https://cloud.google.com/pubsub/docs/push), written by hand so
+/// the bytes are exact.
 func wrappedEnvelope(id: String, data: [UInt8]?, attributes: [String: String]? = nil,
                      publishTime: String = "2021-02-26T19:13:55.749Z",
                      subscription: String = "projects/myproject/subscriptions/mysubscription") -> [UInt8] {

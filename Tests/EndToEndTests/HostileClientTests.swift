@@ -6,7 +6,8 @@ import Glibc
 #endif
 
 /// Clients that try to make the server hold memory, connections or body budget, each against the
-/// release binary over real sockets (issue 16, items 3, 4, 5, 7, 11 and the drain of 16). Each test
+/// release binary over real sockets (docs/operations.md#hostile-and-broken-clients; the test names keep
+/// the numbers of the issue items they came from). Each test
 /// names the figure it held before the fix.
 @Suite("Hostile clients end to end", .serialized)
 struct HostileClientTests {

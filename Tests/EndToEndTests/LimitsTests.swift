@@ -2,7 +2,7 @@ import Foundation
 import PersistorTestSupport
 import Testing
 
-/// Limits and timeouts from the config file (design §2): 413, 431, 408, idle close and
+/// Limits and timeouts from the config file (docs/configuration.md#server): 413, 431, 408, idle close and
 /// maxConnections, each while a well-behaved client on another connection keeps getting 204s.
 @Suite("Limits and timeouts end to end")
 struct LimitsTests {

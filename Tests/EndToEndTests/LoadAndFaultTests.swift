@@ -2,7 +2,7 @@ import Foundation
 import PersistorTestSupport
 import Testing
 
-/// Misbehaving senders and heavy load against the real binary (issue #6): bounded memory,
+/// Misbehaving senders and heavy load against the real binary (docs/operations.md#limits): bounded memory,
 /// backpressure instead of growth, and well-behaved clients still served.
 @Suite("Load, backpressure and hostile clients end to end", .serialized)
 struct LoadAndFaultTests {
@@ -28,7 +28,8 @@ struct LoadAndFaultTests {
         usleep(300_000)
 
         // B's body does not fit next to A's: refused once its bytes would exceed the budget (the
-        // budget counts bytes received, never an announced length; issue 16 #4).
+        // budget counts bytes received, never an announced length;
+        // docs/operations.md#hostile-and-broken-clients).
         let refused = try server.connect()
         try? refused.send(pubsubPost(id: "refused", payload: big))
         let answer = try refused.readResponse()

@@ -2,11 +2,11 @@ import Foundation
 import PersistorTestSupport
 import Testing
 
-/// Pub/Sub push deliveries against the real binary: every shape of protocols.md §1.2–1.3 and §4,
+/// Pub/Sub push deliveries against the real binary: every shape of docs/deliveries-and-auth.md#pubsub-push,
 /// answered 204, then read back from the archive with the system gzip and compared field by field.
 @Suite("Pub/Sub push end to end")
 struct PubSubEndToEndTests {
-    // protocols.md §4.1, verbatim.
+    // The push example of https://cloud.google.com/pubsub/docs/push, verbatim.
     static let officialVector = """
     {
         "message": {
@@ -23,7 +23,8 @@ struct PubSubEndToEndTests {
     }
     """
 
-    // protocols.md §4.2, verbatim.
+    // Every field of https://cloud.google.com/pubsub/docs/reference/rest/v1/PubsubMessage and the push
+    // envelope (constructed, not an official example).
     static let allFieldsVector = """
     {
       "message": {
@@ -86,7 +87,7 @@ struct PubSubEndToEndTests {
             + String(escapedBase64.dropFirst()).replacingOccurrences(of: "/", with: "\\/")
         let escapedBody = #"{"message":{"data":"\#(escapedData)","messageId":"e2e-json-escapes"},"subscription":"projects/p/subscriptions/s"}"#
         try post("JSON escapes", Array(escapedBody.utf8))
-        // (g) unwrapped with metadata headers (§4.5).
+        // (g) unwrapped with metadata headers (https://cloud.google.com/pubsub/docs/payload-unwrapping).
         let unwrappedBody = Array(#"{"status": "Hello there"}"#.utf8)
         try post("unwrapped", unwrappedBody, headers: [
             ("Content-Type", "application/json"),
@@ -276,8 +277,8 @@ struct PubSubEndToEndTests {
 }
 
 /// Checks every object key against `{route}/{yyyy}/{MM}/{dd}/{HH}/<ts>-<instance>-<seq>.ndjson.gz`
-/// (design §3): directories agree with the timestamp, the timestamp is the first record's receive
-/// time, one instance per process, unique sequence numbers.
+/// (docs/archive-format.md#objects): directories agree with the timestamp, the timestamp is the
+/// first record's receive time, one instance per process, unique sequence numbers.
 func expectObjectKeys(_ objects: [ArchivedObject], route: String) throws {
     let pattern = try Regex(#"^([^/]+)/([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/(([0-9]{8})T([0-9]{6})\.([0-9]{3})Z)-([0-9a-f]{12})-([0-9]{12})\.ndjson\.gz$"#)
     var instances = Set<String>()

@@ -6,7 +6,7 @@ import PersistorTestSupport
 import Testing
 
 /// Durability across SIGTERM (graceful) and SIGKILL (crash): nothing that was answered 204 may be
-/// missing from the archive (design §4).
+/// missing from the archive (docs/design.md#durability-rules).
 @Suite("Shutdown and durability end to end", .serialized)
 struct ShutdownTests {
     /// What a fleet of clients saw.

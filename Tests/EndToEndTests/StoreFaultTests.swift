@@ -48,9 +48,9 @@ storeRetry:
   maxBackoff: 200ms
 """
 
-/// Store faults (issue #4), run on S3: whatever the store does wrong, a delivery is acknowledged
-/// only once it is in the store, every failure is a 503 with Retry-After, and Persistor recovers
-/// by itself when the store does.
+/// Store faults (docs/stores.md#retries-and-failures), run on S3: whatever the store does wrong, a
+/// delivery is acknowledged only once it is in the store, every failure is a 503 with Retry-After,
+/// and Persistor recovers by itself when the store does.
 @Suite(.serialized) struct StoreFaultTests {
     @Test func errorsSlownessAndRefusalGive503AndNothingUnstoredIsAcked() throws {
         let moto = try MotoS3()

@@ -73,10 +73,10 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
     #expect(delivery.validationCode == nil, sourceLocation: sourceLocation)
 }
 
-// MARK: - protocols.md vectors (Event Grid schema)
+// MARK: - Published vectors (Event Grid schema; docs/development.md#delivery-vectors)
 
 @Suite struct EventGridVectorTests {
-    // §4.7, with the header Event Grid sends.
+    // https://learn.microsoft.com/azure/event-grid/webhook-event-delivery, with the header Event Grid sends.
     @Test func subscriptionValidationEvent() {
         let element = """
         {
@@ -106,7 +106,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
             == Array(#"{"validationResponse":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}"#.utf8))
     }
 
-    // §4.7, Microsoft's curl test: no validationUrl, no aeg-event-type header.
+    // Microsoft's curl test, no validationUrl, no aeg-event-type header
+    // (https://learn.microsoft.com/azure/event-grid/troubleshoot-subscription-validation).
     @Test func curlValidationWithoutURL() {
         let body = #"[{"id": "2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic": "/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx","subject": "","data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"},"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent","eventTime": "2018-01-25T22:12:19.4556811Z", "metadataVersion": "1","dataVersion": "1"}]"#
         let delivery = decode(request(body, headers: [("Content-Type", "application/json")]))
@@ -116,7 +117,7 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(delivery.validationEvents == 1)
     }
 
-    // §4.8.
+    // https://learn.microsoft.com/azure/event-grid/event-schema (Blob created).
     @Test func blobCreated() {
         let element = """
         {
@@ -163,7 +164,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(meta(record, "metadataVersion") == .string("1"))
     }
 
-    // §4.9: no dataVersion / metadataVersion.
+    // The 2017 version of https://learn.microsoft.com/azure/event-grid/event-schema: no dataVersion /
+    // metadataVersion.
     @Test func customTopicWithoutVersions() {
         let element = """
         {
@@ -189,7 +191,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(meta(record, "metadataVersion") == nil)
     }
 
-    // §4.10, byte for byte as documented (double spaces, minified).
+    // The consumer test payload of https://github.com/Azure/azure-sdk-for-net/tree/main/sdk/eventgrid
+    // (ConsumeEventGridSubscriptionDeletedEvent), byte for byte (double spaces, minified).
     @Test func subscriptionDeletedEventIsArchivedAndCounted() {
         let element = #"{  "id": "2d1781af-3a4c-4d7c-bd0c-e34b19da4e66",  "topic": "/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",  "subject": "",  "data": {    "eventSubscriptionId": "/subscriptions/id/resourceGroups/rg/providers/Microsoft.EventGrid/topics/topic1/providers/Microsoft.EventGrid/eventSubscriptions/eventsubscription1"  },  "eventType": "Microsoft.EventGrid.SubscriptionDeletedEvent",  "eventTime": "2018-01-25T22:12:19.4556811Z",  "metadataVersion": "1",  "dataVersion": "1"}"#
         let body = Array(("[" + element + "]").utf8)
@@ -204,7 +207,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(meta(delivery.records[0], "aegEventType") == .string("SubscriptionDeletion"))
     }
 
-    // §4.12: the Event Grid dead-letter sample as given (a single object, valid JSON).
+    // The Event Grid dead-letter sample of https://learn.microsoft.com/azure/event-grid/delivery-and-retry
+    // as given (a single object, valid JSON).
     @Test func deadLetterSampleIsArchived() {
         let object = """
         {
@@ -246,7 +250,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(meta(record, "dataVersion") == .string(""))
     }
 
-    // §4.12 / §5.20: the CloudEvents dead-letter sample ends with a trailing comma: invalid JSON.
+    // The CloudEvents dead-letter sample of https://learn.microsoft.com/azure/event-grid/delivery-and-retry
+    // ends with a trailing comma: invalid JSON (docs/development.md#delivery-vectors).
     @Test func cloudEventsDeadLetterSampleWithTrailingCommaIsQuarantined() {
         let body = Array("""
         {
@@ -273,7 +278,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         }
     }
 
-    // §4.6: google-cloudevents' MessagePublishedData-complex.json misses a comma after publishTime
+    // google-cloudevents' MessagePublishedData-complex.json (examples/binary/pubsub/ of
+    // https://github.com/googleapis/google-cloudevents) misses a comma after publishTime
     // and ends with a trailing comma. As a structured event it is quarantined whole; as the data of
     // a binary-mode event it is just the payload, archived exactly.
     static let invalidComplexSample = """
@@ -333,7 +339,7 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
     }
     """
 
-    // §4.11 structured mode.
+    // https://learn.microsoft.com/azure/event-grid/cloud-event-schema, structured mode.
     @Test func structuredBlobCreated() {
         let (body, range) = padded(Self.structured)
         let delivery = decode(request(body, headers: [("Content-Type", "application/cloudevents+json; charset=utf-8"),
@@ -365,7 +371,7 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(record.payload == Array(object.utf8))
     }
 
-    // CE-WEBHOOK handshake vector (§4.11).
+    // The handshake example of https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/http-webhook.md.
     @Test func optionsHandshakeVector() {
         let requestHead = head([("WebHook-Request-Origin", "eventemitter.example.com"),
                                 ("WebHook-Request-Rate", "120"),
@@ -426,7 +432,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         }
     }
 
-    // CE-HTTP §3.1.4 binary-mode vector.
+    // Binary-mode vector, §3.1.4 of the CloudEvents HTTP binding
+    // (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/http-protocol-binding.md).
     @Test func binaryModeVector() {
         let body = Array(#"{"hello" : "world", "n": [1, 2]}"#.utf8) + [0x0A]
         let delivery = decode(request(body, headers: [
@@ -482,7 +489,8 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(meta(delivery.records[0], "contentType") == nil)
     }
 
-    // CE-HTTP §3.1.3.2 percent-encoding vectors.
+    // Percent-encoding vectors, §3.1.3.2 of the CloudEvents HTTP binding
+    // (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/http-protocol-binding.md).
     @Test func percentEncodedAttributeValues() {
         let delivery = decode(request("{}", headers: [
             ("ce-specversion", "\"1.0\""),
@@ -888,7 +896,7 @@ private func expectQuarantine(_ delivery: EventGridDecoder.Delivery, body: [UInt
         #expect(EventGridDecoder.validationResponseBody(#"a"b\c"#) == Array(#"{"validationResponse":"a\"b\\c"}"#.utf8))
     }
 
-    // README "Archive format": a repeated ce-* header (in any case) is one attribute, its field
+    // docs/archive-format.md#records: a repeated ce-* header (in any case) is one attribute, its field
     // lines joined as RFC 9110 §5.3 combines them, then decoded.
     @Test func repeatedBinaryModeHeadersAreOneAttributeWithEveryValue() {
         let delivery = decode(request("data", headers: [

@@ -19,7 +19,7 @@ import Testing
 
     func meta(_ record: Record, _ key: String) -> MetaValue? { record.meta.first { $0.key == key }?.value }
 
-    // protocols.md §4.1, the official example.
+    // The official example of https://cloud.google.com/pubsub/docs/push.
     @Test func officialWrappedVector() {
         let record = decode(request("""
         {
@@ -46,7 +46,7 @@ import Testing
         #expect(meta(record, "idAssigned") == nil)
     }
 
-    // protocols.md §4.2, all fields.
+    // All fields (constructed from https://cloud.google.com/pubsub/docs/reference/rest/v1/PubsubMessage).
     @Test func allFieldsVector() {
         let record = decode(request("""
         {"message":{"attributes":{"Content-Type":"application/json","k":"v"},"data":"eyJzdGF0dXMiOiAiSGVsbG8gdGhlcmUifQ==",
@@ -73,7 +73,8 @@ import Testing
         #expect(record.attributes.count == 1)
     }
 
-    // protocols.md §4.3: Google's minimal sample has no messageId.
+    // Google's minimal sample has no messageId (GoogleCloudPlatform/python-docs-samples,
+    // appengine/standard_python3/pubsub/sample_message.json).
     @Test func minimalSampleGetsAnAssignedID() {
         let record = decode(request(#"{"message":{"data":"SGVsbG8sIFdvcmxkIQ=="}}"#))
         #expect(record.payload == Array("Hello, World!".utf8))
@@ -119,7 +120,7 @@ import Testing
         }
     }
 
-    // protocols.md §4.5.
+    // Unwrapped with metadata (constructed from https://cloud.google.com/pubsub/docs/payload-unwrapping).
     @Test func unwrappedWithMetadataHeaders() {
         let record = decode(request(#"{"status": "Hello there"}"#, headers: [
             ("Content-Type", "application/json"),
@@ -148,7 +149,7 @@ import Testing
         #expect(meta(record, "idAssigned") == .bool(true))
     }
 
-    // README "Archive format": a record never has an attribute or meta key twice.
+    // docs/archive-format.md#records: a record never has an attribute or meta key twice.
     @Test func repeatedAttributeNamesInAnEnvelopeAreQuarantinedWithTheBodyExact() {
         let body = #"{"message":{"attributes":{"k":"a","k":"b"},"data":"aGk=","messageId":"7"},"subscription":"s"}"#
         let record = decode(request(body), .wrapped)

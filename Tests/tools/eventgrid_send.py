@@ -68,8 +68,9 @@ def main():
         else:
             event = CloudEvent({"type": "com.example.binary", "source": "/example/b", "subject": "Euro € 😀"}, b"\x00binary\xffdata")
             headers, body = to_binary(event)
-            # The SDK leaves header values as they are; the HTTP binding (§3.1.3.2) wants them
-            # percent-encoded: space, '"', '%' and anything outside U+0021..U+007E.
+            # The SDK leaves header values as they are; the HTTP binding wants them percent-encoded:
+            # space, '"', '%' and anything outside U+0021..U+007E (§3.1.3.2 of
+            # https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/http-protocol-binding.md).
             safe = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
             headers = {k: (quote(v, safe=safe) if k.startswith("ce-") else v) for k, v in headers.items()}
             headers["content-type"] = "application/octet-stream"

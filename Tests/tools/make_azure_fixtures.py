@@ -107,7 +107,8 @@ def plain(name, account, key, method, url, headers):
 
 body32 = b"\x1f\x8b" + b"x" * 30
 vectors = [
-    # blobstores.md §B.4: the SDK's Authorization is SharedKey devstoreaccount1:2PLGKTO73Dzh7WIJwPDbR7QwA3W4rYxM2WepIgakyNo=
+    # docs/development.md#signing-oracles: the SDK's Authorization is
+    # SharedKey devstoreaccount1:2PLGKTO73Dzh7WIJwPDbR7QwA3W4rYxM2WepIgakyNo=
     plain("documented vector (blobstores.md B.4)", DEV_ACCOUNT, DEV_KEY, "PUT",
           f"http://127.0.0.1:10000/{DEV_ACCOUNT}/logs/2026/a.json.gz?timeout=30",
           [("x-ms-blob-type", "BlockBlob"), ("x-ms-version", VERSION), ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),

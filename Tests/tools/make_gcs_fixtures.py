@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes Tests/StoresTests/GCSFixtures.swift: a service-account key file and the JWT assertion
 google-auth (google.oauth2.service_account) makes from it at a fixed time, the oracle for our
-RS256 signer (blobstores.md §B.6). The key is a fixed throwaway test key, so the output is
+RS256 signer (docs/development.md#signing-oracles). The key is a fixed throwaway test key, so the output is
 reproducible: RS256 (RSASSA-PKCS1-v1_5) signatures are deterministic.
 
 Usage: make_gcs_fixtures.py   (with the test venv's python; rewrites the Swift file)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a throwaway service-account key (blobstores.md Appendix C, make_test_sa.py) for the
+"""Writes a throwaway service-account key (docs/development.md#test-peers) for the
 credential-flow tests: DIR/sa.json (token_uri = TOKEN_URI) and its public key DIR/sa.pub.pem, the
 FAKE_SA_PUBKEY of fake_identity.py. Prints {"keyFile": …, "publicKey": …}.
 

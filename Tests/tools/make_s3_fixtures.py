@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes Tests/StoresTests/S3Fixtures.swift: SigV4 vectors from botocore's S3SigV4Auth (blobstores.md §B.5).
+"""Writes Tests/StoresTests/S3Fixtures.swift: SigV4 vectors from botocore's S3SigV4Auth
+(docs/development.md#signing-oracles).
 
 usage: make_s3_fixtures.py [OUTPUT]   (default: Tests/StoresTests/S3Fixtures.swift next to this script)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prepares a fresh moto server (blobstores.md Appendix C) and turns SigV4 verification on.
+"""Prepares a fresh moto server (docs/development.md#test-peers) and turns SigV4 verification on.
 
 usage: moto_bootstrap.py PORT [BUCKET]
 

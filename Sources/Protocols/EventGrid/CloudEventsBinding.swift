@@ -2,8 +2,11 @@ import PersistorCore
 import PersistorHTTP
 
 /// CloudEvents HTTP protocol binding pieces that are not JSON: binary-mode header values
-/// (CE-HTTP §3.1.3.2, protocols.md §2.3) and the webhook abuse-protection handshake
-/// (CE-WEBHOOK §4, protocols.md §2.6).
+/// (CloudEvents HTTP binding §3.1.3.2,
+/// https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/http-protocol-binding.md) and
+/// the webhook abuse-protection handshake (CloudEvents webhook spec §4,
+/// https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/http-webhook.md;
+/// docs/deliveries-and-auth.md#the-options-handshake).
 public enum CloudEventsBinding {
     public struct HeaderValueError: Error, Equatable, Sendable {
         public var reason: String

@@ -4,7 +4,8 @@ import PersistorHTTP
 import PersistorJSON
 
 /// Turns one Azure Event Grid / CloudEvents 1.0 webhook POST into records
-/// (protocols.md §2.2–2.5, design §2 "Detecting the delivery shape", design §3).
+/// (docs/deliveries-and-auth.md#event-grid-and-cloudevents, docs/archive-format.md#records;
+/// https://learn.microsoft.com/azure/event-grid/webhook-event-delivery).
 ///
 /// Shape detection, first match wins (media types compared case-insensitively, parameters ignored):
 /// 1. `Content-Type: application/cloudevents-batch…` → CloudEvents batch (the body must be an array);
@@ -71,7 +72,8 @@ public struct EventGridDecoder: Sendable {
     public static let validationEventType = "Microsoft.EventGrid.SubscriptionValidationEvent"
     public static let deletedEventType = "Microsoft.EventGrid.SubscriptionDeletedEvent"
 
-    /// `aeg-*` delivery headers copied into every record's meta, in this order (protocols.md §2.4).
+    /// `aeg-*` delivery headers copied into every record's meta, in this order
+    /// (docs/deliveries-and-auth.md#event-grid-delivery-headers).
     static let deliveryHeaders: [(header: String, key: String)] = [
         ("aeg-subscription-name", "subscriptionName"),
         ("aeg-delivery-count", "deliveryCount"),

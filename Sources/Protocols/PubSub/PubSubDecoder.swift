@@ -3,7 +3,8 @@ import PersistorCore
 import PersistorHTTP
 import PersistorJSON
 
-/// Turns one Pub/Sub push request into one record (protocols.md §1.2–1.3, design §2).
+/// Turns one Pub/Sub push request into one record (docs/deliveries-and-auth.md#pubsub-push;
+/// https://cloud.google.com/pubsub/docs/push, https://cloud.google.com/pubsub/docs/payload-unwrapping).
 ///
 /// - wrapped: the JSON envelope `{"message": {...}, "subscription": ..., "deliveryAttempt": n}`;
 ///   the payload is the base64-decoded `message.data` (empty when absent).
@@ -91,7 +92,8 @@ public struct PubSubDecoder: Sendable {
             return text
         }
         do throws(DecodeFailure) {
-            // camelCase first, snake_case as the fallback (protocols.md §1.2).
+            // camelCase first, snake_case as the fallback (the push example of
+            // https://cloud.google.com/pubsub/docs/push carries both).
             var id = try string(message["messageId"], "message.messageId")
             if id == nil { id = try string(message["message_id"], "message.message_id") }
             var publishTime = try string(message["publishTime"], "message.publishTime")

@@ -11,7 +11,7 @@ enum AzureAuthorization: Sendable {
     case bearer(CredentialCache<String>)
 }
 
-/// The blob endpoint and authorization, resolved from the environment (design §2):
+/// The blob endpoint and authorization, resolved from the environment (docs/stores.md#azure-blob-storage):
 ///
 /// 1. `AZURE_STORAGE_CONNECTION_STRING` with `AccountKey` (SharedKey), `SharedAccessSignature` or
 ///    `UseDevelopmentStorage=true`. A connection string without a credential only sets the endpoint

@@ -3,10 +3,11 @@ import CryptoExtras
 import Foundation
 import PersistorCore
 
-/// Google OAuth access tokens for the storage API, found by Google's conventions (design §2):
-/// `GOOGLE_APPLICATION_CREDENTIALS` names a service-account key file whose signed assertion is
-/// exchanged at its `token_uri`; without it, the metadata server of GCE, GKE, Cloud Run or Cloud
-/// Functions (`GCE_METADATA_HOST` overrides its `host[:port]`) hands out the attached account's token.
+/// Google OAuth access tokens for the storage API, found by Google's conventions
+/// (docs/stores.md#google-cloud-storage): `GOOGLE_APPLICATION_CREDENTIALS` names a service-account
+/// key file whose signed assertion is exchanged at its `token_uri`; without it, the metadata server
+/// of GCE, GKE, Cloud Run or Cloud Functions (`GCE_METADATA_HOST` overrides its `host[:port]`) hands
+/// out the attached account's token.
 enum GoogleCredentials {
     /// The source `environment` selects. A key file that cannot be used throws here, at start-up.
     static func source(environment: [String: String], client: StoreHTTPClient) throws(BlobStoreError) -> any CredentialSource<String> {
