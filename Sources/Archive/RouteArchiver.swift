@@ -3,25 +3,6 @@ import Dispatch
 import PersistorStores
 import Synchronization
 
-/// Why a delivery's records were not archived. Either way nothing of it may be acknowledged.
-public enum ArchiveFailure: Error, Sendable, CustomStringConvertible {
-    /// The store refused or failed the write.
-    case store(BlobStoreError)
-    /// The route already holds its limit of records or bytes that are not yet durable (the store
-    /// is slower than the senders); the delivery was refused without being queued.
-    case backlogFull(records: Int, bytes: Int)
-
-    public var description: String {
-        switch self {
-        case .store(let error): "\(error)"
-        case .backlogFull(let records, let bytes): "archive backlog full (\(records) records, \(bytes) bytes not yet durable)"
-        }
-    }
-}
-
-/// Outcome of archiving one delivery's records.
-public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) -> Void
-
 /// Group commit for one route: records from many requests share one batch; a batch is written
 /// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
 /// and each waiter is answered once every object holding its records is durable (or one failed:
