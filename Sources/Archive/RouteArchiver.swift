@@ -13,23 +13,11 @@ public final class RouteArchiver: Sendable {
     private let store: any BlobWriter
     private let namer: ObjectNamer
     private let state = Mutex(State())
-    /// Compressors kept between objects (zlib's state is costly to set up), one per concurrent
-    /// user at most; a user takes one or makes its own.
-    private let spareCompressors = Mutex<[GzipCompressor]>([])
-    /// Raw-segment compressors kept between pieces: at most one per piece compressed at a time.
-    private let spareSegmentCompressors = Mutex<[GzipCompressor]>([])
-    private let maxSpareSegmentCompressors: Int
+    private let compressor: PieceCompressor
 
-    /// One ndjson object of a batch. Its lines are cut into pieces of at least `pieceBytes`, and
-    /// each full piece is compressed at once, in the background (a raw deflate segment, see
-    /// `ParallelGzip`). When the batch is written, only the last piece is left to compress, so
-    /// compression overlaps the previous batch's write and uses every processor.
+    /// One ndjson object of a batch: its gzip member in the making, and what its metadata says.
     private struct ObjectLines {
-        var compressedPieces: [PieceCompression] = []
-        var openPiece: [[UInt8]] = []
-        var openPieceBytes = 0
-        /// The piece before the open one, whose end is the open piece's preset dictionary.
-        var previousPiece: [[UInt8]] = []
+        var member = PieceCompressor.Member()
         var records = 0
         var firstReceivedAt: UTCTime
         var lastReceivedAt: UTCTime
@@ -39,28 +27,12 @@ public final class RouteArchiver: Sendable {
             lastReceivedAt = firstReceivedAt
         }
 
-        /// Adds a line; once the open piece holds `pieceBytes`, hands it to `compress`.
-        mutating func append(_ line: [UInt8], receivedAt: UTCTime,
-                             compress: (_ piece: [[UInt8]], _ previousPiece: [[UInt8]]) -> PieceCompression) {
-            openPiece.append(line)
-            openPieceBytes += line.count
+        mutating func append(_ line: [UInt8], receivedAt: UTCTime, using compressor: PieceCompressor) {
+            member.append(line, using: compressor)
             records += 1
             lastReceivedAt = max(lastReceivedAt, receivedAt)
-            guard openPieceBytes >= RouteArchiver.pieceBytes else { return }
-            compressedPieces.append(compress(openPiece, previousPiece))
-            previousPiece = openPiece
-            openPiece = []
-            openPieceBytes = 0
         }
     }
-
-    /// Bytes of lines that make a piece. Smaller pieces start compressing sooner but cost more
-    /// priming (and 16 KiB pieces cost Pub/Sub throughput in measurements).
-    static let pieceBytes = 64 * 1024
-    /// Bytes before a piece that it is primed with (zlib's preset dictionary), so a piece's start
-    /// compresses nearly as well as in one go. Priming costs about as much CPU as compressing
-    /// them, so it is a fraction of a piece: 8 KiB kept the order-event ratio of whole batches.
-    static let dictionaryBytes = 8 * 1024
 
     /// A delivery's completion and the objects of its batch that hold its records: indices into
     /// `ndjsonObjects` or `objects`, whichever the format fills.
@@ -100,7 +72,7 @@ public final class RouteArchiver: Sendable {
         self.settings = settings
         self.store = store
         self.namer = namer
-        maxSpareSegmentCompressors = ProcessInfo.processInfo.activeProcessorCount + settings.concurrentWrites
+        compressor = PieceCompressor(level: settings.gzipLevel, concurrentWrites: settings.concurrentWrites)
     }
 
     /// Adds a delivery's records (all-or-none) and calls `completion` once they are durable or failed.
@@ -147,8 +119,7 @@ public final class RouteArchiver: Sendable {
                     state.open.ndjsonIndex[item.path] = index
                     state.open.ndjsonObjects.append((item.path, ObjectLines(firstReceivedAt: item.receivedAt)))
                 }
-                state.open.ndjsonObjects[index].lines.append(
-                    item.line, receivedAt: item.receivedAt, compress: { startCompressing($0, after: $1) })
+                state.open.ndjsonObjects[index].lines.append(item.line, receivedAt: item.receivedAt, using: compressor)
                 if !mine.contains(index) { mine.append(index) }
             }
             if !objects.isEmpty {
@@ -215,89 +186,11 @@ public final class RouteArchiver: Sendable {
         let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
                         "formatVersion": RecordEncoder.formatVersion]
         return [
-            Blob(key: base + ".gz", bytes: try gzip([record.payload]),
+            Blob(key: base + ".gz", bytes: try compressor.gzip([record.payload]),
                  contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
             Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
                  metadata: metadata, createOnly: true),
         ]
-    }
-
-    /// One gzip member holding `chunks` in order.
-    private func gzip(_ chunks: [[UInt8]]) throws(GzipError) -> [UInt8] {
-        let compressor: GzipCompressor
-        if let spare = spareCompressors.withLock({ $0.popLast() }) {
-            compressor = spare
-        } else {
-            compressor = try GzipCompressor(level: settings.gzipLevel)
-        }
-        for chunk in chunks { try compressor.append(chunk) }
-        let member = try compressor.finish()
-        spareCompressors.withLock { spares in
-            if spares.count < settings.concurrentWrites { spares.append(compressor) }
-        }
-        return member
-    }
-
-    /// The last `bytes` bytes of `lines` joined.
-    static func tail(of lines: [[UInt8]], bytes: Int) -> [UInt8] {
-        var start = lines.endIndex, count = 0
-        while start > lines.startIndex && count < bytes {
-            start -= 1
-            count += lines[start].count
-        }
-        var tail: [UInt8] = []
-        tail.reserveCapacity(min(count, bytes))
-        for index in start..<lines.endIndex {
-            tail += index == start ? lines[index][max(0, count - bytes)...] : lines[index][...]
-        }
-        return tail
-    }
-
-    /// Compresses a full piece of an object in the background.
-    private func startCompressing(_ piece: [[UInt8]], after previousPiece: [[UInt8]]) -> PieceCompression {
-        let compression = PieceCompression(piece: piece, previousPiece: previousPiece)
-        Task(priority: .utility) { self.compress(compression) }
-        return compression
-    }
-
-    /// Compresses `compression`'s piece unless someone else has started it.
-    private func compress(_ compression: PieceCompression) {
-        guard let (piece, previousPiece) = compression.claim() else { return }
-        compression.finish(Result { () throws(GzipError) in try compressPiece(piece, after: previousPiece, last: false) })
-    }
-
-    /// `piece` as a raw deflate segment, the `last` of its object or not.
-    private func compressPiece(_ piece: [[UInt8]], after previousPiece: [[UInt8]], last: Bool) throws(GzipError) -> ParallelGzip.Segment {
-        let compressor: GzipCompressor
-        if let spare = spareSegmentCompressors.withLock({ $0.popLast() }) {
-            compressor = spare
-        } else {
-            compressor = try GzipCompressor(level: settings.gzipLevel, rawSegments: true)
-        }
-        if !piece.isEmpty && !previousPiece.isEmpty {
-            try compressor.setDictionary(Self.tail(of: previousPiece, bytes: Self.dictionaryBytes))
-        }
-        for line in piece { try compressor.append(line) }
-        let segment = try compressor.finishSegment(last: last)
-        spareSegmentCompressors.withLock { spares in
-            if spares.count < maxSpareSegmentCompressors { spares.append(compressor) }
-        }
-        return segment
-    }
-
-    /// The gzip member of an object: one member from the lines if no piece was compressed ahead,
-    /// else the pieces joined with its last one.
-    private func gzipObject(_ object: ObjectLines) async throws(GzipError) -> [UInt8] {
-        guard !object.compressedPieces.isEmpty else { return try gzip(object.openPiece) }
-        // The last piece first, while pieces still running in the background go on.
-        let last = try compressPiece(object.openPiece, after: object.previousPiece, last: true)
-        var segments: [ParallelGzip.Segment] = []
-        for piece in object.compressedPieces {
-            // A piece whose background task has not started yet is compressed here, now.
-            compress(piece)
-            segments.append(try await piece.segment.get())
-        }
-        return ParallelGzip.assemble(segments + [last])
     }
 
     private func startFlushing() {
@@ -370,7 +263,7 @@ public final class RouteArchiver: Sendable {
         for (index, (path, object)) in batch.ndjsonObjects.enumerated() {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
-                blobs.append((index, Blob(key: path + "/" + name, bytes: try await gzipObject(object),
+                blobs.append((index, Blob(key: path + "/" + name, bytes: try await compressor.finish(object.member),
                                           contentType: "application/x-ndjson", contentEncoding: "gzip",
                                           metadata: ["records": String(object.records),
                                                      "firstReceivedAt": object.firstReceivedAt.iso8601,
@@ -403,60 +296,6 @@ public final class RouteArchiver: Sendable {
             return nil
         } catch {
             return error
-        }
-    }
-}
-
-/// A piece of an ndjson object to compress ahead: taken by whoever comes first, the background
-/// task or the write that needs it, so a write never waits for a task that has not started.
-final class PieceCompression: Sendable {
-    private enum State {
-        case pending(piece: [[UInt8]], previousPiece: [[UInt8]])
-        case running(waiters: [CheckedContinuation<Result<ParallelGzip.Segment, GzipError>, Never>])
-        case done(Result<ParallelGzip.Segment, GzipError>)
-    }
-
-    private let state: Mutex<State>
-
-    init(piece: [[UInt8]], previousPiece: [[UInt8]]) {
-        state = Mutex(.pending(piece: piece, previousPiece: previousPiece))
-    }
-
-    /// The piece and the one before it, to the first caller only.
-    func claim() -> (piece: [[UInt8]], previousPiece: [[UInt8]])? {
-        state.withLock { state in
-            guard case .pending(let piece, let previousPiece) = state else { return nil }
-            state = .running(waiters: [])
-            return (piece, previousPiece)
-        }
-    }
-
-    /// Records the claimer's result and hands it to everyone waiting.
-    func finish(_ result: Result<ParallelGzip.Segment, GzipError>) {
-        let waiters = state.withLock { state in
-            guard case .running(let waiters) = state else { preconditionFailure("finish without claim") }
-            state = .done(result)
-            return waiters
-        }
-        for waiter in waiters { waiter.resume(returning: result) }
-    }
-
-    /// The compressed piece, once whoever claimed it has finished.
-    var segment: Result<ParallelGzip.Segment, GzipError> {
-        get async {
-            await withCheckedContinuation { continuation in
-                let result = state.withLock { state -> Result<ParallelGzip.Segment, GzipError>? in
-                    switch state {
-                    case .done(let result): return result
-                    case .running(var waiters):
-                        waiters.append(continuation)
-                        state = .running(waiters: waiters)
-                        return nil
-                    case .pending: preconditionFailure("wait before claim")
-                    }
-                }
-                if let result { continuation.resume(returning: result) }
-            }
         }
     }
 }

@@ -112,7 +112,7 @@ final class ScriptedStore: BlobWriter {
         #expect(puts.count == 1, "maxDelay holds the batch open for every delivery")
         let object = try #require(puts.first)
         let text = try systemGunzip(object.bytes)
-        #expect(text.count > 5 * RouteArchiver.pieceBytes, "the object spans several pieces")
+        #expect(text.count > 5 * PieceCompressor.pieceBytes, "the object spans several pieces")
         #expect(try lines(object).count == 4_000)
         let inOneGo = try GzipCompressor.compress(text, level: 6)
         #expect(Double(object.bytes.count) <= Double(inOneGo.count) * 1.03,
