@@ -1,5 +1,3 @@
-import Foundation
-import Dispatch
 import PersistorStores
 import Synchronization
 
@@ -197,9 +195,13 @@ public final class RouteArchiver: Sendable {
         Task { await self.flushLoop() }
     }
 
+    /// Starts a flush loop once `delay` has passed, unless `concurrentWrites` loops already run
+    /// (the first to finish its write takes the batch then).
     private func armDelayTimer(after delay: Duration) {
-        let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) {
+        Task {
+            // Cancelled, the sleep would end early; the flush loop then finds the batch younger than
+            // maxDelay and arms the timer again, so the batch is neither written early nor stranded.
+            try? await Task.sleep(for: delay)
             let start = self.state.withLock { state -> Bool in
                 state.timerArmed = false
                 guard state.flushers < self.settings.concurrentWrites, !state.open.isEmpty else { return false }
