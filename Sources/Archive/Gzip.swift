@@ -111,13 +111,6 @@ public final class GzipCompressor: @unchecked Sendable {
             if flush != Z_FINISH && stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { return }
         }
     }
-
-    /// Compresses one buffer.
-    public static func compress(_ bytes: [UInt8], level: Int) throws(GzipError) -> [UInt8] {
-        let compressor = try GzipCompressor(level: level)
-        try compressor.append(bytes)
-        return try compressor.finish()
-    }
 }
 
 /// One gzip member compressed in pieces, possibly at different times on different threads, the way
