@@ -23,11 +23,7 @@ public final class GzipCompressor: @unchecked Sendable {
     private var segmentLength = 0
 
     /// `level` 0 (store) … 9 (smallest); 6 is zlib's default.
-    public convenience init(level: Int) throws(GzipError) {
-        try self.init(level: level, rawSegments: false)
-    }
-
-    init(level: Int, rawSegments: Bool) throws(GzipError) {
+    init(level: Int, rawSegments: Bool = false) throws(GzipError) {
         self.rawSegments = rawSegments
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
