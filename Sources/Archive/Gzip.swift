@@ -23,11 +23,7 @@ public final class GzipCompressor: @unchecked Sendable {
     private var segmentLength = 0
 
     /// `level` 0 (store) … 9 (smallest); 6 is zlib's default.
-    public convenience init(level: Int) throws(GzipError) {
-        try self.init(level: level, rawSegments: false)
-    }
-
-    init(level: Int, rawSegments: Bool) throws(GzipError) {
+    init(level: Int, rawSegments: Bool = false) throws(GzipError) {
         self.rawSegments = rawSegments
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
@@ -110,13 +106,6 @@ public final class GzipCompressor: @unchecked Sendable {
             // nothing more to write now); Z_FINISH goes on until the stream ends.
             if flush != Z_FINISH && stream.pointee.avail_in == 0 && stream.pointee.avail_out > 0 { return }
         }
-    }
-
-    /// Compresses one buffer.
-    public static func compress(_ bytes: [UInt8], level: Int) throws(GzipError) -> [UInt8] {
-        let compressor = try GzipCompressor(level: level)
-        try compressor.append(bytes)
-        return try compressor.finish()
     }
 }
 

@@ -1,91 +1,5 @@
-import Dispatch
-import Foundation
 import PersistorCore
 import Synchronization
-
-/// How a route's records become objects.
-public struct ArchiveSettings: Sendable {
-    /// `ndjson`: one gzipped NDJSON object per batch and path. `raw`: one create-only gzipped
-    /// object per record (its payload) plus a `.json` sidecar, so a redelivery stores nothing new.
-    public enum Format: Sendable {
-        case ndjson, raw
-    }
-
-    public var format: Format
-    public var path: PathTemplate
-    /// Use the record's event time (when it parses) for the path instead of the receive time.
-    public var useEventTime: Bool
-    public var maxRecords: Int
-    public var maxBytes: Int
-    /// How long a batch may stay open to collect more records (0: write it as soon as fewer than
-    /// `concurrentWrites` writes are in progress).
-    public var maxDelay: Duration
-    /// Batches written at the same time (1: each waits for the previous write to finish). More
-    /// hide a remote store's latency, at the price of smaller objects.
-    public var concurrentWrites: Int
-    public var gzipLevel: Int
-    /// Records not yet durable (open, sealed and being written) beyond which deliveries are refused.
-    public var maxPendingRecords: Int
-    /// Encoded bytes not yet durable beyond which deliveries are refused.
-    public var maxPendingBytes: Int
-
-    public init(format: Format = .ndjson, path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
-                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, concurrentWrites: Int = 1, gzipLevel: Int = 6,
-                maxPendingRecords: Int = 100_000, maxPendingBytes: Int = 256 << 20) {
-        self.format = format
-        self.path = path
-        self.useEventTime = useEventTime
-        self.maxRecords = maxRecords
-        self.maxBytes = maxBytes
-        self.maxDelay = maxDelay
-        self.concurrentWrites = concurrentWrites
-        self.gzipLevel = gzipLevel
-        self.maxPendingRecords = maxPendingRecords
-        self.maxPendingBytes = maxPendingBytes
-    }
-}
-
-/// Names batch objects uniquely across processes: `{timestamp}-{instance}-{seq}.ndjson.gz`.
-public final class ObjectNamer: Sendable {
-    /// 12 random hex characters, fixed for the process.
-    public let instance: String
-    private let sequence = Atomic<Int>(0)
-
-    public init(instance: String = ObjectNamer.randomInstance()) {
-        self.instance = instance
-    }
-
-    public static func randomInstance() -> String {
-        let value = UInt64.random(in: 0..<(1 << 48))
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 12 - hex.count) + hex
-    }
-
-    func batchName(firstReceivedAt: UTCTime) -> String {
-        let seq = String(sequence.add(1, ordering: .relaxed).newValue)
-        let padded = String(repeating: "0", count: max(0, 12 - seq.count)) + seq
-        return "\(firstReceivedAt.compact)-\(instance)-\(padded).ndjson.gz"
-    }
-}
-
-/// Why a delivery's records were not archived. Either way nothing of it may be acknowledged.
-public enum ArchiveFailure: Error, Sendable, CustomStringConvertible {
-    /// The store refused or failed the write.
-    case store(BlobStoreError)
-    /// The route already holds its limit of records or bytes that are not yet durable (the store
-    /// is slower than the senders); the delivery was refused without being queued.
-    case backlogFull(records: Int, bytes: Int)
-
-    public var description: String {
-        switch self {
-        case .store(let error): "\(error)"
-        case .backlogFull(let records, let bytes): "archive backlog full (\(records) records, \(bytes) bytes not yet durable)"
-        }
-    }
-}
-
-/// Outcome of archiving one delivery's records.
-public typealias ArchiveCompletion = @Sendable (Result<Void, ArchiveFailure>) -> Void
 
 /// Group commit for one route: records from many requests share one batch; a batch is written
 /// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
@@ -97,23 +11,11 @@ public final class RouteArchiver: Sendable {
     private let store: any BlobWriter
     private let namer: ObjectNamer
     private let state = Mutex(State())
-    /// Compressors kept between objects (zlib's state is costly to set up), one per concurrent
-    /// user at most; a user takes one or makes its own.
-    private let spareCompressors = Mutex<[GzipCompressor]>([])
-    /// Raw-segment compressors kept between pieces: at most one per piece compressed at a time.
-    private let spareSegmentCompressors = Mutex<[GzipCompressor]>([])
-    private let maxSpareSegmentCompressors: Int
+    private let compressor: PieceCompressor
 
-    /// One ndjson object of a batch. Its lines are cut into pieces of at least `pieceBytes`, and
-    /// each full piece is compressed at once, in the background (a raw deflate segment, see
-    /// `ParallelGzip`). When the batch is written, only the last piece is left to compress, so
-    /// compression overlaps the previous batch's write and uses every processor.
+    /// One ndjson object of a batch: its gzip member in the making, and what its metadata says.
     private struct ObjectLines {
-        var compressedPieces: [PieceCompression] = []
-        var openPiece: [[UInt8]] = []
-        var openPieceBytes = 0
-        /// The piece before the open one, whose end is the open piece's preset dictionary.
-        var previousPiece: [[UInt8]] = []
+        var member = PieceCompressor.Member()
         var records = 0
         var firstReceivedAt: UTCTime
         var lastReceivedAt: UTCTime
@@ -123,28 +25,12 @@ public final class RouteArchiver: Sendable {
             lastReceivedAt = firstReceivedAt
         }
 
-        /// Adds a line; once the open piece holds `pieceBytes`, hands it to `compress`.
-        mutating func append(_ line: [UInt8], receivedAt: UTCTime,
-                             compress: (_ piece: [[UInt8]], _ previousPiece: [[UInt8]]) -> PieceCompression) {
-            openPiece.append(line)
-            openPieceBytes += line.count
+        mutating func append(_ line: [UInt8], receivedAt: UTCTime, using compressor: PieceCompressor) {
+            member.append(line, using: compressor)
             records += 1
             lastReceivedAt = max(lastReceivedAt, receivedAt)
-            guard openPieceBytes >= RouteArchiver.pieceBytes else { return }
-            compressedPieces.append(compress(openPiece, previousPiece))
-            previousPiece = openPiece
-            openPiece = []
-            openPieceBytes = 0
         }
     }
-
-    /// Bytes of lines that make a piece. Smaller pieces start compressing sooner but cost more
-    /// priming (and 16 KiB pieces cost Pub/Sub throughput in measurements).
-    static let pieceBytes = 64 * 1024
-    /// Bytes before a piece that it is primed with (zlib's preset dictionary), so a piece's start
-    /// compresses nearly as well as in one go. Priming costs about as much CPU as compressing
-    /// them, so it is a fraction of a piece: 8 KiB kept the order-event ratio of whole batches.
-    static let dictionaryBytes = 8 * 1024
 
     /// A delivery's completion and the objects of its batch that hold its records: indices into
     /// `ndjsonObjects` or `objects`, whichever the format fills.
@@ -184,7 +70,7 @@ public final class RouteArchiver: Sendable {
         self.settings = settings
         self.store = store
         self.namer = namer
-        maxSpareSegmentCompressors = ProcessInfo.processInfo.activeProcessorCount + settings.concurrentWrites
+        compressor = PieceCompressor(level: settings.gzipLevel, concurrentWrites: settings.concurrentWrites)
     }
 
     /// Adds a delivery's records (all-or-none) and calls `completion` once they are durable or failed.
@@ -231,8 +117,7 @@ public final class RouteArchiver: Sendable {
                     state.open.ndjsonIndex[item.path] = index
                     state.open.ndjsonObjects.append((item.path, ObjectLines(firstReceivedAt: item.receivedAt)))
                 }
-                state.open.ndjsonObjects[index].lines.append(
-                    item.line, receivedAt: item.receivedAt, compress: { startCompressing($0, after: $1) })
+                state.open.ndjsonObjects[index].lines.append(item.line, receivedAt: item.receivedAt, using: compressor)
                 if !mine.contains(index) { mine.append(index) }
             }
             if !objects.isEmpty {
@@ -295,123 +180,28 @@ public final class RouteArchiver: Sendable {
     /// plus `formatVersion`), both create-only. The path uses the event time, so a redelivery maps
     /// to the same keys even when it arrives hours later.
     private func rawObjects(_ record: Record) throws(GzipError) -> [Blob] {
-        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + Self.rawName(record)
+        let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + ObjectNamer.rawName(record)
         let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
                         "formatVersion": RecordEncoder.formatVersion]
         return [
-            Blob(key: base + ".gz", bytes: try gzip([record.payload]),
+            Blob(key: base + ".gz", bytes: try compressor.gzip([record.payload]),
                  contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
             Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
                  metadata: metadata, createOnly: true),
         ]
     }
 
-    /// Hex digits of a raw object name's digest (128 bits).
-    static let rawDigestDigits = 32
-
-    /// `{keySafe(id)}.{digest}`. The key-safe id alone is not exact: it is truncated, and an id is
-    /// unique only within its scope (`Record.idScope`). The digest covers the identity (source,
-    /// route, scope, id) and the content (event time, attributes, payload), but not what changes
-    /// between redeliveries (receive time, delivery counts in `meta`). So a create-only put that
-    /// finds its key taken has met the same message with the same bytes, and acknowledging it
-    /// loses nothing; any other message gets a key of its own (README "Archive format").
-    static func rawName(_ record: Record) -> String {
-        var fields: [[UInt8]?] = [Array(record.source.rawValue.utf8), Array(record.route.utf8),
-                                  record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),
-                                  record.eventTime.map { Array($0.utf8) }, Array(String(record.attributes.count).utf8)]
-        for attribute in record.attributes {
-            fields.append(Array(attribute.key.utf8))
-            fields.append(Array(attribute.value.utf8))
-        }
-        fields.append(record.payload)
-        return PathTemplate.keySafe(record.id) + "." + KeyDigest.hex(fields, digits: rawDigestDigits)
-    }
-
-    /// One gzip member holding `chunks` in order.
-    private func gzip(_ chunks: [[UInt8]]) throws(GzipError) -> [UInt8] {
-        let compressor: GzipCompressor
-        if let spare = spareCompressors.withLock({ $0.popLast() }) {
-            compressor = spare
-        } else {
-            compressor = try GzipCompressor(level: settings.gzipLevel)
-        }
-        for chunk in chunks { try compressor.append(chunk) }
-        let member = try compressor.finish()
-        spareCompressors.withLock { spares in
-            if spares.count < settings.concurrentWrites { spares.append(compressor) }
-        }
-        return member
-    }
-
-    /// The last `bytes` bytes of `lines` joined.
-    static func tail(of lines: [[UInt8]], bytes: Int) -> [UInt8] {
-        var start = lines.endIndex, count = 0
-        while start > lines.startIndex && count < bytes {
-            start -= 1
-            count += lines[start].count
-        }
-        var tail: [UInt8] = []
-        tail.reserveCapacity(min(count, bytes))
-        for index in start..<lines.endIndex {
-            tail += index == start ? lines[index][max(0, count - bytes)...] : lines[index][...]
-        }
-        return tail
-    }
-
-    /// Compresses a full piece of an object in the background.
-    private func startCompressing(_ piece: [[UInt8]], after previousPiece: [[UInt8]]) -> PieceCompression {
-        let compression = PieceCompression(piece: piece, previousPiece: previousPiece)
-        Task(priority: .utility) { self.compress(compression) }
-        return compression
-    }
-
-    /// Compresses `compression`'s piece unless someone else has started it.
-    private func compress(_ compression: PieceCompression) {
-        guard let (piece, previousPiece) = compression.claim() else { return }
-        compression.finish(Result { () throws(GzipError) in try compressPiece(piece, after: previousPiece, last: false) })
-    }
-
-    /// `piece` as a raw deflate segment, the `last` of its object or not.
-    private func compressPiece(_ piece: [[UInt8]], after previousPiece: [[UInt8]], last: Bool) throws(GzipError) -> ParallelGzip.Segment {
-        let compressor: GzipCompressor
-        if let spare = spareSegmentCompressors.withLock({ $0.popLast() }) {
-            compressor = spare
-        } else {
-            compressor = try GzipCompressor(level: settings.gzipLevel, rawSegments: true)
-        }
-        if !piece.isEmpty && !previousPiece.isEmpty {
-            try compressor.setDictionary(Self.tail(of: previousPiece, bytes: Self.dictionaryBytes))
-        }
-        for line in piece { try compressor.append(line) }
-        let segment = try compressor.finishSegment(last: last)
-        spareSegmentCompressors.withLock { spares in
-            if spares.count < maxSpareSegmentCompressors { spares.append(compressor) }
-        }
-        return segment
-    }
-
-    /// The gzip member of an object: one member from the lines if no piece was compressed ahead,
-    /// else the pieces joined with its last one.
-    private func gzipObject(_ object: ObjectLines) async throws(GzipError) -> [UInt8] {
-        guard !object.compressedPieces.isEmpty else { return try gzip(object.openPiece) }
-        // The last piece first, while pieces still running in the background go on.
-        let last = try compressPiece(object.openPiece, after: object.previousPiece, last: true)
-        var segments: [ParallelGzip.Segment] = []
-        for piece in object.compressedPieces {
-            // A piece whose background task has not started yet is compressed here, now.
-            compress(piece)
-            segments.append(try await piece.segment.get())
-        }
-        return ParallelGzip.assemble(segments + [last])
-    }
-
     private func startFlushing() {
         Task { await self.flushLoop() }
     }
 
+    /// Starts a flush loop once `delay` has passed, unless `concurrentWrites` loops already run
+    /// (the first to finish its write takes the batch then).
     private func armDelayTimer(after delay: Duration) {
-        let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) {
+        Task {
+            // Cancelled, the sleep would end early; the flush loop then finds the batch younger than
+            // maxDelay and arms the timer again, so the batch is neither written early nor stranded.
+            try? await Task.sleep(for: delay)
             let start = self.state.withLock { state -> Bool in
                 state.timerArmed = false
                 guard state.flushers < self.settings.concurrentWrites, !state.open.isEmpty else { return false }
@@ -475,7 +265,7 @@ public final class RouteArchiver: Sendable {
         for (index, (path, object)) in batch.ndjsonObjects.enumerated() {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
-                blobs.append((index, Blob(key: path + "/" + name, bytes: try await gzipObject(object),
+                blobs.append((index, Blob(key: path + "/" + name, bytes: try await compressor.finish(object.member),
                                           contentType: "application/x-ndjson", contentEncoding: "gzip",
                                           metadata: ["records": String(object.records),
                                                      "firstReceivedAt": object.firstReceivedAt.iso8601,
@@ -508,60 +298,6 @@ public final class RouteArchiver: Sendable {
             return nil
         } catch {
             return error
-        }
-    }
-}
-
-/// A piece of an ndjson object to compress ahead: taken by whoever comes first, the background
-/// task or the write that needs it, so a write never waits for a task that has not started.
-final class PieceCompression: Sendable {
-    private enum State {
-        case pending(piece: [[UInt8]], previousPiece: [[UInt8]])
-        case running(waiters: [CheckedContinuation<Result<ParallelGzip.Segment, GzipError>, Never>])
-        case done(Result<ParallelGzip.Segment, GzipError>)
-    }
-
-    private let state: Mutex<State>
-
-    init(piece: [[UInt8]], previousPiece: [[UInt8]]) {
-        state = Mutex(.pending(piece: piece, previousPiece: previousPiece))
-    }
-
-    /// The piece and the one before it, to the first caller only.
-    func claim() -> (piece: [[UInt8]], previousPiece: [[UInt8]])? {
-        state.withLock { state in
-            guard case .pending(let piece, let previousPiece) = state else { return nil }
-            state = .running(waiters: [])
-            return (piece, previousPiece)
-        }
-    }
-
-    /// Records the claimer's result and hands it to everyone waiting.
-    func finish(_ result: Result<ParallelGzip.Segment, GzipError>) {
-        let waiters = state.withLock { state in
-            guard case .running(let waiters) = state else { preconditionFailure("finish without claim") }
-            state = .done(result)
-            return waiters
-        }
-        for waiter in waiters { waiter.resume(returning: result) }
-    }
-
-    /// The compressed piece, once whoever claimed it has finished.
-    var segment: Result<ParallelGzip.Segment, GzipError> {
-        get async {
-            await withCheckedContinuation { continuation in
-                let result = state.withLock { state -> Result<ParallelGzip.Segment, GzipError>? in
-                    switch state {
-                    case .done(let result): return result
-                    case .running(var waiters):
-                        waiters.append(continuation)
-                        state = .running(waiters: waiters)
-                        return nil
-                    case .pending: preconditionFailure("wait before claim")
-                    }
-                }
-                if let result { continuation.resume(returning: result) }
-            }
         }
     }
 }

@@ -113,9 +113,11 @@ final class ScriptedStore: BlobWriter {
         #expect(puts.count == 1, "maxDelay holds the batch open for every delivery")
         let object = try #require(puts.first)
         let text = try systemGunzip(object.bytes)
-        #expect(text.count > 5 * RouteArchiver.pieceBytes, "the object spans several pieces")
+        #expect(text.count > 5 * PieceCompressor.pieceBytes, "the object spans several pieces")
         #expect(try lines(object).count == 4_000)
-        let inOneGo = try GzipCompressor.compress(text, level: 6)
+        let oneGo = try GzipCompressor(level: 6)
+        try oneGo.append(text)
+        let inOneGo = try oneGo.finish()
         #expect(Double(object.bytes.count) <= Double(inOneGo.count) * 1.03,
                 "\(object.bytes.count) bytes in pieces against \(inOneGo.count) in one go")
     }
@@ -286,7 +288,7 @@ final class ScriptedStore: BlobWriter {
         guard case .success = await submit(archiver, [record(receivedAt: 1_795_719_600)]) else { Issue.record("first write failed"); return }
         // The redelivery arrives a day later: the event time still maps it to the same keys.
         guard case .success = await submit(archiver, [record(receivedAt: 1_795_806_000)]) else { Issue.record("redelivery failed"); return }
-        let base = "orders/2021/02/26/" + RouteArchiver.rawName(record(receivedAt: 0))
+        let base = "orders/2021/02/26/" + ObjectNamer.rawName(record(receivedAt: 0))
         #expect(dir.files() == [base + ".gz", base + ".json"])
         #expect(base.wholeMatch(of: /orders\/2021\/02\/26\/%2E\.%2Fm%201\.[0-9a-f]{32}/) != nil, "\(base)")
         let gz = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + base + ".gz")))
@@ -359,7 +361,7 @@ final class ScriptedStore: BlobWriter {
         let first = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(1))], payload: "once")
         let again = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(2))], payload: "once",
                            receivedAt: 1_795_806_000)
-        #expect(RouteArchiver.rawName(first) == RouteArchiver.rawName(again))
+        #expect(ObjectNamer.rawName(first) == ObjectNamer.rawName(again))
         #expect(try await archive([first, again]) == ["once"])
     }
 }
