@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"5.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
@@ -51,12 +52,14 @@ let package = Package(
                 dependencies: ["PersistorCore", "PersistorHTTP", "PersistorProtocols", "PersistorAuth", "PersistorArchive",
                                "PersistorStores",
                                .product(name: "Logging", package: "swift-log"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                .product(name: "Yams", package: "Yams")],
                 path: "Sources/App"),
         .executableTarget(name: "persistor",
                           dependencies: ["PersistorApp",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                                         .product(name: "Logging", package: "swift-log")],
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
         .testTarget(name: "CoreTests", dependencies: ["PersistorCore", "PersistorTestSupport"]),
@@ -66,7 +69,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["PersistorCore", "PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorAuth", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
         // build they replay corpus files given on the command line. Each depends only on what it fuzzes.

@@ -2,14 +2,6 @@ import Logging
 import PersistorAuth
 import PersistorHTTP
 
-extension AuthSettings {
-    /// The auth module's settings for a route's `auth` block.
-    init(_ config: AuthConfig) {
-        self.init(oidc: config.oidc, entra: config.entra, querySecret: config.querySecret,
-                  headerSecret: config.headerSecret, clockSkew: config.clockSkew)
-    }
-}
-
 /// A route's admission check: its authenticator decides from the head, before the body is read, so
 /// refused senders get 401/403/503 without `100 Continue`, hold no body bytes, and never reach the
 /// decoders or the archive. `OPTIONS` (the CloudEvents handshake) passes without auth: it stores

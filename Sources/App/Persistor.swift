@@ -6,64 +6,37 @@ import PersistorCore
 import PersistorHTTP
 import PersistorProtocols
 import PersistorStores
-import Synchronization
+import ServiceLifecycle
 
 /// The server as configured: routes, archivers and the store, plus start-up and graceful shutdown.
-public final class Persistor: Sendable {
+public final class Persistor: Service {
     /// The `/healthz` answer (the same every time).
     private static let healthy = HTTPResponse.text(200, "ok")
-    /// Settings after applying flags, environment and the config file (in that precedence).
-    public struct Settings: Sendable {
-        public var host: String
-        public var port: Int
-        public var store: String
-        public var config: PersistorConfig
-
-        public init(host: String, port: Int, store: String, config: PersistorConfig) {
-            self.host = host
-            self.port = port
-            self.store = store
-            self.config = config
-        }
-    }
-
     public struct StartupError: Error, CustomStringConvertible {
         public var description: String
     }
 
-    public let settings: Settings
+    /// The configuration after the CLI applied flags and environment (flag > environment > file).
+    public let config: PersistorConfig
     public let readiness = Readiness()
     private let server: HTTPServer
     private let archivers: [RouteArchiver]
     private let storeHealth: StoreHealth
     private let logger: Logger
 
-    public init(settings: Settings, logger: Logger) throws(StartupError) {
-        self.settings = settings
+    public init(config: PersistorConfig, logger: Logger) throws(StartupError) {
+        self.config = config
         self.logger = logger
-        let config = settings.config
 
         let store: any BlobWriter
         do {
-            store = try StoreFactory.open(settings.store, policy: config.storeRetry)
+            store = try StoreFactory.open(config.store, policy: config.storeRetry)
         } catch {
-            throw StartupError(description: "cannot open store \(settings.store): \(error)")
+            throw StartupError(description: "cannot open store \(config.store): \(error)")
         }
-        // Readiness wants room for the largest batches written at once (README "Limits").
+        // Readiness wants room for the largest batches written at once (docs/stores.md#local-filesystem).
         let batches = config.archive.batch.maxBytes.multipliedReportingOverflow(by: config.archive.batch.concurrentWrites)
         (store as? LocalFileStore)?.minimumFreeBytes = batches.overflow ? .max : batches.partialValue
-        let template: PathTemplate
-        do {
-            template = try PathTemplate(config.archive.path)
-        } catch {
-            throw StartupError(description: "archive.path: \(error)")
-        }
-        let archiveSettings = ArchiveSettings(
-            format: config.archive.format == .raw ? .raw : .ndjson, path: template, useEventTime: config.archive.time == .event,
-            maxRecords: config.archive.batch.maxRecords, maxBytes: config.archive.batch.maxBytes,
-            maxDelay: config.archive.batch.maxDelay, concurrentWrites: config.archive.batch.concurrentWrites,
-            gzipLevel: config.archive.gzipLevel,
-            maxPendingRecords: config.archive.maxPendingRecords, maxPendingBytes: config.archive.maxPendingBytes)
 
         let readiness = self.readiness
         let storeHealth = StoreHealth(store: store, readiness: readiness, logger: logger)
@@ -74,7 +47,7 @@ public final class Persistor: Sendable {
         let keys = JWKSRegistry(logger: logger)
         for route in config.routes {
             let authenticator = route.auth.map {
-                RouteAuthenticator(route: route.name, settings: AuthSettings($0), keys: keys, logger: logger)
+                RouteAuthenticator(route: route.name, settings: $0, keys: keys, logger: logger)
             }
             if let authenticator {
                 authenticator.prefetchKeys()
@@ -82,13 +55,13 @@ public final class Persistor: Sendable {
                 logger.warning("route accepts unauthenticated deliveries", metadata: ["route": "\(route.name)", "path": "\(route.path)"])
             }
             // The parser admits the largest route limit; each route enforces its own.
-            let limit = route.maxBodyBytes ?? config.server.maxBodyBytes
-            let archiver = RouteArchiver(route: route.name, settings: archiveSettings, store: store, namer: namer)
+            let limit = route.maxBodyBytes ?? config.server.limits.maxBodyBytes
+            let archiver = RouteArchiver(route: route.name, settings: config.archive, store: store, namer: namer)
             archivers.append(archiver)
             switch route.kind {
             case .pubsub:
                 let handler = PubSubRoute(
-                    decoder: PubSubDecoder(route: route.name, delivery: PubSubDecoder.Delivery(rawValue: route.delivery.rawValue) ?? .auto),
+                    decoder: PubSubDecoder(route: route.name, delivery: route.delivery),
                     archiver: archiver, health: storeHealth, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
                                                     admission: admission(by: authenticator), handler: handler.handle))
@@ -112,24 +85,58 @@ public final class Persistor: Sendable {
         })
         self.archivers = archivers
 
-        let server = config.server
-        let maxBody = max(server.maxBodyBytes, config.routes.compactMap(\.maxBodyBytes).max() ?? 0)
-        let httpSettings = HTTPServerSettings(
-            host: settings.host, port: settings.port,
-            limits: HTTPParserLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: maxBody),
-            headerTimeout: server.headerTimeout, bodyTimeout: server.bodyTimeout,
-            idleTimeout: server.idleTimeout, maxConnections: server.maxConnections,
-            probeConnections: server.probeConnections, probePaths: ["/healthz", "/readyz"],
-            maxInFlightBodyBytes: server.maxInFlightBodyBytes,
-            maxConcurrentStreams: server.maxConcurrentStreams)
+        var httpSettings = config.server
+        httpSettings.limits.maxBodyBytes = max(httpSettings.limits.maxBodyBytes, config.routes.compactMap(\.maxBodyBytes).max() ?? 0)
+        httpSettings.probePaths = ["/healthz", "/readyz"]
         let protocolLogger = logger
         self.server = HTTPServer(settings: httpSettings, service: router) { status, reason in
             protocolLogger.info("request rejected", metadata: ["status": "\(status)", "cause": "\(reason)"])
         }
     }
 
-    /// Starts listening; returns the bound port. Readiness turns ready once the store probe passes.
-    public func start() async throws(StartupError) -> Int {
+    /// Why the process ends with a failure after it was started.
+    public enum ShutdownFailure: Error, CustomStringConvertible {
+        /// `shutdownGrace` ran out before every connection was answered and every batch flushed.
+        case graceExpired
+
+        public var description: String { "the shutdown grace period ran out" }
+    }
+
+    /// The services the process runs, in start order: the store's health probe, then this (the
+    /// listener and the archive). On SIGTERM the group shuts them down in reverse order, so the
+    /// probe keeps `/readyz` truthful until the archive is flushed; when this service ends,
+    /// the whole group ends.
+    public func serviceGroup() -> ServiceGroup {
+        ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: storeHealth),
+                .init(service: self, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            logger: logger))
+    }
+
+    /// Serves until graceful shutdown, then drains (`shutdown()`). Throws `StartupError` when the
+    /// listener cannot bind, `ShutdownFailure.graceExpired` when the drain did not finish in time.
+    public func run() async throws {
+        let port = try start()
+        // The start-up probe runs beside the wait: a SIGTERM while a slow store still answers it
+        // begins the shutdown at once.
+        let startupProbe = Task { [storeHealth, logger, config] in
+            await storeHealth.check()
+            logger.info("persistor serving", metadata: [
+                "address": "\(config.server.host):\(port)", "store": "\(config.store)",
+                "routes": "\(config.routes.map { "\($0.path) (\($0.kind.rawValue))" }.joined(separator: ", "))",
+            ])
+        }
+        try? await gracefulShutdown()
+        startupProbe.cancel()
+        guard await shutdown() else { throw ShutdownFailure.graceExpired }
+    }
+
+    /// Starts listening; returns the bound port. Readiness is ready from here on unless the
+    /// start-up probe or a write finds the store failing.
+    public func start() throws(StartupError) -> Int {
         let port: Int
         do {
             port = try server.start()
@@ -137,11 +144,6 @@ public final class Persistor: Sendable {
             throw StartupError(description: "\(error)")
         }
         readiness.set(.ready)
-        await storeHealth.check()
-        logger.info("persistor serving", metadata: [
-            "address": "\(settings.host):\(port)", "store": "\(settings.store)",
-            "routes": "\(settings.config.routes.map { "\($0.path) (\($0.kind.rawValue))" }.joined(separator: ", "))",
-        ])
         return port
     }
 
@@ -150,7 +152,7 @@ public final class Persistor: Sendable {
     /// accepting, answer what is in flight, flush every batch. Returns false if `shutdownGrace`
     /// ran out first.
     public func shutdown() async -> Bool {
-        let config = settings.config.server
+        let config = self.config.shutdown
         let deadline = ContinuousClock.now + config.drainDelay + config.shutdownGrace
         readiness.set(.draining)
         logger.info("shutting down", metadata: ["drainDelay": "\(config.drainDelay)", "grace": "\(config.shutdownGrace)"])
@@ -160,21 +162,33 @@ public final class Persistor: Sendable {
         server.drainConnections()
         let closed = await server.waitForConnections(until: deadline)
         // Every answered request's batch is already durable; this waits for batches whose
-        // senders went away before their answer.
-        let flushed = Atomic<Bool>(false)
+        // senders went away before their answer. A store that hangs must not hold the process
+        // past its grace, so the flush races the deadline instead of being awaited.
         let archivers = self.archivers
-        Task {
+        let flushed = await Self.finishes(by: deadline) {
             for archiver in archivers { await archiver.drain() }
-            flushed.store(true, ordering: .relaxed)
         }
-        while !flushed.load(ordering: .relaxed) && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        if !closed || !flushed.load(ordering: .relaxed) {
+        if !closed || !flushed {
             logger.error("shutdown grace period ran out", metadata: ["openConnections": "\(server.connectionCount)"])
             return false
         }
         logger.info("shutdown complete")
         return true
+    }
+
+    /// Whether `work` finishes before `deadline`; when it does not, it is left running.
+    private static func finishes(by deadline: ContinuousClock.Instant, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        let (outcomes, outcome) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingOldest(1))
+        Task {
+            await work()
+            outcome.yield(true)
+        }
+        let timer = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            outcome.yield(false)
+        }
+        defer { timer.cancel() }
+        for await finished in outcomes { return finished }
+        return false
     }
 }

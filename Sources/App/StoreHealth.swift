@@ -1,22 +1,25 @@
 import Logging
 import PersistorCore
 import PersistorStores
-import Synchronization
+import ServiceLifecycle
 
-/// Tracks whether the store accepts writes: a failed write marks it failing (readiness 503) and
-/// starts a probe every few seconds until the store answers again, so `/readyz` recovers without
-/// traffic.
-final class StoreHealth: Sendable {
+/// Tracks whether the store accepts writes: a failed write marks it failing (readiness 503), and
+/// `run()` then probes every few seconds until the store answers again, so `/readyz` recovers
+/// without traffic. A `Service` of the process's `ServiceGroup`: the probing ends at shutdown.
+final class StoreHealth: Service {
     private let store: any BlobWriter
     private let readiness: Readiness
     private let logger: Logger
-    private let probing = Atomic<Bool>(false)
+    /// One element per newly failing store; the buffer of one coalesces failures the loop has not seen yet.
+    private let failures: AsyncStream<Void>
+    private let failureSignal: AsyncStream<Void>.Continuation
     static let probeInterval: Duration = .seconds(2)
 
     init(store: any BlobWriter, readiness: Readiness, logger: Logger) {
         self.store = store
         self.readiness = readiness
         self.logger = logger
+        (failures, failureSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// One probe now (at start-up).
@@ -36,18 +39,27 @@ final class StoreHealth: Sendable {
         if readiness.storeHealthy(false, reason: Self.reason(error)) {
             logger.error("store failing; readiness is 503 until it recovers", metadata: ["store": "\(store.name)", "cause": "\(error)"])
         }
-        guard !probing.exchange(true, ordering: .relaxed) else { return }
-        Task {
-            while readiness.state == .storeFailing {
-                try? await Task.sleep(for: Self.probeInterval)
-                do throws(BlobStoreError) {
-                    try await store.probe()
-                    succeeded()
-                } catch {
-                    readiness.storeHealthy(false, reason: Self.reason(error))
+        failureSignal.yield()
+    }
+
+    /// Probes while the store is failing; returns at graceful shutdown.
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            for await _ in self.failures {
+                while self.readiness.state == .storeFailing {
+                    do {
+                        try await Task.sleep(for: Self.probeInterval)
+                    } catch {
+                        return   // cancelled: shutting down
+                    }
+                    do throws(BlobStoreError) {
+                        try await self.store.probe()
+                        self.succeeded()
+                    } catch {
+                        self.readiness.storeHealthy(false, reason: Self.reason(error))
+                    }
                 }
             }
-            probing.store(false, ordering: .relaxed)
         }
     }
 

@@ -1,39 +1,69 @@
-/// How a route's records become objects.
-public struct ArchiveSettings: Sendable {
+/// How a route's records become objects: the `archive` section of docs/configuration.md#archive.
+public struct ArchiveSettings: Sendable, Equatable {
     /// `ndjson`: one gzipped NDJSON object per batch and path. `raw`: one create-only gzipped
     /// object per record (its payload) plus a `.json` sidecar, so a redelivery stores nothing new.
-    public enum Format: Sendable {
+    public enum Format: String, Sendable, Equatable, CaseIterable {
         case ndjson, raw
     }
 
+    /// Which time fills the path template's date tokens.
+    public enum Time: String, Sendable, Equatable, CaseIterable {
+        /// When Persistor received the delivery.
+        case received
+        /// The event's own time (publishTime / eventTime / CloudEvents `time`) when it parses as
+        /// RFC 3339, else the receive time.
+        case event
+    }
+
+    /// When an ndjson batch is sealed and how many are written at once (`archive.batch`).
+    public struct Batch: Sendable, Equatable {
+        /// Most records in one batch (≥ 1).
+        public var maxRecords: Int
+        /// Most encoded bytes in one batch (≥ 1).
+        public var maxBytes: Int
+        /// How long a batch may stay open to collect more records (0: write it as soon as fewer
+        /// than `concurrentWrites` writes are in progress).
+        public var maxDelay: Duration
+        /// Batches written at the same time (1: each waits for the previous write to finish).
+        /// More hide a remote store's latency, at the price of smaller objects.
+        public var concurrentWrites: Int
+
+        public init(maxRecords: Int = 1000, maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, concurrentWrites: Int = 1) {
+            self.maxRecords = maxRecords
+            self.maxBytes = maxBytes
+            self.maxDelay = maxDelay
+            self.concurrentWrites = concurrentWrites
+        }
+    }
+
     public var format: Format
+    public var batch: Batch
+    /// The object key's directories.
     public var path: PathTemplate
-    /// Use the record's event time (when it parses) for the path instead of the receive time.
-    public var useEventTime: Bool
-    public var maxRecords: Int
-    public var maxBytes: Int
-    /// How long a batch may stay open to collect more records (0: write it as soon as fewer than
-    /// `concurrentWrites` writes are in progress).
-    public var maxDelay: Duration
-    /// Batches written at the same time (1: each waits for the previous write to finish). More
-    /// hide a remote store's latency, at the price of smaller objects.
-    public var concurrentWrites: Int
+    public var time: Time
+    /// gzip level, 0...9.
     public var gzipLevel: Int
     /// Records not yet durable (open, sealed and being written) beyond which deliveries are refused.
     public var maxPendingRecords: Int
     /// Encoded bytes not yet durable beyond which deliveries are refused.
     public var maxPendingBytes: Int
 
-    public init(format: Format = .ndjson, path: PathTemplate, useEventTime: Bool = false, maxRecords: Int = 1000,
-                maxBytes: Int = 8 << 20, maxDelay: Duration = .zero, concurrentWrites: Int = 1, gzipLevel: Int = 6,
+    /// `{route}/{yyyy}/{MM}/{dd}/{HH}`: one directory per route and hour.
+    public static let defaultPath: PathTemplate = {
+        do {
+            return try PathTemplate("{route}/{yyyy}/{MM}/{dd}/{HH}")
+        } catch {
+            fatalError("the default path template is invalid: \(error)")
+        }
+    }()
+
+    public init(format: Format = .ndjson, batch: Batch = Batch(), path: PathTemplate = ArchiveSettings.defaultPath,
+                time: Time = .received, gzipLevel: Int = 6,
                 maxPendingRecords: Int = 100_000, maxPendingBytes: Int = 256 << 20) {
         self.format = format
+        self.batch = batch
         self.path = path
-        self.useEventTime = useEventTime
-        self.maxRecords = maxRecords
-        self.maxBytes = maxBytes
-        self.maxDelay = maxDelay
-        self.concurrentWrites = concurrentWrites
+        self.time = time
         self.gzipLevel = gzipLevel
         self.maxPendingRecords = maxPendingRecords
         self.maxPendingBytes = maxPendingBytes

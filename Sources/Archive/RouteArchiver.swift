@@ -70,7 +70,7 @@ public final class RouteArchiver: Sendable {
         self.settings = settings
         self.store = store
         self.namer = namer
-        compressor = PieceCompressor(level: settings.gzipLevel, concurrentWrites: settings.concurrentWrites)
+        compressor = PieceCompressor(level: settings.gzipLevel, concurrentWrites: settings.batch.concurrentWrites)
     }
 
     /// Adds a delivery's records (all-or-none) and calls `completion` once they are durable or failed.
@@ -101,8 +101,8 @@ public final class RouteArchiver: Sendable {
             }
             state.pendingRecords += count
             state.pendingBytes += size
-            if !state.open.isEmpty && (state.open.records + count > settings.maxRecords
-                                       || state.open.bytes + size > settings.maxBytes) {
+            if !state.open.isEmpty && (state.open.records + count > settings.batch.maxRecords
+                                       || state.open.bytes + size > settings.batch.maxBytes) {
                 state.sealed.append(state.open)
                 state.open = Batch()
             }
@@ -127,12 +127,12 @@ public final class RouteArchiver: Sendable {
             state.open.records += count
             state.open.bytes += size
             state.open.waiters.append(Waiter(completion: completion, objects: mine))
-            if settings.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
-                guard state.flushers < settings.concurrentWrites else { return (true, false, false) }
+            if settings.batch.maxDelay == .zero || !state.sealed.isEmpty || state.draining {
+                guard state.flushers < settings.batch.concurrentWrites else { return (true, false, false) }
                 state.flushers += 1
                 return (true, true, false)
             }
-            if state.timerArmed || state.flushers >= settings.concurrentWrites { return (true, false, false) }
+            if state.timerArmed || state.flushers >= settings.batch.concurrentWrites { return (true, false, false) }
             state.timerArmed = true
             return (true, false, true)
         }
@@ -142,14 +142,14 @@ public final class RouteArchiver: Sendable {
             return
         }
         if startFlusher { startFlushing() }
-        if armTimer { armDelayTimer(after: settings.maxDelay) }
+        if armTimer { armDelayTimer(after: settings.batch.maxDelay) }
     }
 
     /// Flushes everything still open (ignoring `maxDelay`) and returns when no write is pending.
     public func drain() async {
         let start = state.withLock { state -> Bool in
             state.draining = true
-            guard state.flushers < settings.concurrentWrites, !state.open.isEmpty else { return false }
+            guard state.flushers < settings.batch.concurrentWrites, !state.open.isEmpty else { return false }
             state.flushers += 1
             return true
         }
@@ -165,7 +165,7 @@ public final class RouteArchiver: Sendable {
     }
 
     private func ndjsonTime(_ record: Record) -> UTCTime {
-        settings.useEventTime ? eventTimeOrReceived(record) : record.receivedAt
+        settings.time == .event ? eventTimeOrReceived(record) : record.receivedAt
     }
 
     private func eventTimeOrReceived(_ record: Record) -> UTCTime {
@@ -204,7 +204,7 @@ public final class RouteArchiver: Sendable {
             try? await Task.sleep(for: delay)
             let start = self.state.withLock { state -> Bool in
                 state.timerArmed = false
-                guard state.flushers < self.settings.concurrentWrites, !state.open.isEmpty else { return false }
+                guard state.flushers < self.settings.batch.concurrentWrites, !state.open.isEmpty else { return false }
                 state.flushers += 1
                 return true
             }
@@ -235,7 +235,7 @@ public final class RouteArchiver: Sendable {
             if !state.sealed.isEmpty { return (state.sealed.removeFirst(), nil, []) }
             if !state.open.isEmpty {
                 let age = ContinuousClock.now - state.open.openedAt
-                if settings.maxDelay == .zero || state.draining || age >= settings.maxDelay {
+                if settings.batch.maxDelay == .zero || state.draining || age >= settings.batch.maxDelay {
                     let batch = state.open
                     state.open = Batch()
                     return (batch, nil, [])
@@ -243,7 +243,7 @@ public final class RouteArchiver: Sendable {
                 state.flushers -= 1
                 if !state.timerArmed {
                     state.timerArmed = true
-                    return (nil, settings.maxDelay - age, [])
+                    return (nil, settings.batch.maxDelay - age, [])
                 }
                 return (nil, nil, [])
             }

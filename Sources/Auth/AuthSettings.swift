@@ -1,8 +1,7 @@
-/// One route's authentication block. A request passing any configured method is admitted.
-///
-/// The fields mirror the app's `AuthConfig` (oidc, entra, querySecret, headerSecret); the rest are
-/// tuning knobs with safe defaults that the configuration file does not expose (yet).
-public struct AuthSettings: Sendable {
+/// One route's authentication block (a route's `auth` in docs/configuration.md). A request passing
+/// any configured method is admitted. `allowedAlgorithms`, `maxTokenBytes` and
+/// `verifiedTokenCacheSize` are tuning knobs with safe defaults that the file does not expose.
+public struct AuthSettings: Sendable, Equatable {
     /// Google-signed OIDC ID token (Pub/Sub push).
     public var oidc: OIDCSettings?
     /// Microsoft Entra ID access token (Event Grid secure webhook).

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Logging
 import PersistorApp
-import Synchronization
 
 /// SIGTERM and SIGINT as the main thread takes them.
 let terminationSignals = TerminationSignals()
@@ -48,7 +47,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on, 0-65535 (env PORT; default 8080).")
     var port: Int?
 
-    @Option(help: "Store URL: a directory, file:///abs/dir (env PERSISTOR_STORE; default ./persistor-data).")
+    @Option(help: "Store URL: a directory, file:///abs/dir, gs://bucket/prefix, az://account/container/prefix or s3://bucket/prefix (env PERSISTOR_STORE; default ./persistor-data).")
     var store: String?
 
     @Option(help: "Log format: text or json (default from config, else text).")
@@ -72,75 +71,62 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("\(error)")
             }
         }
-        let format = logFormat ?? config.log.format.rawValue
-        let levelName = logLevel ?? config.log.level
-        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level '\(levelName)'") }
-        guard format == "text" || format == "json" else { throw ValidationError("unknown log format '\(format)' (text or json)") }
+        if let logFormat {
+            guard let format = LogSettings.Format(rawValue: logFormat) else {
+                throw ValidationError("unknown log format '\(logFormat)' (text or json)")
+            }
+            config.log.format = format
+        }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+            config.log.level = level
+        }
+        let log = config.log
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            var handler: any LogHandler = log.format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = log.level
             return handler
         }
         let logger = Logger(label: "persistor")
 
-        var resolvedPort = config.server.port ?? 8080
+        // Flags, then environment, then the file (already in `config`, else the defaults).
         if let text = environment["PORT"], !text.isEmpty {
             guard let value = Int(text), (0...65535).contains(value) else { throw ValidationError("PORT must be a port number, got '\(text)'") }
-            resolvedPort = value
+            config.server.port = value
         }
-        if let port { resolvedPort = port }
-        let settings = Persistor.Settings(
-            host: host ?? config.server.host ?? "0.0.0.0",
-            port: resolvedPort,
-            store: store ?? environment["PERSISTOR_STORE"].flatMap { $0.isEmpty ? nil : $0 } ?? config.store ?? "./persistor-data",
-            config: config)
+        if let port { config.server.port = port }
+        if let host { config.server.host = host }
+        if let value = environment["PERSISTOR_STORE"], !value.isEmpty { config.store = value }
+        if let store { config.store = store }
 
         let persistor: Persistor
         do {
-            persistor = try Persistor(settings: settings, logger: logger)
+            persistor = try Persistor(config: config, logger: logger)
         } catch {
             logger.critical("cannot start", metadata: ["cause": "\(error)"])
             throw ExitCode(2)
         }
-        // Start-up and the signals race: a signal while the start-up probe still waits for a slow
-        // store begins the shutdown at once instead of after the probe.
-        enum Event: Sendable { case started, startFailed(String), signalled }
-        let (events, sink) = AsyncStream.makeStream(of: Event.self)
-        let startupEnded = Atomic<Bool>(false)
-        Task {
-            do {
-                _ = try await persistor.start()
-                sink.yield(.started)
-            } catch {
-                sink.yield(.startFailed("\(error)"))
-            }
-            startupEnded.store(true, ordering: .releasing)
-        }
-        Task {
+        let services = persistor.serviceGroup()
+        // The signals come from the main thread's sigwait (TerminationSignals), not from the
+        // group's own signal handling; a request before the group runs is kept by the group.
+        let shutdownTrigger = Task {
             for await _ in terminationSignals.received {
-                sink.yield(.signalled)
+                await services.triggerGracefulShutdown()
                 break
             }
         }
-        eventLoop: for await event in events {
-            switch event {
-            case .started: continue
-            case .startFailed(let cause):
-                logger.critical("cannot start", metadata: ["cause": "\(cause)"])
-                throw ExitCode(2)
-            case .signalled:
-                // Readiness leaves `starting` once the listener is bound (milliseconds); wait for that,
-                // so the shutdown's `draining` is not overwritten. Still `starting` then: start-up
-                // failed, and its event comes next.
-                while persistor.readiness.state == .starting && !startupEnded.load(ordering: .acquiring) {
-                    try? await Task.sleep(for: .milliseconds(5))
-                }
-                if persistor.readiness.state == .starting { continue }
-                break eventLoop
-            }
+        defer { shutdownTrigger.cancel() }
+        do {
+            try await services.run()
+        } catch let error as Persistor.StartupError {
+            logger.critical("cannot start", metadata: ["cause": "\(error)"])
+            throw ExitCode(2)
+        } catch is Persistor.ShutdownFailure {
+            throw ExitCode(1)   // logged by the shutdown itself, with the connections still open
+        } catch {
+            logger.critical("stopped", metadata: ["cause": "\(error)"])
+            throw ExitCode(1)
         }
-        let clean = await persistor.shutdown()
-        if !clean { throw ExitCode(1) }
     }
 
     private func configPath(_ environment: [String: String]) -> String? {

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Server limits and timeouts (design §2); each is a configuration value.
-public struct HTTPServerSettings: Sendable {
+/// The listener: address, limits and timeouts; the `server` section of docs/configuration.md#server.
+public struct HTTPServerSettings: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var limits: HTTPParserLimits

@@ -1,8 +1,10 @@
 import Foundation
-import PersistorAuth
-import Testing
 import PersistorApp
+import PersistorArchive
+import PersistorAuth
+import PersistorHTTP
 import PersistorStores
+import Testing
 
 // MARK: Helpers
 
@@ -74,25 +76,26 @@ struct ConfigFileTests {
     @Test func designExampleParses() throws {
         let config = try parse(designExample, env: ["EG_SECRET": "s3cret"])
         #expect(config.store == "gs://my-archive/raw")
-        #expect(config.server == ServerConfig())
-        #expect(config.log == LogConfig())
+        #expect(config.server == HTTPServerSettings())
+        #expect(config.shutdown == ShutdownSettings())
+        #expect(config.log == LogSettings())
         #expect(config.routes == [
             RouteConfig(name: "orders", path: "/pubsub/orders", kind: .pubsub,
-                        auth: AuthConfig(oidc: OIDCSettings(
+                        auth: AuthSettings(oidc: OIDCSettings(
                             audience: "https://persistor.example.com/pubsub/orders",
                             serviceAccounts: ["pusher@my-project.iam.gserviceaccount.com"]))),
             RouteConfig(name: "blob-events", path: "/eventgrid/blob-events", kind: .eventgrid,
-                        auth: AuthConfig(querySecret: SecretSettings(name: "code", values: ["s3cret"]))),
+                        auth: AuthSettings(querySecret: SecretSettings(name: "code", values: ["s3cret"]))),
         ])
         let oidc = try #require(config.routes[0].auth?.oidc)
         #expect(oidc.issuers == ["accounts.google.com", "https://accounts.google.com"])
         #expect(oidc.jwksURL == "https://www.googleapis.com/oauth2/v3/certs")
         #expect(config.routes[0].delivery == .auto)
         #expect(config.routes[1].allowedOrigins == nil)
-        #expect(config.archive == ArchiveConfig(
+        #expect(config.archive == ArchiveSettings(
             format: .ndjson,
-            batch: BatchConfig(maxRecords: 1000, maxBytes: 8 * 1024 * 1024, maxDelay: .milliseconds(200)),
-            path: "{route}/{yyyy}/{MM}/{dd}/{HH}",
+            batch: ArchiveSettings.Batch(maxRecords: 1000, maxBytes: 8 * 1024 * 1024, maxDelay: .milliseconds(200)),
+            path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}/{HH}"),
             time: .received,
             gzipLevel: 6))
     }
@@ -108,18 +111,18 @@ struct ConfigFileTests {
 
     @Test func defaults() {
         let config = PersistorConfig()
-        #expect(config.store == nil)
-        #expect(config.server.host == nil)
-        #expect(config.server.port == nil)
-        #expect(config.server.maxBodyBytes == 33_554_432)
-        #expect(config.server.maxHeaderBytes == 65_536)
+        #expect(config.store == "./persistor-data")
+        #expect(config.server.host == "0.0.0.0")
+        #expect(config.server.port == 8080)
+        #expect(config.server.limits.maxBodyBytes == 33_554_432)
+        #expect(config.server.limits.maxHeaderBytes == 65_536)
         #expect(config.server.headerTimeout == .seconds(10))
         #expect(config.server.bodyTimeout == .seconds(30))
         #expect(config.server.idleTimeout == .seconds(60))
         #expect(config.server.maxConnections == 4096)
         #expect(config.server.maxConcurrentStreams == 100)
-        #expect(config.server.drainDelay == .zero)
-        #expect(config.server.shutdownGrace == .seconds(10))
+        #expect(config.shutdown.drainDelay == .zero)
+        #expect(config.shutdown.shutdownGrace == .seconds(10))
         #expect(config.routes == [
             RouteConfig(name: "pubsub", path: "/pubsub", kind: .pubsub),
             RouteConfig(name: "eventgrid", path: "/eventgrid", kind: .eventgrid),
@@ -127,19 +130,19 @@ struct ConfigFileTests {
         #expect(config.routes == PersistorConfig.defaultRoutes)
         #expect(config.routes.allSatisfy { $0.auth == nil && $0.delivery == .auto && $0.maxBodyBytes == nil })
         #expect(config.archive.format == .ndjson)
-        #expect(config.archive.batch == BatchConfig(maxRecords: 1000, maxBytes: 8_388_608, maxDelay: .zero))
-        #expect(config.archive.path == "{route}/{yyyy}/{MM}/{dd}/{HH}")
+        #expect(config.archive.batch == ArchiveSettings.Batch(maxRecords: 1000, maxBytes: 8_388_608, maxDelay: .zero))
+        #expect(config.archive.path.text == "{route}/{yyyy}/{MM}/{dd}/{HH}")
         #expect(config.archive.time == .received)
         #expect(config.archive.gzipLevel == 6)
         #expect(config.log.format == .text)
-        #expect(config.log.level == "info")
+        #expect(config.log.level == .info)
     }
 
     @Test func fileWithoutRoutesKeepsDefaultRoutes() throws {
         let config = try parse("store: ./data\nlog: { level: debug }\n")
         #expect(config.routes == PersistorConfig.defaultRoutes)
         #expect(config.store == "./data")
-        #expect(config.log.level == "debug")
+        #expect(config.log.level == .debug)
     }
 
     @Test func sectionsWithoutValuesAreDefaults() throws {
@@ -200,19 +203,21 @@ struct ConfigFileTests {
             store: "s3://bucket/prefix",
             storeRetry: StoreRetryPolicy(attemptTimeout: .seconds(2), totalTimeout: .seconds(3), maxAttempts: 2,
                                          initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
-            server: ServerConfig(host: "127.0.0.1", port: 9090, maxBodyBytes: 16 << 20, maxHeaderBytes: 8192,
-                                 headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
-                                 maxConnections: 100, maxInFlightBodyBytes: 64 << 20, maxConcurrentStreams: 50, drainDelay: .seconds(3),
-                                 shutdownGrace: .seconds(20)),
+            server: HTTPServerSettings(host: "127.0.0.1", port: 9090,
+                                       limits: HTTPParserLimits(maxHeaderBytes: 8192, maxBodyBytes: 16 << 20),
+                                       headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
+                                       maxConnections: 100, maxInFlightBodyBytes: 64 << 20, maxConcurrentStreams: 50),
+            shutdown: ShutdownSettings(drainDelay: .seconds(3), shutdownGrace: .seconds(20)),
             routes: [
                 RouteConfig(name: "a.b_c-1", path: "/p", kind: .pubsub, delivery: .unwrapped, maxBodyBytes: 1_000_000),
                 RouteConfig(name: "eg", path: "/e/", kind: .eventgrid,
                             allowedOrigins: ["*", "https://eventgrid.azure.net"]),
             ],
-            archive: ArchiveConfig(format: .raw, batch: BatchConfig(maxRecords: 1, maxBytes: 1, maxDelay: .zero, concurrentWrites: 4),
-                                   path: "dt={yyyy}-{MM}-{dd}/hour={HH}", time: .event, gzipLevel: 0,
-                                   maxPendingRecords: 500, maxPendingBytes: 10 << 20),
-            log: LogConfig(format: .json, level: "critical")))
+            archive: ArchiveSettings(format: .raw,
+                                     batch: ArchiveSettings.Batch(maxRecords: 1, maxBytes: 1, maxDelay: .zero, concurrentWrites: 4),
+                                     path: try PathTemplate("dt={yyyy}-{MM}-{dd}/hour={HH}"), time: .event, gzipLevel: 0,
+                                     maxPendingRecords: 500, maxPendingBytes: 10 << 20),
+            log: LogSettings(format: .json, level: .critical)))
     }
 
     @Test func topLevelMustBeAMapping() {
@@ -324,7 +329,7 @@ struct ConfigValueTests {
 
     @Test func zeroDelaysAreAllowed() throws {
         let config = try parse("server: { drainDelay: 0 }\narchive: { batch: { maxDelay: 0s } }\n")
-        #expect(config.server.drainDelay == .zero)
+        #expect(config.shutdown.drainDelay == .zero)
         #expect(config.archive.batch.maxDelay == .zero)
     }
 }
@@ -364,24 +369,18 @@ struct ConfigStructureTests {
     }
 
     @Test func duplicateKeys() {
-        #expect(failure("server:\n  port: 1\n  host: h\n  port: 2\n")
-                == "config.yaml:4: duplicate key 'port' in server (first on line 2)")
-        #expect(failure("store: a\nlog: {}\nstore: b\n")
-                == "config.yaml:3: duplicate key 'store' at top level (first on line 1)")
-        #expect(failure("archive:\n  batch: { maxRecords: 1, maxRecords: 2 }\n")
-                == "config.yaml:2: duplicate key 'maxRecords' in archive.batch (first on line 2)")
-        #expect(failure(oneRoute(kind: "pubsub", "    kind: eventgrid\n"))
-                == "config.yaml:5: duplicate key 'kind' in routes[0] (first on line 4)")
+        // Yams refuses duplicates while composing and marks the first occurrence: that line is reported.
+        let again = "it is given again later in the same mapping"
+        #expect(failure("server:\n  port: 1\n  host: h\n  port: 2\n") == "config.yaml:2: duplicate key 'port': \(again)")
+        #expect(failure("store: a\nlog: {}\nstore: b\n") == "config.yaml:1: duplicate key 'store': \(again)")
+        #expect(failure("archive:\n  batch: { maxRecords: 1, maxRecords: 2 }\n") == "config.yaml:2: duplicate key 'maxRecords': \(again)")
+        #expect(failure(oneRoute(kind: "pubsub", "    kind: eventgrid\n")) == "config.yaml:4: duplicate key 'kind': \(again)")
         #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        \"audience\": b\n"))
-                == "config.yaml:8: duplicate key 'audience' in routes[0].auth.oidc (first on line 7)")
-        // A key given three times: the second occurrence is the repeat.
-        #expect(failure("server:\n  port: 1\n  port: 2\n  port: 3\n")
-                == "config.yaml:3: duplicate key 'port' in server (first on line 2)")
-        // Duplicates in two mappings: the first one Yams finds is reported, with its place.
-        #expect(failure("store: a\nstore: b\nserver:\n  port: 1\n  port: 1\n")
-                == "config.yaml:5: duplicate key 'port' in server (first on line 4)")
-        #expect(failure("routes:\n  - name: a\n  - name: b\n    path: /b\n    name: c\n")
-                == "config.yaml:5: duplicate key 'name' in routes[1] (first on line 3)")
+                == "config.yaml:7: duplicate key 'audience': \(again)")
+        #expect(failure("server:\n  port: 1\n  port: 2\n  port: 3\n") == "config.yaml:2: duplicate key 'port': \(again)")
+        // Duplicates in two mappings: the first one Yams finds (the inner mapping is composed first).
+        #expect(failure("store: a\nstore: b\nserver:\n  port: 1\n  port: 1\n") == "config.yaml:4: duplicate key 'port': \(again)")
+        #expect(failure("routes:\n  - name: a\n  - name: b\n    path: /b\n    name: c\n") == "config.yaml:3: duplicate key 'name': \(again)")
     }
 
     @Test func wrongNodeKinds() {
@@ -420,7 +419,7 @@ struct ConfigStructureTests {
 
     @Test(arguments: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
     func logLevels(level: String) throws {
-        #expect(try parse("log:\n  level: \(level)\n").log.level == level)
+        #expect(try parse("log:\n  level: \(level)\n").log.level.rawValue == level)
     }
 }
 
@@ -469,7 +468,7 @@ struct ConfigEnvironmentTests {
         let config = try parse("server:\n  port: ${PORT}\n  maxBodyBytes: ${SIZE}MiB\n  headerTimeout: ${T}\n",
                                env: ["PORT": "8081", "SIZE": "4", "T": "2s"])
         #expect(config.server.port == 8081)
-        #expect(config.server.maxBodyBytes == 4 << 20)
+        #expect(config.server.limits.maxBodyBytes == 4 << 20)
         #expect(config.server.headerTimeout == .seconds(2))
     }
 
@@ -745,7 +744,7 @@ struct ConfigAuthTests {
 
         """)
         let auth = try #require(try parse(yaml, env: ["K": "k1"]).routes[0].auth)
-        #expect(auth == AuthConfig(querySecret: SecretSettings(name: "code", values: ["new", "old"]),
+        #expect(auth == AuthSettings(querySecret: SecretSettings(name: "code", values: ["new", "old"]),
                                    headerSecret: SecretSettings(name: "X-Persistor-Key", values: ["k1"])))
     }
 

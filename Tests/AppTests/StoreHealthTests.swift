@@ -22,6 +22,8 @@ import Testing
         #expect(reason.contains("free on the file system, below the") && reason.contains("No space left on device"), "\(reason)")
         #expect(!reason.contains(dir.path), "the reason does not name the store's path")
         // Once there is room again, the probe loop makes it ready without traffic.
+        let probing = Task { await health.run() }
+        defer { probing.cancel() }
         store.minimumFreeBytes = 0
         health.failed(BlobStoreError(store: store.name, key: nil, message: "write failed", retryable: true))
         let deadline = ContinuousClock.now + .seconds(10)

@@ -95,7 +95,7 @@ final class ScriptedStore: BlobWriter {
         // Many deliveries fill several pieces, which are compressed as they fill; each is primed
         // with the end of the one before, so the object compresses about as well as in one go.
         let store = ScriptedStore()
-        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 10_000, maxDelay: .milliseconds(500))
+        let settings = ArchiveSettings(batch: .init(maxRecords: 10_000, maxDelay: .milliseconds(500)), path: try PathTemplate("{route}"))
         let archiver = RouteArchiver(route: "orders", settings: settings,
                                      store: store, namer: ObjectNamer())
         let skus = ["sku-red-shirt", "sku-blue-jeans", "sku-green-hat", "sku-black-shoes"]
@@ -155,7 +155,7 @@ final class ScriptedStore: BlobWriter {
         let store = ScriptedStore()
         store.failingKeys.withLock { $0 = "/poison/" }
         let archiver = RouteArchiver(route: "orders",
-                                     settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}"), maxDelay: .milliseconds(200)),
+                                     settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(200)), path: try PathTemplate("{route}/{attr:tenant}")),
                                      store: store, namer: ObjectNamer())
         func tenant(_ id: String, _ name: String) -> Record { record(id, attributes: [("tenant", name)]) }
         // One batch (maxDelay holds it open): a delivery to a good directory, one to the failing
@@ -194,7 +194,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test func maxRecordsSplitsBatches() async throws {
         let store = ScriptedStore(delayMilliseconds: 50)
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 5),
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxRecords: 5), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         await withTaskGroup(of: Void.self) { group in
             for i in 0..<40 { group.addTask { _ = await submit(archiver, [record("\(i)")]) } }
@@ -206,7 +206,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test func maxDelayHoldsABatchOpenAndDrainFlushesIt() async throws {
         let store = ScriptedStore()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .seconds(30)),
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .seconds(30)), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let done = Atomic<Int>(0)
         for i in 0..<3 { archiver.submit([record("\(i)")]) { _ in done.add(1, ordering: .relaxed) } }
@@ -219,7 +219,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test func aFullBacklogRefusesDeliveriesWithoutQueueingThem() async throws {
         let store = ScriptedStore(delayMilliseconds: 300)
-        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxRecords: 2, maxPendingRecords: 3)
+        let settings = ArchiveSettings(batch: .init(maxRecords: 2), path: try PathTemplate("{route}"), maxPendingRecords: 3)
         let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
         let results = Mutex<[String: Result<Void, ArchiveFailure>]>([:])
         for i in 0..<5 {
@@ -238,8 +238,7 @@ final class ScriptedStore: BlobWriter {
     @Test(arguments: zip([1, 3, 2], [0, 0, 20]))
     func concurrentWritesBoundsTheBatchesInFlight(concurrentWrites: Int, maxDelayMilliseconds: Int) async throws {
         let store = ScriptedStore(delayMilliseconds: 100)
-        let settings = ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .milliseconds(maxDelayMilliseconds),
-                                       concurrentWrites: concurrentWrites)
+        let settings = ArchiveSettings(batch: .init(maxDelay: .milliseconds(maxDelayMilliseconds), concurrentWrites: concurrentWrites), path: try PathTemplate("{route}"))
         let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
         let answered = Atomic<Int>(0)
         // Deliveries keep arriving while writes are in progress, so every write slot gets used.
@@ -258,7 +257,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test func maxDelayTimerFlushes() async throws {
         let store = ScriptedStore()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}"), maxDelay: .milliseconds(50)),
+        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(50)), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1")])
         guard case .success = result else { Issue.record("expected success"); return }

@@ -15,8 +15,14 @@ import PersistorJSON
 /// An envelope that cannot be decoded (bad JSON when `wrapped` is forced, bad base64, wrong field
 /// types) becomes an `unparsed` record of the whole body.
 public struct PubSubDecoder: Sendable {
-    public enum Delivery: String, Sendable {
-        case auto, wrapped, unwrapped
+    /// How the route recognises the push shape (a route's `delivery` key).
+    public enum Delivery: String, Sendable, CaseIterable {
+        /// Sniff, as described above.
+        case auto
+        /// Always the JSON push envelope (`{"message": …, "subscription": …}`).
+        case wrapped
+        /// Always the raw payload ("payload unwrapping"), metadata from headers when present.
+        case unwrapped
     }
 
     public var route: String

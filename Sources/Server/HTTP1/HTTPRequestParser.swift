@@ -18,7 +18,7 @@ import PersistorCore
 // are parsed, and body bytes are copied once from the buffer into the request body.
 
 /// Size limits of a request.
-public struct HTTPParserLimits: Sendable {
+public struct HTTPParserLimits: Sendable, Equatable {
     /// Request line + all header lines + trailer section (including leading empty lines and the
     /// terminating empty line), in bytes.
     public var maxHeaderBytes: Int

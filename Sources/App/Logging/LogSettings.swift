@@ -1,0 +1,30 @@
+import Logging
+
+/// The `log` section: line format and minimum level.
+public struct LogSettings: Sendable, Equatable {
+    /// Log line format.
+    public enum Format: String, Sendable, Equatable, CaseIterable {
+        /// Human-readable lines (swift-log's stream handler).
+        case text
+        /// One JSON object per line (`JSONLogHandler`).
+        case json
+    }
+
+    public var format: Format
+    public var level: Logger.Level
+
+    public init(format: Format = .text, level: Logger.Level = .info) {
+        self.format = format
+        self.level = level
+    }
+}
+
+extension ConfigReader {
+    func log(_ field: ConfigField) throws(ConfigError) -> LogSettings {
+        let section = try section(of: field, path: "log", allowed: ["format", "level"])
+        var log = LogSettings()
+        if let f = section["format"] { log.format = try choice(f, LogSettings.Format.self) }
+        if let f = section["level"] { log.level = try choice(f, Logger.Level.self) }
+        return log
+    }
+}
