@@ -1,5 +1,4 @@
 import Logging
-import PersistorArchive
 import PersistorHTTP
 import PersistorProtocols
 
@@ -9,8 +8,7 @@ import PersistorProtocols
 struct EventGridRoute: Sendable {
     let decoder: EventGridDecoder
     let route: String
-    let archiver: RouteArchiver
-    let health: StoreHealth
+    let responder: ArchiveResponder
     let logger: Logger
 
     func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
@@ -35,8 +33,6 @@ struct EventGridRoute: Sendable {
         if delivery.deletionEvents > 0 {
             logger.notice("Event Grid subscription deleted", metadata: ["route": "\(route)", "subscription": "\(request.head.headers["aeg-subscription-name"] ?? "-")"])
         }
-        let ids = delivery.records.map(\.id)
-        let route = self.route, logger = self.logger, health = self.health
         let success: HTTPResponse
         if let code = delivery.validationCode {
             success = HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/json")]),
@@ -48,23 +44,6 @@ struct EventGridRoute: Sendable {
             respond(success)
             return
         }
-        archiver.submit(delivery.records) { result in
-            switch result {
-            case .success:
-                health.succeeded()
-                respond(success)
-            case .failure(.store(let error)):
-                health.failed(error)
-                logger.error("archive write failed", metadata: [
-                    "route": "\(route)", "id": "\(ids.first ?? "-")", "events": "\(ids.count)", "cause": "\(error)",
-                ])
-                respond(.storeUnavailable)
-            case .failure(let overload):
-                logger.warning("delivery refused", metadata: [
-                    "route": "\(route)", "id": "\(ids.first ?? "-")", "events": "\(ids.count)", "cause": "\(overload)",
-                ])
-                respond(.archiveBusy)
-            }
-        }
+        responder.archive(delivery.records, answering: success, respond: respond)
     }
 }

@@ -58,17 +58,18 @@ public final class Persistor: Service {
             let limit = route.maxBodyBytes ?? config.server.limits.maxBodyBytes
             let archiver = RouteArchiver(route: route.name, settings: config.archive, store: store, namer: namer)
             archivers.append(archiver)
+            let responder = ArchiveResponder(route: route.name, archiver: archiver, health: storeHealth, logger: logger)
             switch route.kind {
             case .pubsub:
                 let handler = PubSubRoute(
                     decoder: PubSubDecoder(route: route.name, delivery: route.delivery),
-                    archiver: archiver, health: storeHealth, logger: logger)
+                    responder: responder, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
                                                     admission: admission(by: authenticator), handler: handler.handle))
             case .eventgrid:
                 let handler = EventGridRoute(
                     decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
-                    route: route.name, archiver: archiver, health: storeHealth, logger: logger)
+                    route: route.name, responder: responder, logger: logger)
                 router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit,
                                                     admission: admission(by: authenticator), handler: handler.handle))
             }

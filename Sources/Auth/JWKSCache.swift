@@ -36,7 +36,6 @@ public final class JWKSCache: Sendable {
         var waiters: [@Sendable (JWKSet?) -> Void] = []
         var lastUnknownKidRefresh: ContinuousClock.Instant?
         var lastFailure: ContinuousClock.Instant?
-        var fetches = 0
     }
 
     private let state: Mutex<State>
@@ -56,9 +55,6 @@ public final class JWKSCache: Sendable {
         self.state = Mutex(State(freshUntil: now, refreshAfter: now))
     }
 
-    /// Fetches started so far (diagnostics and tests).
-    public var fetchCount: Int { state.withLock { $0.fetches } }
-
     /// Whether a key set has been fetched at some point (it may be stale).
     public var hasKeys: Bool { state.withLock { $0.keys != nil } }
 
@@ -68,7 +64,6 @@ public final class JWKSCache: Sendable {
         let start = state.withLock { state -> Bool in
             guard state.keys == nil, !state.inFlight else { return false }
             state.inFlight = true
-            state.fetches += 1
             return true
         }
         if start { launchFetch() }
@@ -86,7 +81,6 @@ public final class JWKSCache: Sendable {
                 state.waiters.append(waiter)
                 if state.inFlight { return (nil, false) }
                 state.inFlight = true
-                state.fetches += 1
                 return (nil, true)
             }
 
@@ -102,7 +96,6 @@ public final class JWKSCache: Sendable {
             var start = false
             if now >= state.refreshAfter, !state.inFlight, !failedRecently {
                 state.inFlight = true
-                state.fetches += 1
                 start = true
             }
             if let known = keys.keys[kid] { return (.keys(known), start) }

@@ -15,33 +15,30 @@ struct ParsedToken: Sendable {
 
     /// Splits and decodes a token. Exactly three segments; strict unpadded base64url; the header and
     /// the payload must be JSON objects. Returns the failure reason otherwise.
-    static func parse(_ token: String) -> Result<ParsedToken, TokenProblem> {
+    static func parse(_ token: String) -> Result<ParsedToken, MalformedToken> {
         let bytes = Array(token.utf8)
         let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return .failure(.malformed("not 3 segments")) }
+        guard parts.count == 3 else { return .failure(MalformedToken(detail: "not 3 segments")) }
         guard let headerBytes = Base64URL.decode(parts[0]),
               let payloadBytes = Base64URL.decode(parts[1]),
               let signature = Base64URL.decode(parts[2]) else {
-            return .failure(.malformed("bad base64url"))
+            return .failure(MalformedToken(detail: "bad base64url"))
         }
         guard let header = try? ClaimParser.parseObject(headerBytes),
               let claims = try? ClaimParser.parseObject(payloadBytes) else {
-            return .failure(.malformed("bad JSON"))
+            return .failure(MalformedToken(detail: "bad JSON"))
         }
         let signingInput = Array(bytes[..<parts[1].endIndex])
         return .success(ParsedToken(header: header, claims: claims, signingInput: signingInput, signature: signature))
     }
 }
 
-/// Why a token was refused, before a route decides the status (internal; rendered as reasons).
-enum TokenProblem: Error, Equatable {
-    case malformed(String)
+/// A token that is not a well-formed JWS compact serialization (RFC 7515 §7.1); the route renders
+/// `reason` in its 401.
+struct MalformedToken: Error, Equatable {
+    let detail: String
 
-    var reason: String {
-        switch self {
-        case .malformed(let detail): "malformed token: \(detail)"
-        }
-    }
+    var reason: String { "malformed token: \(detail)" }
 }
 
 /// The JWS algorithms this module can verify. Anything else is refused even when configured.

@@ -47,7 +47,8 @@ public final class RouteAuthenticator: Sendable {
         self.verified = VerifiedTokenCache(capacity: settings.verifiedTokenCacheSize)
     }
 
-    /// Failure counts by reason since start, e.g. `["expired": 2, "aud mismatch": 1]`.
+    /// Failure counts by reason since start, e.g. `["expired": 2, "aud mismatch": 1]`; the tests read
+    /// them, and they are what an auth-rejections metric will export.
     public var failureCounts: [String: Int] { counts.withLock { $0 } }
 
     /// Entries in the verified-token cache (tests and diagnostics).

@@ -66,3 +66,11 @@ public protocol BlobWriter: Sendable {
     /// A cheap check that the store accepts writes, for readiness.
     func probe() async throws(BlobStoreError)
 }
+
+extension BlobWriter {
+    /// The cloud stores' probe: writes `_persistor/probe` (`ok`, text/plain, overwriting) through
+    /// the same signing, retry and durability path as every object (docs/stores.md).
+    public func probe() async throws(BlobStoreError) {
+        _ = try await put(Blob(key: "_persistor/probe", bytes: Array("ok".utf8), contentType: "text/plain"))
+    }
+}

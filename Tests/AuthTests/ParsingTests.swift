@@ -58,7 +58,7 @@ struct ParsingTests {
     }
 }
 
-extension Result where Failure == TokenProblem {
+extension Result where Failure == MalformedToken {
     var failureReason: String? {
         if case .failure(let problem) = self { return problem.reason }
         return nil

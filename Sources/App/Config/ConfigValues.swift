@@ -1,7 +1,7 @@
 // Parsing of the two value syntaxes the configuration uses besides plain strings and integers:
 // sizes (`32MiB`, `8 MB`, `65536`) and durations (`0`, `200ms`, `1.5s`, `2m`, `1h`).
 
-/// Size and duration parsing shared by the config loader (and usable by CLI flags).
+/// Size and duration parsing for the config loader.
 public enum ConfigValues {
     /// Why a size or duration was rejected.
     public enum ParseError: Error, Sendable, Equatable {

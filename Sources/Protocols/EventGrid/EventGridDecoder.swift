@@ -285,16 +285,10 @@ public struct EventGridDecoder: Sendable {
     }
 
     /// The string value of `data.<key>`, decoding the member's token from its range when the
-    /// scanner left it unmaterialized. nil when absent or not a string.
+    /// scanner left it unmaterialized (`data` itself always is materialized at the depths of
+    /// `materializeDepth(for:)`). nil when absent or not a string.
     static func string(member key: String, of data: JSONNode, body: [UInt8]) -> String? {
-        var object = data
-        if case .unmaterialized = data.value {
-            // Not reached with the depths above; kept so a depth change cannot break validation.
-            guard body[data.range.lowerBound] == UInt8(ascii: "{"),
-                  let parsed = try? JSONScanner.parse(Array(body[data.range]), materializeDepth: 1) else { return nil }
-            object = parsed
-        }
-        guard let node = object[key] else { return nil }
+        guard let node = data[key] else { return nil }
         switch node.value {
         case .string(let text):
             return text

@@ -70,10 +70,6 @@ public struct AzureBlobStore: BlobWriter {
         throw failure(blob.key, response)
     }
 
-    /// Writes `_persistor/probe` (text/plain, `ok`) through the same signing and retry path.
-    public func probe() async throws(BlobStoreError) {
-        _ = try await put(Blob(key: "_persistor/probe", bytes: Array("ok".utf8), contentType: "text/plain"))
-    }
 
     // MARK: Requests
 

@@ -71,10 +71,6 @@ public struct GCSStore: BlobWriter {
         }
     }
 
-    /// Writes `_persistor/probe` (`ok`, text/plain) the way every object is written.
-    public func probe() async throws(BlobStoreError) {
-        _ = try await put(Blob(key: "_persistor/probe", bytes: Array("ok".utf8), contentType: "text/plain"))
-    }
 
     /// The `multipart/related` body: the object resource as JSON, then the bytes (RFC 2387;
     /// https://cloud.google.com/storage/docs/json_api/v1/how-tos/multipart-upload).

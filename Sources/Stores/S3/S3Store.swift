@@ -46,10 +46,6 @@ struct S3Store: BlobWriter {
         }
     }
 
-    /// Writes `_persistor/probe` (`ok`, text/plain, overwriting) through the same path as `put`.
-    func probe() async throws(BlobStoreError) {
-        _ = try await put(Blob(key: "_persistor/probe", bytes: Array("ok".utf8), contentType: "text/plain"))
-    }
 
     /// The signed PutObject for a blob (a new signature per attempt).
     func request(for blob: Blob, credentials: S3Credentials, date: Date) -> (request: StoreHTTPRequest, signature: SigV4Signature) {
