@@ -109,6 +109,11 @@ public struct HTTPResponse: Sendable {
         headers.add("Content-Type", "text/plain; charset=utf-8")
         return HTTPResponse(status: status, headers: headers, body: Array((message + "\n").utf8))
     }
+
+    /// The answer to a request body over `limit` bytes (RFC 9110 §15.5.14).
+    static func bodyTooLarge(limit: Int) -> HTTPResponse {
+        .text(413, "request body too large (limit \(limit) bytes)")
+    }
 }
 
 extension StringProtocol {

@@ -128,9 +128,6 @@ public final class HTTPServer: Sendable {
         if bytes > 0 { bodyBytesInFlight.subtract(bytes, ordering: .relaxed) }
     }
 
-    /// Body bytes held by requests not yet answered.
-    public var bodyBytesInFlightNow: Int { bodyBytesInFlight.load(ordering: .relaxed) }
-
     func connectionClosed() {
         connections.subtract(1, ordering: .relaxed)
     }

@@ -54,7 +54,7 @@ public struct Router: HTTPService {
             return .text(405, "method \(head.method) not allowed here", headers: headers)
         }
         if let limit = route.maxBodyBytes, let length = head.headers["content-length"].flatMap(Int.init), length > limit {
-            return .text(413, "request body too large (limit \(limit) bytes)")
+            return .bodyTooLarge(limit: limit)
         }
         return nil
     }
@@ -65,7 +65,7 @@ public struct Router: HTTPService {
             return
         }
         if let limit = route.maxBodyBytes, request.body.count > limit {
-            respond(.text(413, "request body too large (limit \(limit) bytes)"))
+            respond(.bodyTooLarge(limit: limit))
             return
         }
         route.handler(request, respond)

@@ -196,7 +196,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         }
         let limit = server.settings.limits.maxBodyBytes
         if let length = head.headers["content-length"].flatMap(Int.init), length > limit {
-            respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
+            respond(id, .bodyTooLarge(limit: limit))
             return
         }
         server.service.check(head) { verdict in
@@ -236,7 +236,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             let limit = server.settings.limits.maxBodyBytes
             if stream.body.count + bytes.count > limit {
                 server.protocolError(status: 413, reason: "request body too large")
-                respond(id, .text(413, "request body too large (limit \(limit) bytes)"))
+                respond(id, .bodyTooLarge(limit: limit))
             } else if !server.reserveBodyBytes(bytes.count, holding: stream.heldBytes) {
                 respond(id, .bodyBudgetSpent)
             } else {
