@@ -35,7 +35,7 @@ extension ObjectNamer {
     /// route, scope, id) and the content (event time, attributes, payload), but not what changes
     /// between redeliveries (receive time, delivery counts in `meta`). So a create-only put that
     /// finds its key taken has met the same message with the same bytes, and acknowledging it
-    /// loses nothing; any other message gets a key of its own (README "Archive format").
+    /// loses nothing; any other message gets a key of its own (docs/archive-format.md#raw-format).
     static func rawName(_ record: Record) -> String {
         var fields: [[UInt8]?] = [Array(record.source.rawValue.utf8), Array(record.route.utf8),
                                   record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),

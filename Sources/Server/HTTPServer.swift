@@ -19,6 +19,8 @@ public final class HTTPServer: Sendable {
     private let nextLoop = Atomic<Int>(0)
     private let bodyBytesInFlight = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
+    /// Told `true` when the last open connection closes (`waitForConnections`).
+    private let allClosedWaiters = Mutex<[AsyncStream<Bool>.Continuation]>([])
     private let onProtocolError: (@Sendable (Int, String) -> Void)?
 
     /// `onProtocolError` is told about each malformed or timed-out request (status, reason).
@@ -81,12 +83,21 @@ public final class HTTPServer: Sendable {
 
     /// Waits until every connection has closed or the deadline passes; true if all closed.
     public func waitForConnections(until deadline: ContinuousClock.Instant) async -> Bool {
-        while connectionCount > 0 {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+        let (outcomes, outcome) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingOldest(1))
+        allClosedWaiters.withLock { $0.append(outcome) }
+        if connectionCount == 0 { outcome.yield(true) }   // the last one closed before we asked
+        let timer = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+            outcome.yield(false)
         }
-        for loop in loops { loop.queue.async { loop.stop() } }
-        return true
+        defer { timer.cancel() }
+        var closed = false
+        for await allClosed in outcomes {
+            closed = allClosed
+            break
+        }
+        if closed { for loop in loops { loop.queue.async { loop.stop() } } }
+        return closed
     }
 
     private func acceptAll(_ listenerFD: Int32) {
@@ -129,7 +140,11 @@ public final class HTTPServer: Sendable {
     }
 
     func connectionClosed() {
-        connections.subtract(1, ordering: .relaxed)
+        guard connections.subtract(1, ordering: .relaxed).newValue == 0 else { return }
+        allClosedWaiters.withLock { waiters in
+            for waiter in waiters { waiter.yield(true) }
+            waiters.removeAll()
+        }
     }
 
     func protocolError(status: Int, reason: String) {

@@ -340,7 +340,7 @@ import Testing
         await fixture.stop()
     }
 
-    @Test("a client whose flow-control window stays 0 cannot hold its stream or connection (issue 16 #6)")
+    @Test("a client whose flow-control window stays 0 cannot hold its stream or connection")
     func aZeroWindowDoesNotHoldTheConnection() async throws {
         let fixture = try Fixture(idleTimeout: .seconds(1))
         let output = try Self.runClient(["zerowindow", "--port", String(fixture.port), "--path", "/ok", "--seconds", "10"])
@@ -352,7 +352,7 @@ import Testing
         await fixture.stop()
     }
 
-    @Test("a flood of empty DATA frames ends the connection with ENHANCE_YOUR_CALM (CVE-2019-9518, issue 16 #12)")
+    @Test("a flood of empty DATA frames ends the connection with ENHANCE_YOUR_CALM (CVE-2019-9518)")
     func emptyDataFramesFloodIsRefused() async throws {
         let fixture = try Fixture()
         let output = try Self.runClient(["emptydata", "--port", String(fixture.port), "--path", "/count",

@@ -3,7 +3,7 @@
 
 let azureSigningVectors: [AzureSigningVector] = [
     AzureSigningVector(
-        name: "documented vector (blobstores.md B.4)",
+        name: "worked vector (Azurite key, fixed date, 32-byte body)",
         account: "devstoreaccount1", key: "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
         method: "PUT", url: "http://127.0.0.1:10000/devstoreaccount1/logs/2026/a.json.gz?timeout=30",
         headers: [

@@ -109,7 +109,7 @@ body32 = b"\x1f\x8b" + b"x" * 30
 vectors = [
     # docs/development.md#signing-oracles: the SDK's Authorization is
     # SharedKey devstoreaccount1:2PLGKTO73Dzh7WIJwPDbR7QwA3W4rYxM2WepIgakyNo=
-    plain("documented vector (blobstores.md B.4)", DEV_ACCOUNT, DEV_KEY, "PUT",
+    plain("worked vector (Azurite key, fixed date, 32-byte body)", DEV_ACCOUNT, DEV_KEY, "PUT",
           f"http://127.0.0.1:10000/{DEV_ACCOUNT}/logs/2026/a.json.gz?timeout=30",
           [("x-ms-blob-type", "BlockBlob"), ("x-ms-version", VERSION), ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
            ("Content-Type", "application/json"), ("Content-Encoding", "gzip"), ("Content-Length", "32"),
