@@ -62,6 +62,14 @@ let package = Package(
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
+        // withPersistor(.inProcess | .binary) and the shared fakes (an in-memory store, a scripted
+        // store transport, a static JWKS fetcher); for the unit test targets, never EndToEndTests.
+        .target(name: "PersistorTesting",
+                dependencies: ["PersistorApp", "PersistorCore", "PersistorStores", "PersistorAuth", "PersistorTestSupport",
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "CryptoExtras", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Tests/Testing"),
         .testTarget(name: "CoreTests", dependencies: ["PersistorCore", "PersistorTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["PersistorCore", "PersistorJSON", "PersistorTestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["PersistorCore", "PersistorHTTP", "PersistorTestSupport"]),
