@@ -75,8 +75,8 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["PersistorCore", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorCore", "PersistorProtocols", "PersistorTestSupport"]),
         .testTarget(name: "AuthTests", dependencies: ["PersistorCore", "PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
+        .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
         .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
