@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["PersistorCore", "PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
         .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
         // build they replay corpus files given on the command line. Each depends only on what it fuzzes.
