@@ -163,6 +163,9 @@ struct PersistorTokenRouteTests {
         let keys = StaticJWKSFetcher(keys: [key])
         let store = InMemoryBlobWriter()
         try await withPersistor(.inProcess, config: Self.config, store: .writer(store), jwks: keys) { client in
+            // The prefetch runs beside start-up; give it a moment on a busy machine.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while keys.fetchedURLs.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
             #expect(keys.fetchedURLs == ["https://www.googleapis.com/oauth2/v3/certs"], "prefetched from the default JWKS URL")
             let anonymous = try await client.execute("POST", "/orders", headers: PersistorWiringTests.json, body: PersistorWiringTests.push)
             #expect(anonymous.status == 401)
@@ -181,6 +184,7 @@ struct PersistorTokenRouteTests {
                                                     body: PersistorWiringTests.push)
             #expect(admitted.status == 204, "\(admitted.status) \(admitted.bodyText)")
             #expect(try store.records().count == 1)
+            #expect(keys.fetchedURLs.count == 1, "every request used the keys fetched at start-up")
         }
     }
 
