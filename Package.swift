@@ -62,14 +62,22 @@ let package = Package(
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
                           path: "Sources/CLI"),
         .target(name: "PersistorTestSupport", path: "Tests/Support"),
+        // withPersistor(.inProcess | .binary) and the shared fakes (an in-memory store, a scripted
+        // store transport, a static JWKS fetcher); for the unit test targets, never EndToEndTests.
+        .target(name: "PersistorTesting",
+                dependencies: ["PersistorApp", "PersistorCore", "PersistorStores", "PersistorAuth", "PersistorTestSupport",
+                               .product(name: "Crypto", package: "swift-crypto"),
+                               .product(name: "CryptoExtras", package: "swift-crypto"),
+                               .product(name: "Logging", package: "swift-log")],
+                path: "Tests/Testing"),
         .testTarget(name: "CoreTests", dependencies: ["PersistorCore", "PersistorTestSupport"]),
         .testTarget(name: "JSONTests", dependencies: ["PersistorCore", "PersistorJSON", "PersistorTestSupport"]),
         .testTarget(name: "HTTPTests", dependencies: ["PersistorCore", "PersistorHTTP", "PersistorTestSupport"]),
         .testTarget(name: "ProtocolsTests", dependencies: ["PersistorCore", "PersistorProtocols", "PersistorTestSupport"]),
         .testTarget(name: "AuthTests", dependencies: ["PersistorCore", "PersistorAuth", "PersistorHTTP", "PersistorTestSupport"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport"]),
-        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["PersistorCore", "PersistorArchive", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
+        .testTarget(name: "StoresTests", dependencies: ["PersistorCore", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
+        .testTarget(name: "AppTests", dependencies: ["PersistorCore", "PersistorApp", "PersistorArchive", "PersistorAuth", "PersistorHTTP", "PersistorStores", "PersistorTestSupport", "PersistorTesting"]),
         .testTarget(name: "EndToEndTests", dependencies: ["PersistorTestSupport"]),
         // libFuzzer targets (scripts/fuzz builds them with -DFUZZING -sanitize=fuzzer); in a normal
         // build they replay corpus files given on the command line. Each depends only on what it fuzzes.

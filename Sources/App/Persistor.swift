@@ -24,13 +24,16 @@ public final class Persistor: Service {
     private let storeHealth: StoreHealth
     private let logger: Logger
 
-    public init(config: PersistorConfig, logger: Logger) throws(StartupError) {
+    /// `store` replaces the store `config.store` names, `jwksFetcher` the HTTPS fetcher of the token
+    /// routes' keys: so tests can run the whole server in process on fakes (docs/development.md#the-testing-kit).
+    public init(config: PersistorConfig, logger: Logger, store injectedStore: (any BlobWriter)? = nil,
+                jwksFetcher: (any JWKSFetcher)? = nil) throws(StartupError) {
         self.config = config
         self.logger = logger
 
         let store: any BlobWriter
         do {
-            store = try StoreFactory.open(config.store, policy: config.storeRetry)
+            store = try injectedStore ?? StoreFactory.open(config.store, policy: config.storeRetry)
         } catch {
             throw StartupError(description: "cannot open store \(config.store): \(error)")
         }
@@ -44,7 +47,7 @@ public final class Persistor: Service {
         let namer = ObjectNamer()
         var router = Router()
         var archivers: [RouteArchiver] = []
-        let keys = JWKSRegistry(logger: logger)
+        let keys = jwksFetcher.map { JWKSRegistry(fetcher: $0, logger: logger) } ?? JWKSRegistry(logger: logger)
         for route in config.routes {
             let authenticator = route.auth.map {
                 RouteAuthenticator(route: route.name, settings: $0, keys: keys, logger: logger)

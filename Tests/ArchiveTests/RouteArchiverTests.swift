@@ -2,36 +2,10 @@ import Foundation
 import PersistorCore
 import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Synchronization
 import Testing
 @testable import PersistorArchive
-
-/// A store that records puts and can be made to fail or stall, for the batching logic alone.
-final class ScriptedStore: BlobWriter {
-    let name = "scripted://"
-    let puts = Mutex<[Blob]>([])
-    let failing = Atomic<Bool>(false)
-    /// Puts of keys containing this fail.
-    let failingKeys = Mutex<String?>(nil)
-    let delayMilliseconds: Int
-    /// Puts in progress now, and the most there ever were at once.
-    let inFlight = Mutex((now: 0, most: 0))
-
-    init(delayMilliseconds: Int = 0) { self.delayMilliseconds = delayMilliseconds }
-
-    func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
-        inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
-        defer { inFlight.withLock { $0.now -= 1 } }
-        if delayMilliseconds > 0 { try? await Task.sleep(for: .milliseconds(delayMilliseconds)) }
-        if failing.load(ordering: .relaxed) || failingKeys.withLock({ $0.map(blob.key.contains) ?? false }) {
-            throw BlobStoreError(store: name, key: blob.key, status: 503, message: "down", retryable: true)
-        }
-        puts.withLock { $0.append(blob) }
-        return .created
-    }
-
-    func probe() async throws(BlobStoreError) {}
-}
 
 @Suite struct RouteArchiverTests {
     func record(_ id: String, attributes: [(key: String, value: String)] = []) -> Record {
@@ -52,7 +26,7 @@ final class ScriptedStore: BlobWriter {
     }
 
     @Test func concurrentSubmissionsShareBatchesAndAllComplete() async throws {
-        let store = ScriptedStore(delayMilliseconds: 20)
+        let store = InMemoryBlobWriter(delay: .milliseconds(20))
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{yyyy}")),
                                      store: store, namer: ObjectNamer(instance: "abcdefabcdef"))
         let results = await withTaskGroup(of: Bool.self) { group in
@@ -60,7 +34,7 @@ final class ScriptedStore: BlobWriter {
             return await group.reduce(into: [Bool]()) { $0.append($1) }
         }
         #expect(results.count == 200 && results.allSatisfy { $0 })
-        let puts = store.puts.withLock { $0 }
+        let puts = store.puts
         #expect(puts.count < 200, "group commit puts many records in one object (got \(puts.count) objects)")
         let ids = try puts.flatMap { try lines($0) }.compactMap { $0["id"] as? String }
         #expect(Set(ids) == Set((0..<200).map(String.init)))
@@ -75,7 +49,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test func aLargeBatchIsOneObjectWithEveryLine() async throws {
         // Over pieceBytes, the object is compressed in pieces as they fill, joined into one member.
-        let store = ScriptedStore(delayMilliseconds: 50)
+        let store = InMemoryBlobWriter(delay: .milliseconds(50))
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let padding = String(repeating: "x", count: 1_000)
@@ -84,7 +58,7 @@ final class ScriptedStore: BlobWriter {
                    payload: Array("{\"n\":\(i),\"pad\":\"\(padding)\"}".utf8))
         }
         guard case .success = await submit(archiver, (0..<100).map(big)) else { Issue.record("expected success"); return }
-        let puts = store.puts.withLock { $0 }
+        let puts = store.puts
         #expect(puts.count == 1)
         let records = try puts.flatMap { try lines($0) }
         #expect(records.compactMap { $0["id"] as? String } == (0..<100).map(String.init))
@@ -94,7 +68,7 @@ final class ScriptedStore: BlobWriter {
     @Test func piecesCompressedAheadJoinIntoOneMemberAsSmallAsOneGo() async throws {
         // Many deliveries fill several pieces, which are compressed as they fill; each is primed
         // with the end of the one before, so the object compresses about as well as in one go.
-        let store = ScriptedStore()
+        let store = InMemoryBlobWriter()
         let settings = ArchiveSettings(batch: .init(maxRecords: 10_000, maxDelay: .milliseconds(500)), path: try PathTemplate("{route}"))
         let archiver = RouteArchiver(route: "orders", settings: settings,
                                      store: store, namer: ObjectNamer())
@@ -109,7 +83,7 @@ final class ScriptedStore: BlobWriter {
                 group.addTask { _ = await submit(archiver, (0..<200).map { order(chunk * 200 + $0) }) }
             }
         }
-        let puts = store.puts.withLock { $0 }
+        let puts = store.puts
         #expect(puts.count == 1, "maxDelay holds the batch open for every delivery")
         let object = try #require(puts.first)
         let text = try systemGunzip(object.bytes)
@@ -139,21 +113,21 @@ final class ScriptedStore: BlobWriter {
     }
 
     @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
-        let store = ScriptedStore()
-        store.failing.store(true, ordering: .relaxed)
+        let store = InMemoryBlobWriter()
+        store.failPuts()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1"), record("2")])
         guard case .failure(.store(let error)) = result else { Issue.record("expected a store failure"); return }
         #expect(error.status == 503)
-        store.failing.store(false, ordering: .relaxed)
+        store.heal()
         guard case .success = await submit(archiver, [record("3")]) else { Issue.record("expected recovery"); return }
-        #expect(store.puts.withLock { $0.count } == 1)
+        #expect(store.puts.count == 1)
     }
 
     @Test func aFailedObjectFailsOnlyTheDeliveriesWithRecordsInIt() async throws {
-        let store = ScriptedStore()
-        store.failingKeys.withLock { $0 = "/poison/" }
+        let store = InMemoryBlobWriter()
+        store.failPuts(where: { $0.key.contains("/poison/") })
         let archiver = RouteArchiver(route: "orders",
                                      settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(200)), path: try PathTemplate("{route}/{attr:tenant}")),
                                      store: store, namer: ObjectNamer())
@@ -165,7 +139,7 @@ final class ScriptedStore: BlobWriter {
         async let mixed = submit(archiver, [tenant("4", "good"), tenant("5", "poison")])
         let results = await [good, poisoned, mixed]
         #expect(results.map { if case .success = $0 { true } else { false } } == [true, false, false])
-        let puts = store.puts.withLock { $0 }
+        let puts = store.puts
         #expect(puts.count == 1 && puts[0].key.hasPrefix("orders/good/"), "\(puts.map(\.key))")
     }
 
@@ -182,43 +156,43 @@ final class ScriptedStore: BlobWriter {
     }
 
     @Test func recordsWithDifferentPathsBecomeSeparateObjects() async throws {
-        let store = ScriptedStore()
+        let store = InMemoryBlobWriter()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}")),
                                      store: store, namer: ObjectNamer())
         guard case .success = await submit(archiver, [record("1", attributes: [("tenant", "a")]), record("2", attributes: [("tenant", "b")]), record("3")]) else {
             Issue.record("expected success"); return
         }
-        let keys = store.puts.withLock { $0.map { $0.key.split(separator: "/").dropLast().joined(separator: "/") } }.sorted()
+        let keys = store.puts.map { $0.key.split(separator: "/").dropLast().joined(separator: "/") }.sorted()
         #expect(keys == ["orders/_", "orders/a", "orders/b"])
     }
 
     @Test func maxRecordsSplitsBatches() async throws {
-        let store = ScriptedStore(delayMilliseconds: 50)
+        let store = InMemoryBlobWriter(delay: .milliseconds(50))
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxRecords: 5), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         await withTaskGroup(of: Void.self) { group in
             for i in 0..<40 { group.addTask { _ = await submit(archiver, [record("\(i)")]) } }
         }
-        let counts = try store.puts.withLock { $0 }.map { try lines($0).count }
+        let counts = try store.puts.map { try lines($0).count }
         #expect(counts.reduce(0, +) == 40)
         #expect(counts.allSatisfy { $0 <= 5 }, "batches hold at most maxRecords: \(counts)")
     }
 
     @Test func maxDelayHoldsABatchOpenAndDrainFlushesIt() async throws {
-        let store = ScriptedStore()
+        let store = InMemoryBlobWriter()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .seconds(30)), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let done = Atomic<Int>(0)
         for i in 0..<3 { archiver.submit([record("\(i)")]) { _ in done.add(1, ordering: .relaxed) } }
         try await Task.sleep(for: .milliseconds(100))
-        #expect(store.puts.withLock { $0.count } == 0, "the batch waits for maxDelay")
+        #expect(store.puts.count == 0, "the batch waits for maxDelay")
         await archiver.drain()
-        #expect(store.puts.withLock { $0.count } == 1)
+        #expect(store.puts.count == 1)
         #expect(done.load(ordering: .relaxed) == 3)
     }
 
     @Test func aFullBacklogRefusesDeliveriesWithoutQueueingThem() async throws {
-        let store = ScriptedStore(delayMilliseconds: 300)
+        let store = InMemoryBlobWriter(delay: .milliseconds(300))
         let settings = ArchiveSettings(batch: .init(maxRecords: 2), path: try PathTemplate("{route}"), maxPendingRecords: 3)
         let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
         let results = Mutex<[String: Result<Void, ArchiveFailure>]>([:])
@@ -229,7 +203,7 @@ final class ScriptedStore: BlobWriter {
         let refused = results.withLock { $0.filter { if case .failure(.backlogFull) = $0.value { true } else { false } } }
         #expect(Set(refused.keys) == ["3", "4"])
         await archiver.drain()
-        let written = Set(try store.puts.withLock { $0 }.flatMap { try lines($0) }.compactMap { $0["id"] as? String })
+        let written = Set(try store.puts.flatMap { try lines($0) }.compactMap { $0["id"] as? String })
         #expect(written == ["0", "1", "2"])
         // Once the backlog is written, deliveries are taken again.
         guard case .success = await submit(archiver, [record("5")]) else { Issue.record("expected success"); return }
@@ -237,7 +211,7 @@ final class ScriptedStore: BlobWriter {
 
     @Test(arguments: zip([1, 3, 2], [0, 0, 20]))
     func concurrentWritesBoundsTheBatchesInFlight(concurrentWrites: Int, maxDelayMilliseconds: Int) async throws {
-        let store = ScriptedStore(delayMilliseconds: 100)
+        let store = InMemoryBlobWriter(delay: .milliseconds(100))
         let settings = ArchiveSettings(batch: .init(maxDelay: .milliseconds(maxDelayMilliseconds), concurrentWrites: concurrentWrites), path: try PathTemplate("{route}"))
         let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
         let answered = Atomic<Int>(0)
@@ -250,18 +224,18 @@ final class ScriptedStore: BlobWriter {
         }
         await archiver.drain()
         #expect(answered.load(ordering: .relaxed) == 30, "drain returns once every write has finished")
-        #expect(store.inFlight.withLock { $0 } == (now: 0, most: concurrentWrites))
-        let ids = try store.puts.withLock { $0 }.flatMap { try lines($0) }.compactMap { $0["id"] as? String }
+        #expect(store.putsInFlight == (now: 0, most: concurrentWrites))
+        let ids = try store.puts.flatMap { try lines($0) }.compactMap { $0["id"] as? String }
         #expect(ids.sorted() == (0..<30).map(String.init).sorted(), "every record is written exactly once")
     }
 
     @Test func maxDelayTimerFlushes() async throws {
-        let store = ScriptedStore()
+        let store = InMemoryBlobWriter()
         let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(50)), path: try PathTemplate("{route}")),
                                      store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1")])
         guard case .success = result else { Issue.record("expected success"); return }
-        #expect(store.puts.withLock { $0.count } == 1)
+        #expect(store.puts.count == 1)
     }
 }
 

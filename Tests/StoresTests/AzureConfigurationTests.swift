@@ -2,6 +2,7 @@ import Foundation
 import PersistorCore
 @testable import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Testing
 
 private let devKey = AzureConnectionString.developmentKey
@@ -227,44 +228,37 @@ private let devKey = AzureConnectionString.developmentKey
 
 /// Token endpoint answers the fake identity endpoint never gives (numbers, errors, IMDS's 404):
 /// one answer per request, in order.
-private final class TokenAnswers: StoreHTTPTransport, @unchecked Sendable {
-    private let answers: LockedBox<[(Int, String)]>
-    let requests = LockedBox(0)
-    init(_ answers: [(Int, String)]) { self.answers = LockedBox(answers) }
-    func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
-        requests.update { $0 += 1 }
-        let (status, body) = answers.update { $0.removeFirst() }
-        return StoreHTTPResponse(status: status, body: Array(body.utf8))
-    }
+private func tokenAnswers(_ answers: [(Int, String)]) -> ScriptedTransport {
+    ScriptedTransport(answers: answers.map { StoreHTTPResponse(status: $0.0, body: Array($0.1.utf8)) })
 }
 
 @Suite struct AzureManagedIdentityTokenTests {
     private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
                                         initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2))
 
-    private func identity(_ environment: [String: String], _ transport: TokenAnswers) throws -> AzureManagedIdentity {
+    private func identity(_ environment: [String: String], _ transport: ScriptedTransport) throws -> AzureManagedIdentity {
         try AzureManagedIdentity(environment: environment,
                                  client: StoreHTTPClient(store: "az://acct1/c01", transport: transport, policy: fast))
     }
 
     @Test func readsExpiriesGivenAsStringsOrNumbers() async throws {
         let appService = try identity(["IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi", "IDENTITY_HEADER": "h"],
-                                      TokenAnswers([(200, #"{"access_token":"t1","expires_on":"1795694400","token_type":"Bearer"}"#)]))
+                                      tokenAnswers([(200, #"{"access_token":"t1","expires_on":"1795694400","token_type":"Bearer"}"#)]))
         let first = try await appService.fetch()
         #expect(first.value == "t1" && first.expiresAt == Date(timeIntervalSince1970: 1_795_694_400))
-        let imds = try identity([:], TokenAnswers([(200, #"{"access_token":"t2","expires_in":3600}"#)]))
+        let imds = try identity([:], tokenAnswers([(200, #"{"access_token":"t2","expires_in":3600}"#)]))
         let second = try await imds.fetch()
         #expect(second.value == "t2" && abs(second.expiresAt.timeIntervalSinceNow - 3600) < 60)
     }
 
     @Test func imdsRetries404And410() async throws {
-        let transport = TokenAnswers([(404, "{}"), (410, "{}"), (200, #"{"access_token":"t","expires_in":"60"}"#)])
+        let transport = tokenAnswers([(404, "{}"), (410, "{}"), (200, #"{"access_token":"t","expires_in":"60"}"#)])
         #expect(try await identity([:], transport).fetch().value == "t")
-        #expect(transport.requests.get() == 3)
+        #expect(transport.requests.count == 3)
     }
 
     @Test func refusalsNameTheEndpointAndTheOAuthErrorButNoToken() async throws {
-        let transport = TokenAnswers([(400, #"{"error":"invalid_request","error_description":"Identity not found"}"#)])
+        let transport = tokenAnswers([(400, #"{"error":"invalid_request","error_description":"Identity not found"}"#)])
         let source = try identity(["AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:9"], transport)
         do {
             _ = try await source.fetch()
@@ -274,7 +268,7 @@ private final class TokenAnswers: StoreHTTPTransport, @unchecked Sendable {
             #expect(error.message.hasPrefix("managed identity token (used because neither AZURE_STORAGE_CONNECTION_STRING"))
             #expect(error.message.hasSuffix("from IMDS at http://127.0.0.1:9: HTTP 400"))
         }
-        let incomplete = TokenAnswers([(200, #"{"access_token":"t"}"#)])
+        let incomplete = tokenAnswers([(200, #"{"access_token":"t"}"#)])
         await #expect(throws: BlobStoreError.self) { _ = try await identity([:], incomplete).fetch() }
     }
 }

@@ -2,19 +2,12 @@ import Foundation
 import PersistorCore
 @testable import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Testing
 
-/// Records every request and answers from a script (then 200 `{}`); for checking what the store sends.
-private final class RecordingTransport: StoreHTTPTransport, @unchecked Sendable {
-    private let answers: LockedBox<[StoreHTTPResponse]>
-    let sent = LockedBox<[StoreHTTPRequest]>([])
-
-    init(_ answers: [StoreHTTPResponse] = []) { self.answers = LockedBox(answers) }
-
-    func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
-        sent.update { $0.append(request) }
-        return answers.update { $0.isEmpty ? StoreHTTPResponse(status: 200, body: Array("{}".utf8)) : $0.removeFirst() }
-    }
+/// Records every request and answers from `answers` (then 200 `{}`); for checking what the store sends.
+private func recording(_ answers: [StoreHTTPResponse] = []) -> ScriptedTransport {
+    ScriptedTransport(answers: answers, afterScript: StoreHTTPResponse(status: 200, body: Array("{}".utf8)))
 }
 
 private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 2,
@@ -108,30 +101,30 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
     }
 
     @Test func theFactoryOpensGSURLsAndKeepsRefusingUnknownSchemes() throws {
-        let store = try StoreFactory.open("gs://bkt/archive/", environment: emulator, transport: RecordingTransport())
+        let store = try StoreFactory.open("gs://bkt/archive/", environment: emulator, transport: recording())
         #expect(store.name == "gs://bkt/archive")
-        #expect(throws: BlobStoreError.self) { try StoreFactory.open("gcs://bkt/p", environment: emulator, transport: RecordingTransport()) }
+        #expect(throws: BlobStoreError.self) { try StoreFactory.open("gcs://bkt/p", environment: emulator, transport: recording()) }
     }
 
     @Test(arguments: ["127.0.0.1:4443", "http://127.0.0.1:4443", "http://127.0.0.1:4443/"])
     func emulatorHostWithOrWithoutScheme(value: String) async throws {
-        let transport = RecordingTransport()
+        let transport = recording()
         let store = try GCSStore(url: "gs://bkt/p", environment: ["STORAGE_EMULATOR_HOST": value], policy: fast, transport: transport)
         try await store.probe()
-        #expect(transport.sent.get().map(\.url.absoluteString) == ["http://127.0.0.1:4443/upload/storage/v1/b/bkt/o?uploadType=multipart"])
+        #expect(transport.requests.map(\.url.absoluteString) == ["http://127.0.0.1:4443/upload/storage/v1/b/bkt/o?uploadType=multipart"])
     }
 }
 
 @Suite struct GCSUploadTests {
     @Test func createOnlyMultipartUploadLayout() async throws {
-        let transport = RecordingTransport()
+        let transport = recording()
         let store = try GCSStore(url: "gs://bkt/archive", environment: emulator, policy: fast, transport: transport)
         let bytes: [UInt8] = [0x1F, 0x8B, 0x08, 0x00, 0x0D, 0x0A, 0x2D, 0x2D, 0xFF, 0x00]
         let blob = Blob(key: "orders/2026/x.ndjson.gz", bytes: bytes, contentType: "application/x-ndjson", contentEncoding: "gzip",
                         metadata: ["records": "2", "route": "café/ü \"q\""], createOnly: true)
         #expect(try await store.put(blob) == .created)
 
-        let request = try #require(transport.sent.get().first)
+        let request = try #require(transport.requests.first)
         #expect(request.method == "POST")
         #expect(request.url.absoluteString == "http://127.0.0.1:4443/upload/storage/v1/b/bkt/o?uploadType=multipart&ifGenerationMatch=0")
         #expect(request.header("Content-Encoding") == nil, "an encoding header would be taken as transport compression")
@@ -158,10 +151,10 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
     }
 
     @Test func overwritingUploadHasNoPreconditionAndNoEmptyFields() async throws {
-        let transport = RecordingTransport()
+        let transport = recording()
         let store = try GCSStore(url: "gs://bkt", environment: emulator, policy: fast, transport: transport)
         try await store.probe()
-        let request = try #require(transport.sent.get().first)
+        let request = try #require(transport.requests.first)
         #expect(request.url.query == "uploadType=multipart")
         let boundary = String(try #require(request.header("Content-Type")).split(separator: "=").last!)
         let body = try parts(of: request.body, boundary: boundary)
@@ -171,13 +164,13 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
     }
 
     @Test func preconditionFailedIsAlreadyExistsForCreateOnlyOnly() async throws {
-        let transport = RecordingTransport([json(412, #"{"error":{"code":412,"message":"Precondition Failed","errors":[{"reason":"conditionNotMet"}]}}"#)])
+        let transport = recording([json(412, #"{"error":{"code":412,"message":"Precondition Failed","errors":[{"reason":"conditionNotMet"}]}}"#)])
         let store = try GCSStore(url: "gs://bkt/p", environment: emulator, policy: fast, transport: transport)
         #expect(try await store.put(Blob(key: "a.gz", bytes: [1], contentType: "application/gzip", createOnly: true)) == .alreadyExists)
     }
 
     @Test func errorsCarryTheReasonButNotTheBody() async throws {
-        let transport = RecordingTransport([
+        let transport = recording([
             json(403, #"{"error":{"code":403,"message":"secret-ish detail 12345","errors":[{"reason":"forbidden","message":"secret-ish detail 12345"}]}}"#),
             json(404, #"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#),
         ])
@@ -199,10 +192,10 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
 
     @Test(arguments: ["", "/a", "a//b", "a/", "a\nb"])
     func refusesKeysThatWouldNotJoinByOneSlash(key: String) async throws {
-        let transport = RecordingTransport()
+        let transport = recording()
         let store = try GCSStore(url: "gs://bkt/p", environment: emulator, policy: fast, transport: transport)
         await #expect(throws: BlobStoreError.self) { _ = try await store.put(Blob(key: key, bytes: [1], contentType: "text/plain")) }
-        #expect(transport.sent.get().isEmpty)
+        #expect(transport.requests.isEmpty)
     }
 }
 

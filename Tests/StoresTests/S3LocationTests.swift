@@ -2,6 +2,7 @@ import Foundation
 import PersistorCore
 @testable import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Testing
 
 private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"]
@@ -56,7 +57,7 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
     ])
     func invalidURLsAndSettingsAreClearErrors(url: String, environment: [String: String], mention: String) {
         #expect {
-            try StoreFactory.open(url, environment: environment.merging(keys) { $1 }, transport: NoTransport())
+            try StoreFactory.open(url, environment: environment.merging(keys) { $1 }, transport: ScriptedTransport.unused)
         } throws: { error in
             let error = error as! BlobStoreError
             return !error.retryable && error.description.contains(mention)
@@ -83,7 +84,7 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
     }
 
     @Test func credentialsComeFromTheEnvironmentElseIMDSUnlessDisabled() throws {
-        let client = StoreHTTPClient(store: "s3://bkt", transport: NoTransport())
+        let client = StoreHTTPClient(store: "s3://bkt", transport: ScriptedTransport.unused)
         guard case .fixed(let fixed) = try S3CredentialProvider.resolve(
             environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"], client: client) else {
             Issue.record("environment keys must be used as they are")
@@ -134,22 +135,13 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
         #expect(!S3Store.isRetryable(answer(403, "SignatureDoesNotMatch")))
 
         // Through the store: the conflict is retried, re-signed, and the final 412 means "already there".
-        let answers = LockedBox([answer(409, "ConditionalRequestConflict"), answer(412, "PreconditionFailed")])
-        let sent = LockedBox([StoreHTTPRequest]())
-        struct Scripted: StoreHTTPTransport {
-            let answers: LockedBox<[StoreHTTPResponse]>
-            let sent: LockedBox<[StoreHTTPRequest]>
-            func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
-                sent.update { $0.append(request) }
-                return answers.update { $0.removeFirst() }
-            }
-        }
+        let transport = ScriptedTransport(answers: [answer(409, "ConditionalRequestConflict"), answer(412, "PreconditionFailed")])
         let policy = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
                                       initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(1))
-        let store = try S3Store(url: "s3://bkt/p", environment: keys, policy: policy, transport: Scripted(answers: answers, sent: sent))
+        let store = try S3Store(url: "s3://bkt/p", environment: keys, policy: policy, transport: transport)
         let outcome = try await store.put(Blob(key: "k.gz", bytes: [1, 2], contentType: "application/octet-stream", createOnly: true))
         #expect(outcome == .alreadyExists)
-        #expect(sent.get().count == 2)
-        #expect(sent.get().allSatisfy { $0.header("If-None-Match") == "*" })
+        #expect(transport.requests.count == 2)
+        #expect(transport.requests.allSatisfy { $0.header("If-None-Match") == "*" })
     }
 }

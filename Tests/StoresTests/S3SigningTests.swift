@@ -2,6 +2,7 @@ import Foundation
 import PersistorCore
 @testable import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Testing
 
 /// A SigV4 vector from botocore's `S3SigV4Auth` (S3Fixtures.swift, made by Tests/tools/make_s3_fixtures.py).
@@ -44,14 +45,6 @@ struct S3PutFixture: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 }
 
-/// A transport for building requests only; sending is a test failure.
-struct NoTransport: StoreHTTPTransport {
-    func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
-        Issue.record("unexpected request to \(request.url)")
-        throw URLError(.cannotConnectToHost)
-    }
-}
-
 @Suite struct S3SigningTests {
     @Test(arguments: sigV4Fixtures)
     func signerMatchesBotocore(_ fixture: SigV4Fixture) {
@@ -69,7 +62,7 @@ struct NoTransport: StoreHTTPTransport {
     func putObjectMatchesBoto3AddressingAndBotocoreSignature(_ fixture: S3PutFixture) throws {
         let store = try S3Store(url: fixture.storeURL, environment: fixture.environment.merging([
             "AWS_ACCESS_KEY_ID": fixture.accessKeyID, "AWS_SECRET_ACCESS_KEY": fixture.secret,
-        ]) { $1 }, policy: StoreRetryPolicy(), transport: NoTransport())
+        ]) { $1 }, policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
         let blob = Blob(key: fixture.key, bytes: Array(fixture.body.utf8), contentType: fixture.contentType,
                         contentEncoding: fixture.contentEncoding, metadata: fixture.metadata, createOnly: fixture.createOnly)
         let credentials = S3Credentials(accessKeyID: fixture.accessKeyID, secretAccessKey: fixture.secret, sessionToken: fixture.sessionToken)
@@ -92,7 +85,7 @@ struct NoTransport: StoreHTTPTransport {
 
     @Test func eachAttemptIsSignedWithItsOwnDate() throws {
         let store = try S3Store(url: "s3://bkt/p", environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"],
-                                policy: StoreRetryPolicy(), transport: NoTransport())
+                                policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
         let blob = Blob(key: "k", bytes: [1], contentType: "application/octet-stream")
         let keys = S3Credentials(accessKeyID: "AKID", secretAccessKey: "secret")
         let first = store.request(for: blob, credentials: keys, date: Date(timeIntervalSince1970: 1_800_000_000)).request

@@ -2,24 +2,12 @@ import Foundation
 import PersistorCore
 import PersistorStores
 import PersistorTestSupport
+import PersistorTesting
 import Testing
 
-/// Answers from a script, one per attempt, and records what was sent.
-private final class ScriptedTransport: StoreHTTPTransport, @unchecked Sendable {
-    enum Step { case answer(Int, [String: String]), refuse }
-    private let steps: LockedBox<[Step]>
-    let sent = LockedBox<[StoreHTTPRequest]>([])
-
-    init(_ steps: [Step]) { self.steps = LockedBox(steps) }
-
-    func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
-        sent.update { $0.append(request) }
-        let step = steps.update { $0.isEmpty ? Step.answer(200, [:]) : $0.removeFirst() }
-        switch step {
-        case .answer(let status, let headers): return StoreHTTPResponse(status: status, headers: headers)
-        case .refuse: throw URLError(.cannotConnectToHost)
-        }
-    }
+/// Answers from `steps`, one per attempt (then 200), and records what was sent.
+private func scripted(_ steps: [ScriptedTransport.Step]) -> ScriptedTransport {
+    ScriptedTransport(steps, afterScript: StoreHTTPResponse(status: 200))
 }
 
 // Generous time limits: the scripted answers come at once, and a test process running hundreds of
@@ -30,33 +18,33 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
 
 @Suite struct StoreHTTPClientTests {
     @Test func retriesServerErrorsAndNetworkFailuresThenReturnsTheAnswer() async throws {
-        let transport = ScriptedTransport([.answer(503, [:]), .refuse, .answer(500, [:]), .answer(201, [:])])
+        let transport = scripted([.status(503), .refuse, .status(500), .status(201)])
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
         var builds = 0
         let response = try await client.send(key: "k") { builds += 1; return request }
         #expect(response.status == 201)
-        #expect(transport.sent.get().count == 4)
+        #expect(transport.requests.count == 4)
         #expect(builds == 4, "each attempt builds (and signs) its request afresh")
     }
 
     @Test(arguments: [400, 401, 403, 404, 409, 412])
     func doesNotRetryClientErrors(status: Int) async throws {
-        let transport = ScriptedTransport([.answer(status, [:]), .answer(201, [:])])
+        let transport = scripted([.status(status), .status(201)])
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
         let response = try await client.send(key: "k") { request }
         #expect(response.status == status)
-        #expect(transport.sent.get().count == 1)
+        #expect(transport.requests.count == 1)
     }
 
     @Test(arguments: [408, 429])
     func retriesTimeoutAndThrottling(status: Int) async throws {
-        let transport = ScriptedTransport([.answer(status, [:]), .answer(201, [:])])
+        let transport = scripted([.status(status), .status(201)])
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
         #expect(try await client.send(key: "k") { request }.status == 201)
     }
 
     @Test func givesUpAfterMaxAttemptsWithTheLastStatusAndCode() async throws {
-        let transport = ScriptedTransport(Array(repeating: .answer(503, ["x-code": "ServerBusy"]), count: 10))
+        let transport = scripted(Array(repeating: .status(503, headers: ["x-code": "ServerBusy"]), count: 10))
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
         do {
             _ = try await client.send(key: "a/b", errorCode: { $0.header("x-code") }) { request }
@@ -68,11 +56,11 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
             #expect(error.store == "test://s")
             #expect(error.retryable)
         }
-        #expect(transport.sent.get().count == 4)
+        #expect(transport.requests.count == 4)
     }
 
     @Test func staysWithinTheTotalBudget() async throws {
-        let transport = ScriptedTransport(Array(repeating: .answer(503, ["retry-after": "1"]), count: 10))
+        let transport = scripted(Array(repeating: .status(503, headers: ["retry-after": "1"]), count: 10))
         let policy = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .milliseconds(1500), maxAttempts: 10,
                                       initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: policy)
@@ -81,7 +69,7 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
         // It never sleeps past the budget. Ignoring it would take about 9 s (nine Retry-After
         // waits); the slack is for a loaded test process, which can wake a task seconds late.
         #expect(ContinuousClock.now - started < .seconds(5))
-        #expect((1...2).contains(transport.sent.get().count), "Retry-After: 1 leaves room for at most one retry in 1.5 s")
+        #expect((1...2).contains(transport.requests.count), "Retry-After: 1 leaves room for at most one retry in 1.5 s")
     }
 
     @Test func anUnreachableHostIsARetryableNetworkError() async throws {
