@@ -34,9 +34,11 @@ struct ArchiveResponder: Sendable {
 
 extension HTTPResponse {
     /// The retryable answer for any failure to store.
-    static let storeUnavailable = HTTPResponse.text(503, "archive store unavailable; retry later",
-                                                    headers: HTTPHeaders([("Retry-After", "5")]))
+    static let storeUnavailable = HTTPResponse.text(
+        503, "archive store unavailable; retry later",
+        headers: HTTPHeaders([("Retry-After", "5")]))
     /// The answer when a route's backlog of not-yet-durable records is full.
-    static let archiveBusy = HTTPResponse.text(503, "archive busy; retry later",
-                                               headers: HTTPHeaders([("Retry-After", "1")]))
+    static let archiveBusy = HTTPResponse.text(
+        503, "archive busy; retry later",
+        headers: HTTPHeaders([("Retry-After", "1")]))
 }

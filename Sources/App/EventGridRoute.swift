@@ -14,8 +14,9 @@ struct EventGridRoute: Sendable {
     func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         if request.head.method == "OPTIONS" {
             if let callback = EventGridDecoder.callbackURL(request.head) {
-                logger.notice("CloudEvents handshake offers a callback URL; granted through headers instead",
-                              metadata: ["route": "\(route)", "callback": "\(callback)"])
+                logger.notice(
+                    "CloudEvents handshake offers a callback URL; granted through headers instead",
+                    metadata: ["route": "\(route)", "callback": "\(callback)"])
             }
             respond(decoder.handshake(request.head))
             return
@@ -25,18 +26,23 @@ struct EventGridRoute: Sendable {
             logger.warning("delivery quarantined as unparsed", metadata: ["route": "\(route)", "id": "\(record.id)", "cause": "\(reason)"])
         }
         if delivery.validationCode != nil {
-            logger.notice("Event Grid subscription validation answered", metadata: [
-                "route": "\(route)", "validationUrl": "\(delivery.validationURL ?? "-")",
-                "subscription": "\(request.head.headers["aeg-subscription-name"] ?? "-")",
-            ])
+            logger.notice(
+                "Event Grid subscription validation answered",
+                metadata: [
+                    "route": "\(route)", "validationUrl": "\(delivery.validationURL ?? "-")",
+                    "subscription": "\(request.head.headers["aeg-subscription-name"] ?? "-")",
+                ])
         }
         if delivery.deletionEvents > 0 {
-            logger.notice("Event Grid subscription deleted", metadata: ["route": "\(route)", "subscription": "\(request.head.headers["aeg-subscription-name"] ?? "-")"])
+            logger.notice(
+                "Event Grid subscription deleted",
+                metadata: ["route": "\(route)", "subscription": "\(request.head.headers["aeg-subscription-name"] ?? "-")"])
         }
         let success: HTTPResponse
         if let code = delivery.validationCode {
-            success = HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/json")]),
-                                   body: EventGridDecoder.validationResponseBody(code))
+            success = HTTPResponse(
+                status: 200, headers: HTTPHeaders([("Content-Type", "application/json")]),
+                body: EventGridDecoder.validationResponseBody(code))
         } else {
             success = HTTPResponse(status: 200)
         }

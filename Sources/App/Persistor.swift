@@ -9,16 +9,16 @@ import PersistorStores
 import ServiceLifecycle
 
 /// The server as configured: routes, archivers and the store, plus start-up and graceful shutdown.
-public final class Persistor: Service {
+package final class Persistor: Service {
     /// The `/healthz` answer (the same every time).
     private static let healthy = HTTPResponse.text(200, "ok")
-    public struct StartupError: Error, CustomStringConvertible {
-        public var description: String
+    package struct StartupError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// The configuration after the CLI applied flags and environment (flag > environment > file).
-    public let config: PersistorConfig
-    public let readiness = Readiness()
+    package let config: PersistorConfig
+    package let readiness = Readiness()
     private let server: HTTPServer
     private let archivers: [RouteArchiver]
     private let storeHealth: StoreHealth
@@ -26,8 +26,10 @@ public final class Persistor: Service {
 
     /// `store` replaces the store `config.store` names, `jwksFetcher` the HTTPS fetcher of the token
     /// routes' keys: so tests can run the whole server in process on fakes (docs/development.md#the-testing-kit).
-    public init(config: PersistorConfig, logger: Logger, store injectedStore: (any BlobWriter)? = nil,
-                jwksFetcher: (any JWKSFetcher)? = nil) throws(StartupError) {
+    package init(
+        config: PersistorConfig, logger: Logger, store injectedStore: (any BlobWriter)? = nil,
+        jwksFetcher: (any JWKSFetcher)? = nil
+    ) throws(StartupError) {
         self.config = config
         self.logger = logger
 
@@ -67,26 +69,34 @@ public final class Persistor: Service {
                 let handler = PubSubRoute(
                     decoder: PubSubDecoder(route: route.name, delivery: route.delivery),
                     responder: responder, logger: logger)
-                router.add(route.path, Router.Route(methods: ["POST"], maxBodyBytes: limit,
-                                                    admission: admission(by: authenticator), handler: handler.handle))
+                router.add(
+                    route.path,
+                    Router.Route(
+                        methods: ["POST"], maxBodyBytes: limit,
+                        admission: admission(by: authenticator), handler: handler.handle))
             case .eventgrid:
                 let handler = EventGridRoute(
                     decoder: EventGridDecoder(route: route.name, allowedOrigins: route.allowedOrigins),
                     route: route.name, responder: responder, logger: logger)
-                router.add(route.path, Router.Route(methods: ["POST", "OPTIONS"], maxBodyBytes: limit,
-                                                    admission: admission(by: authenticator), handler: handler.handle))
+                router.add(
+                    route.path,
+                    Router.Route(
+                        methods: ["POST", "OPTIONS"], maxBodyBytes: limit,
+                        admission: admission(by: authenticator), handler: handler.handle))
             }
         }
         router.add("/healthz", Router.Route(methods: ["GET"]) { _, respond in respond(Self.healthy) })
-        router.add("/readyz", Router.Route(methods: ["GET"]) { _, respond in
-            switch readiness.state {
-            case .ready: respond(.text(200, "ready"))
-            case .starting: respond(.text(503, "starting", headers: HTTPHeaders([("Retry-After", "1")])))
-            case .storeFailing:
-                respond(.text(503, "store failing: \(readiness.storeFailure ?? "unknown")", headers: HTTPHeaders([("Retry-After", "5")])))
-            case .draining: respond(.text(503, "shutting down"))
-            }
-        })
+        router.add(
+            "/readyz",
+            Router.Route(methods: ["GET"]) { _, respond in
+                switch readiness.state {
+                case .ready: respond(.text(200, "ready"))
+                case .starting: respond(.text(503, "starting", headers: HTTPHeaders([("Retry-After", "1")])))
+                case .storeFailing:
+                    respond(.text(503, "store failing: \(readiness.storeFailure ?? "unknown")", headers: HTTPHeaders([("Retry-After", "5")])))
+                case .draining: respond(.text(503, "shutting down"))
+                }
+            })
         self.archivers = archivers
 
         var httpSettings = config.server
@@ -99,39 +109,43 @@ public final class Persistor: Service {
     }
 
     /// Why the process ends with a failure after it was started.
-    public enum ShutdownFailure: Error, CustomStringConvertible {
+    package enum ShutdownFailure: Error, CustomStringConvertible {
         /// `shutdownGrace` ran out before every connection was answered and every batch flushed.
         case graceExpired
 
-        public var description: String { "the shutdown grace period ran out" }
+        package var description: String { "the shutdown grace period ran out" }
     }
 
     /// The services the process runs, in start order: the store's health probe, then this (the
     /// listener and the archive). On SIGTERM the group shuts them down in reverse order, so the
     /// probe keeps `/readyz` truthful until the archive is flushed; when this service ends,
     /// the whole group ends.
-    public func serviceGroup() -> ServiceGroup {
-        ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: storeHealth),
-                .init(service: self, successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            logger: logger))
+    package func serviceGroup() -> ServiceGroup {
+        ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: storeHealth),
+                    .init(
+                        service: self, successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                logger: logger))
     }
 
     /// Serves until graceful shutdown, then drains (`shutdown()`). Throws `StartupError` when the
     /// listener cannot bind, `ShutdownFailure.graceExpired` when the drain did not finish in time.
-    public func run() async throws {
+    package func run() async throws {
         let port = try start()
         // The start-up probe runs beside the wait: a SIGTERM while a slow store still answers it
         // begins the shutdown at once.
         let startupProbe = Task { [storeHealth, logger, config] in
             await storeHealth.check()
-            logger.info("persistor serving", metadata: [
-                "address": "\(config.server.host):\(port)", "store": "\(config.store)",
-                "routes": "\(config.routes.map { "\($0.path) (\($0.kind.rawValue))" }.joined(separator: ", "))",
-            ])
+            logger.info(
+                "persistor serving",
+                metadata: [
+                    "address": "\(config.server.host):\(port)", "store": "\(config.store)",
+                    "routes": "\(config.routes.map { "\($0.path) (\($0.kind.rawValue))" }.joined(separator: ", "))",
+                ])
         }
         try? await gracefulShutdown()
         startupProbe.cancel()
@@ -140,7 +154,7 @@ public final class Persistor: Service {
 
     /// Starts listening; returns the bound port. Readiness is ready from here on unless the
     /// start-up probe or a write finds the store failing.
-    public func start() throws(StartupError) -> Int {
+    package func start() throws(StartupError) -> Int {
         let port: Int
         do {
             port = try server.start()
@@ -155,7 +169,7 @@ public final class Persistor: Service {
     /// `Connection: close`, HTTP/2 told by GOAWAY, so senders reconnect to another instance), stop
     /// accepting, answer what is in flight, flush every batch. Returns false if `shutdownGrace`
     /// ran out first.
-    public func shutdown() async -> Bool {
+    package func shutdown() async -> Bool {
         let config = self.config.shutdown
         let deadline = ContinuousClock.now + config.drainDelay + config.shutdownGrace
         readiness.set(.draining)

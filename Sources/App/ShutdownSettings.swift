@@ -1,12 +1,12 @@
 /// What SIGTERM does with time: keep serving for `drainDelay` while `/readyz` answers 503 (so a
 /// load balancer moves traffic away first), then finish within `shutdownGrace` (docs/operations.md).
-public struct ShutdownSettings: Sendable, Equatable {
+package struct ShutdownSettings: Sendable, Equatable {
     /// After SIGTERM, how long the listener keeps accepting while `/readyz` answers 503 (may be 0).
-    public var drainDelay: Duration
+    package var drainDelay: Duration
     /// Upper bound on the rest of the shutdown (answer in-flight requests, flush batches).
-    public var shutdownGrace: Duration
+    package var shutdownGrace: Duration
 
-    public init(drainDelay: Duration = .zero, shutdownGrace: Duration = .seconds(10)) {
+    package init(drainDelay: Duration = .zero, shutdownGrace: Duration = .seconds(10)) {
         self.drainDelay = drainDelay
         self.shutdownGrace = shutdownGrace
     }

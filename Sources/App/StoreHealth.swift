@@ -50,7 +50,7 @@ final class StoreHealth: Service {
                     do {
                         try await Task.sleep(for: Self.probeInterval)
                     } catch {
-                        return   // cancelled: shutting down
+                        return  // cancelled: shutting down
                     }
                     do throws(BlobStoreError) {
                         try await self.store.probe()

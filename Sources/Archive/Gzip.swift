@@ -1,8 +1,8 @@
 import CZlib
 
 /// Streaming gzip compression (zlib, windowBits 31): append chunks, then finish once.
-public struct GzipError: Error, CustomStringConvertible {
-    public var description: String
+package struct GzipError: Error, CustomStringConvertible {
+    package var description: String
 }
 
 /// Compresses a sequence of chunks into one gzip member without joining them first.
@@ -13,7 +13,7 @@ public struct GzipError: Error, CustomStringConvertible {
 ///
 /// A compressor made with `rawSegments: true` writes no gzip framing; it makes the pieces of a
 /// `ParallelGzip` member (`finishSegment`) and tracks the CRC-32 and length of their input.
-public final class GzipCompressor: @unchecked Sendable {
+package final class GzipCompressor: @unchecked Sendable {
     private let stream: UnsafeMutablePointer<z_stream>
     private let rawSegments: Bool
     private var output: [UInt8] = []
@@ -27,8 +27,9 @@ public final class GzipCompressor: @unchecked Sendable {
         self.rawSegments = rawSegments
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
-        let status = deflateInit2_(stream, Int32(level), Z_DEFLATED, rawSegments ? -15 : 31, 8, Z_DEFAULT_STRATEGY,
-                                   ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        let status = deflateInit2_(
+            stream, Int32(level), Z_DEFLATED, rawSegments ? -15 : 31, 8, Z_DEFAULT_STRATEGY,
+            ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else {
             stream.deinitialize(count: 1)
             stream.deallocate()
@@ -44,7 +45,7 @@ public final class GzipCompressor: @unchecked Sendable {
         scratch.deallocate()
     }
 
-    public func append(_ bytes: [UInt8]) throws(GzipError) {
+    package func append(_ bytes: [UInt8]) throws(GzipError) {
         try bytes.withUnsafeBufferPointer { (buffer) throws(GzipError) in
             if rawSegments {
                 segmentCRC = crc32(segmentCRC, buffer.baseAddress, uInt(buffer.count))
@@ -55,7 +56,7 @@ public final class GzipCompressor: @unchecked Sendable {
     }
 
     /// Ends the member and returns it whole; the compressor then starts a new, empty member.
-    public func finish() throws(GzipError) -> [UInt8] {
+    package func finish() throws(GzipError) -> [UInt8] {
         precondition(!rawSegments, "a raw-segment compressor ends segments, not members")
         try deflate(UnsafeBufferPointer(start: nil, count: 0), flush: Z_FINISH)
         return try takeOutput()
@@ -115,9 +116,9 @@ public final class GzipCompressor: @unchecked Sendable {
 /// flush; the last piece ends with the final block), so the segments joined are one ordinary
 /// deflate stream. The member's CRC-32 is combined from the pieces'. Any gzip reader reads it like
 /// a member made in one go; the ratio is a little lower at the start of an unprimed piece.
-public enum ParallelGzip {
+package enum ParallelGzip {
     /// A compressed piece: raw deflate bytes, and the CRC-32 and length of its input.
-    public struct Segment: Sendable {
+    package struct Segment: Sendable {
         var bytes: [UInt8]
         var crc: uLong
         var length: Int

@@ -2,16 +2,16 @@ import PersistorCore
 import Synchronization
 
 /// Names batch objects uniquely across processes: `{timestamp}-{instance}-{seq}.ndjson.gz`.
-public final class ObjectNamer: Sendable {
+package final class ObjectNamer: Sendable {
     /// 12 random hex characters, fixed for the process.
-    public let instance: String
+    package let instance: String
     private let sequence = Atomic<Int>(0)
 
-    public init(instance: String = ObjectNamer.randomInstance()) {
+    package init(instance: String = ObjectNamer.randomInstance()) {
         self.instance = instance
     }
 
-    public static func randomInstance() -> String {
+    package static func randomInstance() -> String {
         let value = UInt64.random(in: 0..<(1 << 48))
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 12 - hex.count) + hex
@@ -37,9 +37,11 @@ extension ObjectNamer {
     /// finds its key taken has met the same message with the same bytes, and acknowledging it
     /// loses nothing; any other message gets a key of its own (docs/archive-format.md#raw-format).
     static func rawName(_ record: Record) -> String {
-        var fields: [[UInt8]?] = [Array(record.source.rawValue.utf8), Array(record.route.utf8),
-                                  record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),
-                                  record.eventTime.map { Array($0.utf8) }, Array(String(record.attributes.count).utf8)]
+        var fields: [[UInt8]?] = [
+            Array(record.source.rawValue.utf8), Array(record.route.utf8),
+            record.idScope.map { Array($0.utf8) }, Array(record.id.utf8),
+            record.eventTime.map { Array($0.utf8) }, Array(String(record.attributes.count).utf8),
+        ]
         for attribute in record.attributes {
             fields.append(Array(attribute.key.utf8))
             fields.append(Array(attribute.value.utf8))

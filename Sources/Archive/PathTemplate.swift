@@ -4,7 +4,7 @@ import PersistorCore
 /// `dt={yyyy}-{MM}-{dd}/hour={HH}`. Tokens: `{route} {source} {yyyy} {MM} {dd} {HH} {mm}` and
 /// `{attr:NAME}`. Values that come from messages are made key-safe (see `keySafe`), and every
 /// expanded segment fits a file name (see `maxSegmentBytes`).
-public struct PathTemplate: Sendable, Equatable {
+package struct PathTemplate: Sendable, Equatable {
     enum Part: Sendable, Equatable {
         case literal(String)
         /// A `/` of the template: segment bounds are checked there.
@@ -14,13 +14,13 @@ public struct PathTemplate: Sendable, Equatable {
     }
 
     let parts: [Part]
-    public let text: String
+    package let text: String
 
-    public struct ParseError: Error, CustomStringConvertible, Equatable {
-        public var description: String
+    package struct ParseError: Error, CustomStringConvertible, Equatable {
+        package var description: String
     }
 
-    public init(_ text: String) throws(ParseError) {
+    package init(_ text: String) throws(ParseError) {
         self.text = text
         var parts: [Part] = []
         var literal = ""
@@ -48,7 +48,9 @@ public struct PathTemplate: Sendable, Equatable {
             case "mm": parts.append(.minute)
             default:
                 guard token.hasPrefix("attr:"), token.count > 5 else {
-                    throw ParseError(description: "unknown token '{\(token)}' in path template '\(text)'; known: {route} {source} {yyyy} {MM} {dd} {HH} {mm} {attr:NAME}")
+                    throw ParseError(
+                        description:
+                            "unknown token '{\(token)}' in path template '\(text)'; known: {route} {source} {yyyy} {MM} {dd} {HH} {mm} {attr:NAME}")
                 }
                 parts.append(.attribute(String(token.dropFirst(5))))
             }
@@ -61,8 +63,10 @@ public struct PathTemplate: Sendable, Equatable {
             }
         }
         let probe = parts.map { part -> String in if case .literal(let l) = part { return l } else { return "x" } }.joined()
-        if probe.hasPrefix("/") || probe.hasSuffix("/") || probe.split(separator: "/", omittingEmptySubsequences: false)
-            .contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+        if probe.hasPrefix("/") || probe.hasSuffix("/")
+            || probe.split(separator: "/", omittingEmptySubsequences: false)
+                .contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+        {
             throw ParseError(description: "path template '\(text)' must be relative, without empty, '.' or '..' segments")
         }
         // Literals split at `/`, so expansion sees where each segment ends.
@@ -77,13 +81,15 @@ public struct PathTemplate: Sendable, Equatable {
     /// The longest segment an expansion writes: NAME_MAX of Linux file systems (and well inside
     /// the clouds' 1024-byte keys). Two `{attr:…}` tokens of 128 bytes each in one segment would
     /// exceed it, and such a record could never be written.
-    public static let maxSegmentBytes = 255
+    package static let maxSegmentBytes = 255
     /// Hex digits of the digest that ends a shortened segment.
     static let segmentDigestDigits = 16
 
     /// The directory for a record at the given time (UTC).
-    public func expand(route: String, source: RecordSource, time: UTCTime,
-                       attribute: (String) -> String?) -> String {
+    package func expand(
+        route: String, source: RecordSource, time: UTCTime,
+        attribute: (String) -> String?
+    ) -> String {
         let f = time.fields
         var out: [UInt8] = []
         out.reserveCapacity(64)
@@ -130,7 +136,7 @@ public struct PathTemplate: Sendable, Equatable {
     /// (no value is `.`, `..` or a hidden name, and none can look like the local store's
     /// temporary files, `.<name>.tmp-<hex>`, which are deleted at start); the result is capped at
     /// 128 bytes (never splitting an escape), and a missing or empty value becomes `_`.
-    public static func keySafe(_ value: String?) -> String {
+    package static func keySafe(_ value: String?) -> String {
         guard let value, !value.isEmpty else { return "_" }
         if value == ".." { return "%2E%2E" }
         let utf8 = value.utf8
@@ -152,7 +158,8 @@ public struct PathTemplate: Sendable, Equatable {
     private static func isSafe(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+            UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            true
         default: false
         }
     }

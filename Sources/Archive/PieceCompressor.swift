@@ -53,8 +53,9 @@ final class PieceCompressor: Sendable {
 
     init(level: Int, concurrentWrites: Int) {
         members = CompressorPool(level: level, rawSegments: false, capacity: concurrentWrites)
-        segments = CompressorPool(level: level, rawSegments: true,
-                                  capacity: ProcessInfo.processInfo.activeProcessorCount + concurrentWrites)
+        segments = CompressorPool(
+            level: level, rawSegments: true,
+            capacity: ProcessInfo.processInfo.activeProcessorCount + concurrentWrites)
     }
 
     /// The lines of one object so far: the pieces handed to the background, and the open one.

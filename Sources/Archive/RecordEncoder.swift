@@ -4,12 +4,12 @@ import PersistorCore
 /// Encodes records as the archive's JSON lines (docs/archive-format.md#records): fixed key order,
 /// payload as `data` when it is valid UTF-8 and as `dataBase64` otherwise, so decoding always gives
 /// the exact bytes.
-public enum RecordEncoder {
+package enum RecordEncoder {
     /// The format version written into object metadata and sidecars.
-    public static let formatVersion = "1"
+    package static let formatVersion = "1"
 
     /// One JSON object followed by `\n`.
-    public static func line(_ record: Record) -> [UInt8] {
+    package static func line(_ record: Record) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(record.payload.count + 256)
         appendObject(record, includePayload: true, to: &out)
@@ -18,10 +18,10 @@ public enum RecordEncoder {
     }
 
     /// The raw format's `{id}.json` sidecar: the record without its payload, plus `formatVersion`.
-    public static func sidecar(_ record: Record) -> [UInt8] {
+    package static func sidecar(_ record: Record) -> [UInt8] {
         var out: [UInt8] = []
         appendObject(record, includePayload: false, to: &out)
-        out.removeLast()   // the closing brace
+        out.removeLast()  // the closing brace
         out.append(contentsOf: #","formatVersion":""#.utf8)
         out.append(contentsOf: formatVersion.utf8)
         out.append(contentsOf: "\"}\n".utf8)
@@ -29,7 +29,7 @@ public enum RecordEncoder {
     }
 
     /// The record as one JSON object; without the payload when `includePayload` is false.
-    public static func appendObject(_ record: Record, includePayload: Bool, to out: inout [UInt8]) {
+    package static func appendObject(_ record: Record, includePayload: Bool, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"id":"#.utf8)
         JSONString.append(record.id, to: &out)
         out.append(contentsOf: #","source":""#.utf8)

@@ -5,8 +5,8 @@ import Synchronization
 /// as soon as fewer than `concurrentWrites` writes are in progress (or when `maxDelay` passes),
 /// and each waiter is answered once every object holding its records is durable (or one failed:
 /// a failed object fails only the deliveries with records in it).
-public final class RouteArchiver: Sendable {
-    public let route: String
+package final class RouteArchiver: Sendable {
+    package let route: String
     private let settings: ArchiveSettings
     private let store: any BlobWriter
     private let namer: ObjectNamer
@@ -65,7 +65,7 @@ public final class RouteArchiver: Sendable {
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    public init(route: String, settings: ArchiveSettings, store: any BlobWriter, namer: ObjectNamer) {
+    package init(route: String, settings: ArchiveSettings, store: any BlobWriter, namer: ObjectNamer) {
         self.route = route
         self.settings = settings
         self.store = store
@@ -75,7 +75,7 @@ public final class RouteArchiver: Sendable {
 
     /// Adds a delivery's records (all-or-none) and calls `completion` once they are durable or failed.
     /// An empty list completes after the current batch, like any other waiter.
-    public func submit(_ records: [Record], completion: @escaping ArchiveCompletion) {
+    package func submit(_ records: [Record], completion: @escaping ArchiveCompletion) {
         var encoded: [(path: String, line: [UInt8], receivedAt: UTCTime)] = []
         var objects: [Blob] = []
         switch settings.format {
@@ -95,14 +95,18 @@ public final class RouteArchiver: Sendable {
         let size = encoded.reduce(0) { $0 + $1.line.count } + objects.reduce(0) { $0 + $1.bytes.count }
         let count = records.count
         let (accepted, startFlusher, armTimer) = state.withLock { state -> (Bool, Bool, Bool) in
-            if state.pendingRecords > 0 && (state.pendingRecords + count > settings.maxPendingRecords
-                                            || state.pendingBytes + size > settings.maxPendingBytes) {
+            if state.pendingRecords > 0
+                && (state.pendingRecords + count > settings.maxPendingRecords
+                    || state.pendingBytes + size > settings.maxPendingBytes)
+            {
                 return (false, false, false)
             }
             state.pendingRecords += count
             state.pendingBytes += size
-            if !state.open.isEmpty && (state.open.records + count > settings.batch.maxRecords
-                                       || state.open.bytes + size > settings.batch.maxBytes) {
+            if !state.open.isEmpty
+                && (state.open.records + count > settings.batch.maxRecords
+                    || state.open.bytes + size > settings.batch.maxBytes)
+            {
                 state.sealed.append(state.open)
                 state.open = Batch()
             }
@@ -146,7 +150,7 @@ public final class RouteArchiver: Sendable {
     }
 
     /// Flushes everything still open (ignoring `maxDelay`) and returns when no write is pending.
-    public func drain() async {
+    package func drain() async {
         let start = state.withLock { state -> Bool in
             state.draining = true
             guard state.flushers < settings.batch.concurrentWrites, !state.open.isEmpty else { return false }
@@ -181,13 +185,17 @@ public final class RouteArchiver: Sendable {
     /// to the same keys even when it arrives hours later.
     private func rawObjects(_ record: Record) throws(GzipError) -> [Blob] {
         let base = directory(for: record, time: eventTimeOrReceived(record)) + "/" + ObjectNamer.rawName(record)
-        let metadata = ["id": record.id, "source": record.source.rawValue, "route": record.route,
-                        "formatVersion": RecordEncoder.formatVersion]
+        let metadata = [
+            "id": record.id, "source": record.source.rawValue, "route": record.route,
+            "formatVersion": RecordEncoder.formatVersion,
+        ]
         return [
-            Blob(key: base + ".gz", bytes: try compressor.gzip([record.payload]),
-                 contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
-            Blob(key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
-                 metadata: metadata, createOnly: true),
+            Blob(
+                key: base + ".gz", bytes: try compressor.gzip([record.payload]),
+                contentType: "application/octet-stream", contentEncoding: "gzip", metadata: metadata, createOnly: true),
+            Blob(
+                key: base + ".json", bytes: RecordEncoder.sidecar(record), contentType: "application/json",
+                metadata: metadata, createOnly: true),
         ]
     }
 
@@ -265,15 +273,23 @@ public final class RouteArchiver: Sendable {
         for (index, (path, object)) in batch.ndjsonObjects.enumerated() {
             let name = namer.batchName(firstReceivedAt: object.firstReceivedAt)
             do {
-                blobs.append((index, Blob(key: path + "/" + name, bytes: try await compressor.finish(object.member),
-                                          contentType: "application/x-ndjson", contentEncoding: "gzip",
-                                          metadata: ["records": String(object.records),
-                                                     "firstReceivedAt": object.firstReceivedAt.iso8601,
-                                                     "lastReceivedAt": object.lastReceivedAt.iso8601,
-                                                     "formatVersion": RecordEncoder.formatVersion])))
+                blobs.append(
+                    (
+                        index,
+                        Blob(
+                            key: path + "/" + name, bytes: try await compressor.finish(object.member),
+                            contentType: "application/x-ndjson", contentEncoding: "gzip",
+                            metadata: [
+                                "records": String(object.records),
+                                "firstReceivedAt": object.firstReceivedAt.iso8601,
+                                "lastReceivedAt": object.lastReceivedAt.iso8601,
+                                "formatVersion": RecordEncoder.formatVersion,
+                            ])
+                    ))
             } catch {
-                failures[index] = BlobStoreError(store: store.name, key: path + "/" + name,
-                                                 message: "gzip: \(error)", retryable: true)
+                failures[index] = BlobStoreError(
+                    store: store.name, key: path + "/" + name,
+                    message: "gzip: \(error)", retryable: true)
             }
         }
         if blobs.count == 1 {

@@ -1,5 +1,5 @@
 /// The outcome of authenticating one request.
-public enum AuthDecision: Sendable, Equatable {
+package enum AuthDecision: Sendable, Equatable {
     /// Admitted; `method` names the auth method that passed (for logs and metrics).
     case allowed(method: String)
     /// Refused: `status` is 401 (missing/invalid credentials), 403 (valid but wrong principal) or

@@ -47,11 +47,12 @@ struct JWKSet: Sendable {
 
     private static func key(from entry: ClaimValue) -> VerificationKey? {
         guard let object = entry.objectValue,
-              object["kty"]?.stringValue == "RSA",
-              let kid = object["kid"]?.stringValue,
-              let n = object["n"]?.stringValue.flatMap({ Base64URL.decode($0.utf8, strict: false) }),
-              let e = object["e"]?.stringValue.flatMap({ Base64URL.decode($0.utf8, strict: false) }),
-              !n.isEmpty, !e.isEmpty else { return nil }
+            object["kty"]?.stringValue == "RSA",
+            let kid = object["kid"]?.stringValue,
+            let n = object["n"]?.stringValue.flatMap({ Base64URL.decode($0.utf8, strict: false) }),
+            let e = object["e"]?.stringValue.flatMap({ Base64URL.decode($0.utf8, strict: false) }),
+            !n.isEmpty, !e.isEmpty
+        else { return nil }
         if let use = object["use"], use.stringValue != "sig" { return nil }
         var alg: String?
         if let value = object["alg"] {
@@ -67,7 +68,7 @@ struct JWKSet: Sendable {
 }
 
 /// Fetches a JWKS document. The real one is `URLSessionJWKSFetcher`; tests may substitute their own.
-public protocol JWKSFetcher: Sendable {
+package protocol JWKSFetcher: Sendable {
     /// The response body of a successful (200) fetch, and the freshness lifetime from
     /// `Cache-Control: max-age` (minus `Age`) when the response carries one.
     func fetch(_ url: String) async throws -> (body: [UInt8], maxAge: Duration?)

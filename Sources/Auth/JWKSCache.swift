@@ -15,8 +15,8 @@ import Synchronization
 /// - Concurrent callers share a single in-flight fetch.
 /// - After a failed fetch, no new fetch starts for `failureBackoff`; meanwhile lookups answer from the
 ///   old keys, or `.unavailable` (→ 503) when there are none.
-public final class JWKSCache: Sendable {
-    public let url: String
+package final class JWKSCache: Sendable {
+    package let url: String
 
     enum Lookup: Sendable {
         case keys([VerificationKey])
@@ -44,8 +44,10 @@ public final class JWKSCache: Sendable {
     private let failureBackoff: Duration
     private let logger: Logger
 
-    init(url: String, fetcher: any JWKSFetcher, minimumRefreshInterval: Duration, failureBackoff: Duration,
-         logger: Logger) {
+    init(
+        url: String, fetcher: any JWKSFetcher, minimumRefreshInterval: Duration, failureBackoff: Duration,
+        logger: Logger
+    ) {
         self.url = url
         self.fetcher = fetcher
         self.minimumRefreshInterval = minimumRefreshInterval
@@ -56,11 +58,11 @@ public final class JWKSCache: Sendable {
     }
 
     /// Whether a key set has been fetched at some point (it may be stale).
-    public var hasKeys: Bool { state.withLock { $0.keys != nil } }
+    package var hasKeys: Bool { state.withLock { $0.keys != nil } }
 
     /// Starts a fetch when nothing is cached and none is running (e.g. at startup, so the first
     /// request does not wait). Returns at once.
-    public func prefetch() {
+    package func prefetch() {
         let start = state.withLock { state -> Bool in
             guard state.keys == nil, !state.inFlight else { return false }
             state.inFlight = true
@@ -153,22 +155,26 @@ public final class JWKSCache: Sendable {
         }
         switch result {
         case .success(let (set, maxAge)):
-            logger.debug("JWKS fetched", metadata: [
-                "url": .string(url), "keys": .stringConvertible(set.count), "skipped": .stringConvertible(set.skipped),
-                "maxAge": .string(maxAge.map { "\($0.components.seconds)s" } ?? "none"),
-            ])
+            logger.debug(
+                "JWKS fetched",
+                metadata: [
+                    "url": .string(url), "keys": .stringConvertible(set.count), "skipped": .stringConvertible(set.skipped),
+                    "maxAge": .string(maxAge.map { "\($0.components.seconds)s" } ?? "none"),
+                ])
         case .failure(let error):
-            logger.warning("JWKS fetch failed", metadata: [
-                "url": .string(url), "error": .string(String(describing: error)),
-                "keeping": .string(hadKeys ? "previous keys" : "no keys"),
-            ])
+            logger.warning(
+                "JWKS fetch failed",
+                metadata: [
+                    "url": .string(url), "error": .string(String(describing: error)),
+                    "keeping": .string(hadKeys ? "previous keys" : "no keys"),
+                ])
         }
         for waiter in waiters { waiter(keys) }
     }
 }
 
 /// Shares one `JWKSCache` per URL across routes.
-public final class JWKSRegistry: Sendable {
+package final class JWKSRegistry: Sendable {
     private let fetcher: any JWKSFetcher
     private let minimumRefreshInterval: Duration
     private let failureBackoff: Duration
@@ -179,21 +185,24 @@ public final class JWKSRegistry: Sendable {
     ///   - minimumRefreshInterval: at most one unknown-`kid` refresh per URL in this interval.
     ///   - failureBackoff: after a failed fetch, no new fetch for this long (requests meanwhile use
     ///     the old keys, or get 503 when there are none).
-    public init(fetcher: any JWKSFetcher = URLSessionJWKSFetcher(),
-                minimumRefreshInterval: Duration = .seconds(60),
-                failureBackoff: Duration = .seconds(5),
-                logger: Logger) {
+    package init(
+        fetcher: any JWKSFetcher = URLSessionJWKSFetcher(),
+        minimumRefreshInterval: Duration = .seconds(60),
+        failureBackoff: Duration = .seconds(5),
+        logger: Logger
+    ) {
         self.fetcher = fetcher
         self.minimumRefreshInterval = minimumRefreshInterval
         self.failureBackoff = failureBackoff
         self.logger = logger
     }
 
-    public func cache(for url: String) -> JWKSCache {
+    package func cache(for url: String) -> JWKSCache {
         caches.withLock { caches in
             if let cache = caches[url] { return cache }
-            let cache = JWKSCache(url: url, fetcher: fetcher, minimumRefreshInterval: minimumRefreshInterval,
-                                  failureBackoff: failureBackoff, logger: logger)
+            let cache = JWKSCache(
+                url: url, fetcher: fetcher, minimumRefreshInterval: minimumRefreshInterval,
+                failureBackoff: failureBackoff, logger: logger)
             caches[url] = cache
             return cache
         }

@@ -20,12 +20,14 @@ struct ParsedToken: Sendable {
         let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 3 else { return .failure(MalformedToken(detail: "not 3 segments")) }
         guard let headerBytes = Base64URL.decode(parts[0]),
-              let payloadBytes = Base64URL.decode(parts[1]),
-              let signature = Base64URL.decode(parts[2]) else {
+            let payloadBytes = Base64URL.decode(parts[1]),
+            let signature = Base64URL.decode(parts[2])
+        else {
             return .failure(MalformedToken(detail: "bad base64url"))
         }
         guard let header = try? ClaimParser.parseObject(headerBytes),
-              let claims = try? ClaimParser.parseObject(payloadBytes) else {
+            let claims = try? ClaimParser.parseObject(payloadBytes)
+        else {
             return .failure(MalformedToken(detail: "bad JSON"))
         }
         let signingInput = Array(bytes[..<parts[1].endIndex])

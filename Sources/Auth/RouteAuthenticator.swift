@@ -15,8 +15,8 @@ import Synchronization
 ///
 /// Bearer tokens come from `Authorization: Bearer …` (exactly one header) or the `access_token` query
 /// parameter (the CloudEvents webhook spec requires both), never from both at once.
-public final class RouteAuthenticator: Sendable {
-    public let route: String
+package final class RouteAuthenticator: Sendable {
+    package let route: String
     private let settings: AuthSettings
     private let logger: Logger
     private let secrets: [SecretMatcher]
@@ -26,7 +26,7 @@ public final class RouteAuthenticator: Sendable {
     private let counts = Mutex<[String: Int]>([:])
     private let verified: VerifiedTokenCache
 
-    public init(route: String, settings: AuthSettings, keys: JWKSRegistry, logger: Logger) {
+    package init(route: String, settings: AuthSettings, keys: JWKSRegistry, logger: Logger) {
         self.route = route
         self.settings = settings
         self.logger = logger
@@ -49,14 +49,14 @@ public final class RouteAuthenticator: Sendable {
 
     /// Failure counts by reason since start, e.g. `["expired": 2, "aud mismatch": 1]`; the tests read
     /// them, and they are what an auth-rejections metric will export.
-    public var failureCounts: [String: Int] { counts.withLock { $0 } }
+    package var failureCounts: [String: Int] { counts.withLock { $0 } }
 
     /// Entries in the verified-token cache (tests and diagnostics).
     var verifiedTokenCount: Int { verified.count }
 
     /// Starts fetching the signing keys of this route's token methods, so the first request does
     /// not wait for them.
-    public func prefetchKeys() {
+    package func prefetchKeys() {
         for policy in policies { policy.keys.prefetch() }
     }
 
@@ -64,7 +64,7 @@ public final class RouteAuthenticator: Sendable {
     /// is needed (secrets; tokens whose keys are cached; a verified-token cache hit), otherwise
     /// after fetching keys, on a Swift concurrency thread (hop back to your own queue there).
     /// Never logs secrets or tokens.
-    public func authenticate(_ head: HTTPRequestHead, completion: @escaping @Sendable (AuthDecision) -> Void) {
+    package func authenticate(_ head: HTTPRequestHead, completion: @escaping @Sendable (AuthDecision) -> Void) {
         var secretFailures: [AuthFailure] = []
         for matcher in secrets {
             guard let failure = matcher.check(head) else {
@@ -111,14 +111,17 @@ public final class RouteAuthenticator: Sendable {
             refuse(.unauthorized(reason, tokenMethods))
             return
         }
-        verify(parsed, with: 0, digest: digest, now: now, failures: [], secretFailures: secretFailures,
-               completion: completion)
+        verify(
+            parsed, with: 0, digest: digest, now: now, failures: [], secretFailures: secretFailures,
+            completion: completion)
     }
 
     /// Tries the token methods from `index` on, one after the other (each may wait for keys).
-    private func verify(_ token: ParsedToken, with index: Int, digest: SHA256Digest, now: Double,
-                        failures: [AuthFailure], secretFailures: [AuthFailure],
-                        completion: @escaping @Sendable (AuthDecision) -> Void) {
+    private func verify(
+        _ token: ParsedToken, with index: Int, digest: SHA256Digest, now: Double,
+        failures: [AuthFailure], secretFailures: [AuthFailure],
+        completion: @escaping @Sendable (AuthDecision) -> Void
+    ) {
         guard index < policies.count else {
             completion(decide(failures + secretFailures, tokenPresented: true))
             return
@@ -130,8 +133,9 @@ public final class RouteAuthenticator: Sendable {
                 verified.insert(digest, expiry: exp + policy.skew, method: policy.name, now: now)
                 completion(.allowed(method: policy.name))
             case .failure(let failure):
-                verify(token, with: index + 1, digest: digest, now: now, failures: failures + [failure],
-                       secretFailures: secretFailures, completion: completion)
+                verify(
+                    token, with: index + 1, digest: digest, now: now, failures: failures + [failure],
+                    secretFailures: secretFailures, completion: completion)
             }
         }
     }
@@ -177,10 +181,12 @@ public final class RouteAuthenticator: Sendable {
         var best = failures.first ?? .unauthorized("no auth method configured", "none", specificity: 0)
         for failure in failures.dropFirst() where failure.outranks(best) { best = failure }
         counts.withLock { $0[best.reason, default: 0] += 1 }
-        logger.warning("auth failed", metadata: [
-            "route": .string(route), "reason": .string(best.reason), "method": .string(best.method),
-            "status": .stringConvertible(best.status),
-        ])
+        logger.warning(
+            "auth failed",
+            metadata: [
+                "route": .string(route), "reason": .string(best.reason), "method": .string(best.method),
+                "status": .stringConvertible(best.status),
+            ])
         guard best.status == 401 else {
             return .denied(status: best.status, reason: best.reason, wwwAuthenticate: nil)
         }

@@ -65,8 +65,9 @@ struct TokenPolicy: Sendable {
                     return
                 }
                 let valid = usable.contains {
-                    JWSAlgorithm.verify(alg: alg, key: $0.publicKey, signingInput: token.signingInput,
-                                        signature: token.signature)
+                    JWSAlgorithm.verify(
+                        alg: alg, key: $0.publicKey, signingInput: token.signingInput,
+                        signature: token.signature)
                 }
                 guard valid else {
                     completion(.failure(.unauthorized("bad signature", name)))
@@ -125,7 +126,8 @@ struct TokenPolicy: Sendable {
         switch kind {
         case .oidc(let settings):
             guard let email = claims["email"]?.stringValue,
-                  settings.serviceAccounts.contains(where: { $0.caseInsensitiveEquals(email) }) else {
+                settings.serviceAccounts.contains(where: { $0.caseInsensitiveEquals(email) })
+            else {
                 return .forbidden("email not allowed", name)
             }
             // Google sends a JSON boolean; very old tokens carried the string "true".

@@ -1,7 +1,8 @@
 import Foundation
 import PersistorCore
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Fetches a JWKS with URLSession (FoundationNetworking on Linux).
@@ -10,15 +11,15 @@ import FoundationNetworking
 ///   `http` (tests, local emulators). Production JWKS URLs (Google, Entra) are https.
 /// - Only a `200` response is accepted; bodies over `maxBytes` are refused.
 /// - Errors describe the URL and status only, never the body.
-public struct URLSessionJWKSFetcher: JWKSFetcher {
-    public struct FetchError: Error, CustomStringConvertible {
-        public var description: String
+package struct URLSessionJWKSFetcher: JWKSFetcher {
+    package struct FetchError: Error, CustomStringConvertible {
+        package var description: String
     }
 
     private let session: URLSession
     private let maxBytes: Int
 
-    public init(timeout: Duration = .seconds(10), maxBytes: Int = 1024 * 1024) {
+    package init(timeout: Duration = .seconds(10), maxBytes: Int = 1024 * 1024) {
         let configuration = URLSessionConfiguration.ephemeral
         let seconds = timeout.timeInterval
         configuration.timeoutIntervalForRequest = seconds
@@ -29,7 +30,7 @@ public struct URLSessionJWKSFetcher: JWKSFetcher {
         self.maxBytes = maxBytes
     }
 
-    public func fetch(_ url: String) async throws -> (body: [UInt8], maxAge: Duration?) {
+    package func fetch(_ url: String) async throws -> (body: [UInt8], maxAge: Duration?) {
         guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), let host = parsed.host else {
             throw FetchError(description: "invalid JWKS URL")
         }
@@ -50,8 +51,9 @@ public struct URLSessionJWKSFetcher: JWKSFetcher {
         guard data.count <= maxBytes else {
             throw FetchError(description: "JWKS fetch: body over \(maxBytes) bytes")
         }
-        let maxAge = freshnessLifetime(cacheControl: http.value(forHTTPHeaderField: "Cache-Control"),
-                                       age: http.value(forHTTPHeaderField: "Age"))
+        let maxAge = freshnessLifetime(
+            cacheControl: http.value(forHTTPHeaderField: "Cache-Control"),
+            age: http.value(forHTTPHeaderField: "Age"))
         return (Array(data), maxAge)
     }
 }

@@ -8,9 +8,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the server.",
         discussion: """
-        Precedence: flags, then environment (PORT, PERSISTOR_STORE, PERSISTOR_CONFIG), then the \
-        config file, then defaults (0.0.0.0:8080, ./persistor-data).
-        """)
+            Precedence: flags, then environment (PORT, PERSISTOR_STORE, PERSISTOR_CONFIG), then the \
+            config file, then defaults (0.0.0.0:8080, ./persistor-data).
+            """)
 
     @Option(help: "YAML configuration file (env PERSISTOR_CONFIG).")
     var config: String?
@@ -21,7 +21,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on, 0-65535 (env PORT; default 8080).")
     var port: Int?
 
-    @Option(help: "Store URL: a directory, file:///abs/dir, gs://bucket/prefix, az://account/container/prefix or s3://bucket/prefix (env PERSISTOR_STORE; default ./persistor-data).")
+    @Option(
+        help:
+            "Store URL: a directory, file:///abs/dir, gs://bucket/prefix, az://account/container/prefix or s3://bucket/prefix (env PERSISTOR_STORE; default ./persistor-data)."
+    )
     var store: String?
 
     @Option(help: "Log format: text or json (default from config, else text).")
@@ -96,7 +99,7 @@ struct Serve: AsyncParsableCommand {
             logger.critical("cannot start", metadata: ["cause": "\(error)"])
             throw ExitCode(2)
         } catch is Persistor.ShutdownFailure {
-            throw ExitCode(1)   // logged by the shutdown itself, with the connections still open
+            throw ExitCode(1)  // logged by the shutdown itself, with the connections still open
         } catch {
             logger.critical("stopped", metadata: ["cause": "\(error)"])
             throw ExitCode(1)

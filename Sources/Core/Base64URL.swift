@@ -1,6 +1,6 @@
 /// base64url (RFC 4648 §5) without padding, as JWS compact serialization (RFC 7515 §2), Google
 /// service-account assertions and HTTP/2's `HTTP2-Settings` header (RFC 7540 §3.2.1) use it.
-public enum Base64URL {
+package enum Base64URL {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     private static let decodeTable: [UInt8] = {
@@ -11,7 +11,7 @@ public enum Base64URL {
 
     /// Decodes unpadded base64url. `strict` (tokens) refuses `=` padding and non-zero leftover bits,
     /// so every token has exactly one spelling; non-strict (JWKS values) tolerates trailing `=`.
-    public static func decode(_ input: some Collection<UInt8>, strict: Bool = true) -> [UInt8]? {
+    package static func decode(_ input: some Collection<UInt8>, strict: Bool = true) -> [UInt8]? {
         var input = Array(input)
         if !strict {
             while input.last == UInt8(ascii: "=") { input.removeLast() }
@@ -36,7 +36,7 @@ public enum Base64URL {
         return output
     }
 
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    package static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var output: [UInt8] = []
         var accumulator: UInt32 = 0
         var bits = 0

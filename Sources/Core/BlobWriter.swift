@@ -1,16 +1,18 @@
 /// One object to write: the key relative to the store's prefix, the bytes exactly as they must be
 /// stored, and the object's content headers and custom metadata.
-public struct Blob: Sendable {
-    public var key: String
-    public var bytes: [UInt8]
-    public var contentType: String
-    public var contentEncoding: String?
-    public var metadata: [String: String]
+package struct Blob: Sendable {
+    package var key: String
+    package var bytes: [UInt8]
+    package var contentType: String
+    package var contentEncoding: String?
+    package var metadata: [String: String]
     /// Write only if no object exists at the key yet; an existing object counts as success.
-    public var createOnly: Bool
+    package var createOnly: Bool
 
-    public init(key: String, bytes: [UInt8], contentType: String, contentEncoding: String? = nil,
-                metadata: [String: String] = [:], createOnly: Bool = false) {
+    package init(
+        key: String, bytes: [UInt8], contentType: String, contentEncoding: String? = nil,
+        metadata: [String: String] = [:], createOnly: Bool = false
+    ) {
         self.key = key
         self.bytes = bytes
         self.contentType = contentType
@@ -21,24 +23,26 @@ public struct Blob: Sendable {
 }
 
 /// What a successful put did.
-public enum PutOutcome: Sendable, Equatable {
+package enum PutOutcome: Sendable, Equatable {
     case created
     /// `createOnly` was set and the object was already there.
     case alreadyExists
 }
 
 /// A failed store operation, with enough detail for one log line.
-public struct BlobStoreError: Error, Sendable, CustomStringConvertible {
-    public var store: String
-    public var key: String?
-    public var status: Int?
-    public var code: String?
-    public var message: String
+package struct BlobStoreError: Error, Sendable, CustomStringConvertible {
+    package var store: String
+    package var key: String?
+    package var status: Int?
+    package var code: String?
+    package var message: String
     /// Whether trying again later may succeed (network errors, 5xx, 429); false for e.g. 403.
-    public var retryable: Bool
+    package var retryable: Bool
 
-    public init(store: String, key: String?, status: Int? = nil, code: String? = nil,
-                message: String, retryable: Bool) {
+    package init(
+        store: String, key: String?, status: Int? = nil, code: String? = nil,
+        message: String, retryable: Bool
+    ) {
         self.store = store
         self.key = key
         self.status = status
@@ -47,7 +51,7 @@ public struct BlobStoreError: Error, Sendable, CustomStringConvertible {
         self.retryable = retryable
     }
 
-    public var description: String {
+    package var description: String {
         var parts = ["store=\(store)"]
         if let key { parts.append("key=\(key)") }
         if let status { parts.append("status=\(status)") }
@@ -59,7 +63,7 @@ public struct BlobStoreError: Error, Sendable, CustomStringConvertible {
 
 /// A durable object store. `put` returns only once the bytes are durable (fsync'd, or the upload
 /// completed); a thrown error means nothing may be acknowledged.
-public protocol BlobWriter: Sendable {
+package protocol BlobWriter: Sendable {
     /// Names the store in logs, e.g. `file:///var/lib/persistor` or `gs://bucket/prefix`.
     var name: String { get }
     func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome
@@ -70,7 +74,7 @@ public protocol BlobWriter: Sendable {
 extension BlobWriter {
     /// The cloud stores' probe: writes `_persistor/probe` (`ok`, text/plain, overwriting) through
     /// the same signing, retry and durability path as every object (docs/stores.md).
-    public func probe() async throws(BlobStoreError) {
+    package func probe() async throws(BlobStoreError) {
         _ = try await put(Blob(key: "_persistor/probe", bytes: Array("ok".utf8), contentType: "text/plain"))
     }
 }

@@ -1,11 +1,11 @@
 /// Hexadecimal digits: the lowercase encoding object keys, digests and JSON `\u00XX` escapes use,
 /// and the value of one digit of either case (percent-encoding, chunk sizes, JSON `\uXXXX`).
-public enum Hex {
+package enum Hex {
     /// `0123456789abcdef`, indexed by a nibble.
-    public static let lowercaseDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    package static let lowercaseDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// The lowercase hex text of `bytes`, two digits per byte.
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    package static func encode(_ bytes: some Sequence<UInt8>) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.underestimatedCount * 2)
         for byte in bytes {
@@ -17,7 +17,7 @@ public enum Hex {
 
     /// The value of one hex digit (`0-9`, `a-f`, `A-F`); nil for any other byte.
     @inlinable @inline(__always)
-    public static func value(_ byte: UInt8) -> UInt8? {
+    package static func value(_ byte: UInt8) -> UInt8? {
         switch byte {
         case 0x30...0x39: byte &- 0x30
         case 0x41...0x46: byte &- 0x41 &+ 10

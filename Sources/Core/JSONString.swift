@@ -1,9 +1,9 @@
 /// JSON string literals (RFC 8259 §7) written straight into a byte buffer: `"`, `\`, LF, CR and tab
 /// as two-character escapes, other control characters as `\u00XX`, everything else as is. The
 /// archive's records, Event Grid's validation answer and the JSON log lines all use it.
-public enum JSONString {
+package enum JSONString {
     /// Appends `string` as a JSON string literal.
-    public static func append(_ string: String, to out: inout [UInt8]) {
+    package static func append(_ string: String, to out: inout [UInt8]) {
         var string = string
         string.withUTF8 { _ = append(utf8: $0, to: &out) }
     }
@@ -11,7 +11,7 @@ public enum JSONString {
     /// Appends `bytes` as a JSON string literal if they are valid UTF-8; returns false (having
     /// appended nothing) otherwise.
     @discardableResult
-    public static func append(utf8 bytes: [UInt8], to out: inout [UInt8]) -> Bool {
+    package static func append(utf8 bytes: [UInt8], to out: inout [UInt8]) -> Bool {
         bytes.withUnsafeBufferPointer { append(utf8: $0, to: &out) }
     }
 
@@ -20,7 +20,7 @@ public enum JSONString {
     /// else, byte by byte with a table instead of branches, so text dense with quotes (JSON
     /// payloads) stays cheap.
     @discardableResult
-    public static func append(utf8 bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
+    package static func append(utf8 bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
         guard let length = escapedLength(bytes) else { return false }
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: length + 2))

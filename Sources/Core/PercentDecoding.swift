@@ -1,18 +1,18 @@
 /// `%XX` decoding (RFC 3986 §2.1), for query parameters and CloudEvents binary-mode header values
 /// (CloudEvents HTTP binding §3.1.3.2). `+` stays `+`: it means a space only in HTML forms.
-public enum PercentDecoding {
+package enum PercentDecoding {
     /// Where a `%` is not followed by two hex digits.
-    public struct MalformedEscape: Error, Sendable, Equatable {
+    package struct MalformedEscape: Error, Sendable, Equatable {
         /// The offset of the `%` in the input.
-        public var offset: Int
+        package var offset: Int
 
-        public init(offset: Int) {
+        package init(offset: Int) {
             self.offset = offset
         }
     }
 
     /// Decodes every `%XX` escape; any other byte is copied.
-    public static func decode(_ bytes: some Collection<UInt8>) throws(MalformedEscape) -> [UInt8] {
+    package static func decode(_ bytes: some Collection<UInt8>) throws(MalformedEscape) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var iterator = bytes.makeIterator()

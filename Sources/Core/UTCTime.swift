@@ -1,33 +1,33 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A wall-clock instant in UTC with nanosecond resolution, and the fixed formats the archive uses.
-public struct UTCTime: Sendable, Equatable, Comparable {
-    public var seconds: Int64
-    public var nanoseconds: Int32
+package struct UTCTime: Sendable, Equatable, Comparable {
+    package var seconds: Int64
+    package var nanoseconds: Int32
 
-    public init(seconds: Int64, nanoseconds: Int32 = 0) {
+    package init(seconds: Int64, nanoseconds: Int32 = 0) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
     }
 
-    public static func now() -> UTCTime {
+    package static func now() -> UTCTime {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UTCTime(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
     }
 
-    public static func < (a: UTCTime, b: UTCTime) -> Bool {
+    package static func < (a: UTCTime, b: UTCTime) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }
 
     /// Calendar fields in UTC.
-    public struct Fields: Sendable, Equatable {
-        public var year, month, day, hour, minute, second, millisecond: Int
+    package struct Fields: Sendable, Equatable {
+        package var year, month, day, hour, minute, second, millisecond: Int
     }
 
-    public var fields: Fields {
+    package var fields: Fields {
         // Days-to-civil (H. Hinnant), exact for the proleptic Gregorian calendar.
         let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
         let secondOfDay = Int(seconds - Int64(days) * 86_400)
@@ -40,25 +40,26 @@ public struct UTCTime: Sendable, Equatable, Comparable {
         let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        return Fields(year: year, month: month, day: day, hour: secondOfDay / 3600,
-                      minute: secondOfDay / 60 % 60, second: secondOfDay % 60,
-                      millisecond: Int(nanoseconds) / 1_000_000)
+        return Fields(
+            year: year, month: month, day: day, hour: secondOfDay / 3600,
+            minute: secondOfDay / 60 % 60, second: secondOfDay % 60,
+            millisecond: Int(nanoseconds) / 1_000_000)
     }
 
     /// `2026-11-26T19:00:00.123Z`
-    public var iso8601: String {
+    package var iso8601: String {
         var out: [UInt8] = []
         appendISO8601(to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
     /// Appends `iso8601`'s UTF-8 bytes (no intermediate strings).
-    public func appendISO8601(to out: inout [UInt8]) {
+    package func appendISO8601(to out: inout [UInt8]) {
         append(dateSeparator: UInt8(ascii: "-"), timeSeparator: UInt8(ascii: ":"), to: &out)
     }
 
     /// `20261126T190000.123Z`, the timestamp in batch object names.
-    public var compact: String {
+    package var compact: String {
         var out: [UInt8] = []
         append(dateSeparator: nil, timeSeparator: nil, to: &out)
         return String(decoding: out, as: UTF8.self)
@@ -83,10 +84,10 @@ public struct UTCTime: Sendable, Equatable, Comparable {
 
     /// `Thu, 26 Nov 2026 19:00:00 GMT`: the IMF-fixdate of HTTP's `Date` header (RFC 9110 §5.6.7),
     /// which Azure's `x-ms-date` also takes.
-    public var httpDate: String {
+    package var httpDate: String {
         let f = fields
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let weekday = Int(((days + 4) % 7 + 7) % 7)   // 1970-01-01 was a Thursday
+        let weekday = Int(((days + 4) % 7 + 7) % 7)  // 1970-01-01 was a Thursday
         var out = Array(Self.weekdayNames[weekday].utf8)
         out.append(contentsOf: ", ".utf8)
         Self.appendPadded(f.day, width: 2, to: &out)
@@ -101,7 +102,7 @@ public struct UTCTime: Sendable, Equatable, Comparable {
     }
 
     /// `20261126T190000Z`: ISO 8601 basic format to the second, as AWS Signature V4's `x-amz-date`.
-    public var amzDate: String {
+    package var amzDate: String {
         let f = fields
         var out: [UInt8] = []
         for (value, width) in [(f.year, 4), (f.month, 2), (f.day, 2)] { Self.appendPadded(value, width: width, to: &out) }
@@ -115,7 +116,7 @@ public struct UTCTime: Sendable, Equatable, Comparable {
     private static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// Appends the decimal digits of `value`, zero-padded on the left to at least `width`.
-    public static func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
+    package static func appendPadded(_ value: Int, width: Int, to out: inout [UInt8]) {
         guard value >= 0 else {
             out.append(contentsOf: String(value).utf8)
             return
@@ -133,7 +134,7 @@ public struct UTCTime: Sendable, Equatable, Comparable {
     }
 
     /// Parses RFC 3339 date-times (`T` or `t`, 0–9 fractional digits, `Z` or `±hh:mm`).
-    public init?(rfc3339 text: String) {
+    package init?(rfc3339 text: String) {
         let b = Array(text.utf8)
         var i = 0
         func digits(_ n: Int) -> Int? {
@@ -152,10 +153,12 @@ public struct UTCTime: Sendable, Equatable, Comparable {
             return true
         }
         guard let year = digits(4), expect(0x2D), let month = digits(2), expect(0x2D), let day = digits(2),
-              i < b.count, b[i] == 0x54 || b[i] == 0x74 else { return nil }
+            i < b.count, b[i] == 0x54 || b[i] == 0x74
+        else { return nil }
         i += 1
         guard let hour = digits(2), expect(0x3A), let minute = digits(2), expect(0x3A), let second = digits(2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60 else { return nil }
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
+        else { return nil }
         var nanos = 0
         if expect(0x2E) {
             var count = 0
@@ -187,7 +190,8 @@ public struct UTCTime: Sendable, Equatable, Comparable {
         let dayOfYear = (153 * mp + 2) / 5 + day - 1
         let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
         let days = era * 146_097 + dayOfEra - 719_468
-        self.init(seconds: Int64(days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset),
-                  nanoseconds: Int32(nanos))
+        self.init(
+            seconds: Int64(days * 86_400 + hour * 3600 + minute * 60 + min(second, 59) - offset),
+            nanoseconds: Int32(nanos))
     }
 }

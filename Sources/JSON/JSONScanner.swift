@@ -14,18 +14,18 @@ import PersistorCore
 /// A JSON value with the byte range of its source text (range excludes surrounding whitespace).
 ///
 /// For strings the range includes the quotes, for containers the brackets/braces.
-public struct JSONNode: Sendable {
-    public var value: JSONValue
+package struct JSONNode: Sendable {
+    package var value: JSONValue
     /// Offsets into the scanned buffer.
-    public var range: Range<Int>
+    package var range: Range<Int>
 
-    public init(value: JSONValue, range: Range<Int>) {
+    package init(value: JSONValue, range: Range<Int>) {
         self.value = value
         self.range = range
     }
 }
 
-public indirect enum JSONValue: Sendable {
+package indirect enum JSONValue: Sendable {
     /// Members in source order; duplicate keys are kept.
     case object([(key: String, value: JSONNode)])
     case array([JSONNode])
@@ -41,7 +41,7 @@ public indirect enum JSONValue: Sendable {
 
 extension JSONNode {
     /// The value of the first member named `key`, if this node is a (materialized) object.
-    public subscript(key: String) -> JSONNode? {
+    package subscript(key: String) -> JSONNode? {
         guard case .object(let members) = value else { return nil }
         for member in members where member.key == key {
             return member.value
@@ -50,14 +50,14 @@ extension JSONNode {
     }
 
     /// The decoded string, if this node is a string.
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case .string(let s) = value { return s }
         return nil
     }
 
     /// The number as an `Int`, only when the number's source text is integral
     /// (`-?[0-9]+`: no fraction, no exponent, so `1.0` and `1e3` give nil) and fits in `Int`.
-    public var intValue: Int? {
+    package var intValue: Int? {
         guard case .number(let text) = value else { return nil }
         var sawDigit = false
         for (index, unit) in text.utf8.enumerated() {
@@ -72,7 +72,7 @@ extension JSONNode {
     }
 
     /// True if this node is a materialized object (an `.unmaterialized` node reports false).
-    public var isObject: Bool {
+    package var isObject: Bool {
         if case .object = value { return true }
         return false
     }
@@ -97,18 +97,18 @@ extension JSONNode {
 /// - "invalid UTF-8": an ill-formed UTF-8 sequence inside a string (offset of its first byte)
 /// - "nesting too deep": more than `maxDepth` nested containers (offset of the opening bracket)
 /// - "trailing data": anything but whitespace after the top-level value
-public struct JSONError: Error, Equatable, Sendable {
+package struct JSONError: Error, Equatable, Sendable {
     /// Byte offset of the problem.
-    public var offset: Int
-    public var reason: String
+    package var offset: Int
+    package var reason: String
 
-    public init(offset: Int, reason: String) {
+    package init(offset: Int, reason: String) {
         self.offset = offset
         self.reason = reason
     }
 }
 
-public enum JSONScanner {
+package enum JSONScanner {
     /// Parses exactly one JSON text (leading/trailing whitespace allowed, nothing else).
     ///
     /// Depth: the top-level value has depth 0; the elements of an array (or the member values of
@@ -128,23 +128,30 @@ public enum JSONScanner {
     ///   Parsing is iterative, so any depth is safe while scanning; note only that a materialized
     ///   tree is released recursively, so very large `maxDepth` values should be paired with a
     ///   small `materializeDepth`.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, materializeDepth: Int = .max,
-                             maxDepth: Int = 256) throws(JSONError) -> JSONNode {
+    package static func parse(
+        _ bytes: UnsafeRawBufferPointer, materializeDepth: Int = .max,
+        maxDepth: Int = 256
+    ) throws(JSONError) -> JSONNode {
         guard let base = bytes.baseAddress, bytes.count > 0 else {
             throw JSONError(offset: 0, reason: "empty input")
         }
-        var parser = Parser(base: base, count: bytes.count,
-                            materializeDepth: materializeDepth, maxDepth: maxDepth)
+        var parser = Parser(
+            base: base, count: bytes.count,
+            materializeDepth: materializeDepth, maxDepth: maxDepth)
         return try parser.parseDocument()
     }
 
     /// Parses exactly one JSON text; see `parse(_:materializeDepth:maxDepth:)` on raw buffers.
-    public static func parse(_ bytes: [UInt8], materializeDepth: Int = .max,
-                             maxDepth: Int = 256) throws(JSONError) -> JSONNode {
+    package static func parse(
+        _ bytes: [UInt8], materializeDepth: Int = .max,
+        maxDepth: Int = 256
+    ) throws(JSONError) -> JSONNode {
         let result: Result<JSONNode, JSONError> = bytes.withUnsafeBytes { buffer in
             do throws(JSONError) {
-                return .success(try parse(buffer, materializeDepth: materializeDepth,
-                                          maxDepth: maxDepth))
+                return .success(
+                    try parse(
+                        buffer, materializeDepth: materializeDepth,
+                        maxDepth: maxDepth))
             } catch {
                 return .failure(error)
             }
@@ -221,8 +228,10 @@ private struct Parser {
     mutating func skipWhitespace() {
         while index < count {
             let b = byte(index)
-            guard b == ASCII.space || b == ASCII.lineFeed || b == ASCII.carriageReturn
-                || b == ASCII.tab else { return }
+            guard
+                b == ASCII.space || b == ASCII.lineFeed || b == ASCII.carriageReturn
+                    || b == ASCII.tab
+            else { return }
             index &+= 1
         }
     }
@@ -257,15 +266,18 @@ private struct Parser {
             switch c {
             case ASCII.quote:
                 let text = try scanString(decode: materialize)
-                node = JSONNode(value: materialize ? .string(text) : .unmaterialized,
-                                range: start..<index)
+                node = JSONNode(
+                    value: materialize ? .string(text) : .unmaterialized,
+                    range: start..<index)
             case ASCII.openBrace, ASCII.openBracket:
                 if depth >= maxDepth {
                     throw JSONError(offset: index, reason: "nesting too deep")
                 }
                 let isObject = c == ASCII.openBrace
-                frames.append(Frame(isObject: isObject, materialized: materialize, start: index,
-                                    valueBase: values.count, keyBase: keys.count))
+                frames.append(
+                    Frame(
+                        isObject: isObject, materialized: materialize, start: index,
+                        valueBase: values.count, keyBase: keys.count))
                 index &+= 1
                 skipWhitespace()
                 guard index < count else {
@@ -280,16 +292,19 @@ private struct Parser {
                 }
             case ASCII.minus, ASCII.zero...ASCII.nine:
                 try scanNumber()
-                node = JSONNode(value: materialize ? .number(text(start..<index)) : .unmaterialized,
-                                range: start..<index)
+                node = JSONNode(
+                    value: materialize ? .number(text(start..<index)) : .unmaterialized,
+                    range: start..<index)
             case UInt8(ascii: "t"):
                 try matchLiteral("true")
-                node = JSONNode(value: materialize ? .bool(true) : .unmaterialized,
-                                range: start..<index)
+                node = JSONNode(
+                    value: materialize ? .bool(true) : .unmaterialized,
+                    range: start..<index)
             case UInt8(ascii: "f"):
                 try matchLiteral("false")
-                node = JSONNode(value: materialize ? .bool(false) : .unmaterialized,
-                                range: start..<index)
+                node = JSONNode(
+                    value: materialize ? .bool(false) : .unmaterialized,
+                    range: start..<index)
             case UInt8(ascii: "n"):
                 try matchLiteral("null")
                 node = JSONNode(value: materialize ? .null : .unmaterialized, range: start..<index)
@@ -387,8 +402,9 @@ private struct Parser {
     // MARK: Scalars
 
     func text(_ range: Range<Int>) -> String {
-        String(decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count),
-               as: UTF8.self)
+        String(
+            decoding: UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count),
+            as: UTF8.self)
     }
 
     /// `-? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?`; `index` is at the first byte.
@@ -521,8 +537,10 @@ private struct Parser {
     @inline(__always)
     mutating func appendRaw(_ range: Range<Int>) {
         guard !range.isEmpty else { return }
-        scratch.append(contentsOf: UnsafeRawBufferPointer(start: base + range.lowerBound,
-                                                          count: range.count))
+        scratch.append(
+            contentsOf: UnsafeRawBufferPointer(
+                start: base + range.lowerBound,
+                count: range.count))
     }
 
     /// Validates the escape whose backslash is at `start`; returns the offset just past it.
@@ -549,7 +567,8 @@ private struct Parser {
                 // anything else leaves it lone (U+FFFD) and the next bytes are scanned normally.
                 if next &+ 6 <= count && byte(next) == ASCII.backslash
                     && byte(next &+ 1) == UInt8(ascii: "u"),
-                   let low = hex4IfValid(at: next &+ 2), low >= 0xDC00 && low <= 0xDFFF {
+                    let low = hex4IfValid(at: next &+ 2), low >= 0xDC00 && low <= 0xDFFF
+                {
                     scalar = 0x10000 &+ ((scalar &- 0xD800) << 10) &+ (low &- 0xDC00)
                     next &+= 6
                 } else {

@@ -1,15 +1,16 @@
 import Dispatch
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A non-blocking HTTP/1.1 (and h2c) server on Dispatch: one accept source, and connections spread
 /// round-robin over a few serial queues (`EventLoop`s, each watching its sockets through one
 /// `SocketPoller`), so a request is parsed, handled and answered on one queue without thread hops.
-public final class HTTPServer: Sendable {
-    public let settings: HTTPServerSettings
+package final class HTTPServer: Sendable {
+    package let settings: HTTPServerSettings
     let service: any HTTPService
     private let loops: [EventLoop]
     private let acceptQueue = DispatchQueue(label: "persistor.accept")
@@ -24,8 +25,10 @@ public final class HTTPServer: Sendable {
     private let onProtocolError: (@Sendable (Int, String) -> Void)?
 
     /// `onProtocolError` is told about each malformed or timed-out request (status, reason).
-    public init(settings: HTTPServerSettings, service: any HTTPService,
-                onProtocolError: (@Sendable (Int, String) -> Void)? = nil) {
+    package init(
+        settings: HTTPServerSettings, service: any HTTPService,
+        onProtocolError: (@Sendable (Int, String) -> Void)? = nil
+    ) {
         self.settings = settings
         self.service = service
         self.loops = (0..<max(1, settings.loops)).map { EventLoop(index: $0) }
@@ -34,7 +37,7 @@ public final class HTTPServer: Sendable {
 
     /// Binds and starts serving; returns the bound port (useful with port 0).
     @discardableResult
-    public func start() throws -> Int {
+    package func start() throws -> Int {
         let fd = try Socket.listen(host: settings.host, port: settings.port)
         let port = Socket.boundPort(fd)
         for loop in loops { loop.queue.async { loop.start() } }
@@ -51,10 +54,10 @@ public final class HTTPServer: Sendable {
     var isDraining: Bool { draining.load(ordering: .relaxed) }
 
     /// Open connections right now.
-    public var connectionCount: Int { connections.load(ordering: .relaxed) }
+    package var connectionCount: Int { connections.load(ordering: .relaxed) }
 
     /// Closes the listening socket; open connections carry on.
-    public func stopAccepting() {
+    package func stopAccepting() {
         acceptQueue.sync {
             listener.source?.cancel()
             listener.source = nil
@@ -64,13 +67,13 @@ public final class HTTPServer: Sendable {
     /// Announces the shutdown while the server still serves: every HTTP/1.1 answer from now on
     /// carries `Connection: close`, and HTTP/2 connections get a GOAWAY shutdown notice (RFC 9113
     /// §6.8), so senders move to other instances meanwhile (as nginx and Envoy do).
-    public func announceShutdown() {
+    package func announceShutdown() {
         drain(.announce)
     }
 
     /// Asks every connection to finish what it has started and close (idle ones close at once);
     /// HTTP/2 connections get the final GOAWAY.
-    public func drainConnections() {
+    package func drainConnections() {
         drain(.finish)
     }
 
@@ -82,10 +85,10 @@ public final class HTTPServer: Sendable {
     }
 
     /// Waits until every connection has closed or the deadline passes; true if all closed.
-    public func waitForConnections(until deadline: ContinuousClock.Instant) async -> Bool {
+    package func waitForConnections(until deadline: ContinuousClock.Instant) async -> Bool {
         let (outcomes, outcome) = AsyncStream.makeStream(of: Bool.self, bufferingPolicy: .bufferingOldest(1))
         allClosedWaiters.withLock { $0.append(outcome) }
-        if connectionCount == 0 { outcome.yield(true) }   // the last one closed before we asked
+        if connectionCount == 0 { outcome.yield(true) }  // the last one closed before we asked
         let timer = Task {
             try? await Task.sleep(until: deadline, clock: .continuous)
             outcome.yield(false)
@@ -117,7 +120,8 @@ public final class HTTPServer: Sendable {
     /// Answers 503 to a connection over the limit, best effort, and closes it.
     private static func refuse(_ fd: Int32) {
         let body = HTTPResponse.tooManyConnectionsText
-        let text = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let text =
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         shutdown(fd, Int32(SHUT_WR))
         close(fd)
@@ -155,11 +159,13 @@ public final class HTTPServer: Sendable {
 extension HTTPResponse {
     static let tooManyConnectionsText = "too many connections\n"
     /// The answer on a probe connection to anything but a probe.
-    static let tooManyConnections = HTTPResponse.text(503, "too many connections",
-                                                      headers: HTTPHeaders([("Retry-After", "1")]))
+    static let tooManyConnections = HTTPResponse.text(
+        503, "too many connections",
+        headers: HTTPHeaders([("Retry-After", "1")]))
     /// The answer when the in-flight body budget is spent.
-    static let bodyBudgetSpent = HTTPResponse.text(503, "server busy: too many request body bytes in flight; retry later",
-                                                   headers: HTTPHeaders([("Retry-After", "1")]))
+    static let bodyBudgetSpent = HTTPResponse.text(
+        503, "server busy: too many request body bytes in flight; retry later",
+        headers: HTTPHeaders([("Retry-After", "1")]))
 }
 
 private final class ListenerSource: @unchecked Sendable {

@@ -1,6 +1,6 @@
 /// What the server calls for each request. Both methods run on the connection's queue and
 /// must not block; `admit` and `respond` may be called later from any thread, exactly once.
-public protocol HTTPService: Sendable {
+package protocol HTTPService: Sendable {
     /// Called when a request's head has arrived, before any of its body is read: `admit(nil)` lets
     /// the body be read and the request go to `handle`; `admit(response)` ends the request there
     /// (its body is not read, no `100 Continue` is sent, and a connection with an unread body

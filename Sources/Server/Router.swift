@@ -1,19 +1,21 @@
 /// Exact-path routing with 404 for unknown paths and 405 (with `Allow`) for unknown methods.
 /// `HEAD` is accepted wherever `GET` is.
-public struct Router: HTTPService {
-    public typealias Handler = @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void
+package struct Router: HTTPService {
+    package typealias Handler = @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void
     /// Decides from the head alone whether the request may send its body (see `HTTPService.check`).
-    public typealias Admission = @Sendable (HTTPRequestHead, @escaping @Sendable (HTTPResponse?) -> Void) -> Void
+    package typealias Admission = @Sendable (HTTPRequestHead, @escaping @Sendable (HTTPResponse?) -> Void) -> Void
 
-    public struct Route: Sendable {
-        public var methods: [String]
-        public var maxBodyBytes: Int?
+    package struct Route: Sendable {
+        package var methods: [String]
+        package var maxBodyBytes: Int?
         /// Runs after the path, method and length checks, e.g. authentication.
-        public var admission: Admission?
-        public var handler: Handler
+        package var admission: Admission?
+        package var handler: Handler
 
-        public init(methods: [String], maxBodyBytes: Int? = nil, admission: Admission? = nil,
-                    handler: @escaping Handler) {
+        package init(
+            methods: [String], maxBodyBytes: Int? = nil, admission: Admission? = nil,
+            handler: @escaping Handler
+        ) {
             self.methods = methods
             self.maxBodyBytes = maxBodyBytes
             self.admission = admission
@@ -23,13 +25,13 @@ public struct Router: HTTPService {
 
     private var routes: [Substring: Route] = [:]
 
-    public init() {}
+    package init() {}
 
-    public mutating func add(_ path: String, _ route: Route) {
+    package mutating func add(_ path: String, _ route: Route) {
         routes[Substring(path)] = route
     }
 
-    public func check(_ head: HTTPRequestHead, admit: @escaping @Sendable (HTTPResponse?) -> Void) {
+    package func check(_ head: HTTPRequestHead, admit: @escaping @Sendable (HTTPResponse?) -> Void) {
         guard let route = routes[head.path] else {
             admit(.text(404, "no route for this path"))
             return
@@ -59,7 +61,7 @@ public struct Router: HTTPService {
         return nil
     }
 
-    public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+    package func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         guard let route = routes[request.head.path] else {
             respond(.text(404, "no route for this path"))
             return

@@ -1,28 +1,29 @@
 import Foundation
 import PersistorCore
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes objects as files below a root directory. Every put writes a temporary file next to the
 /// target, fsyncs it, renames (or, create-only, links) it into place and fsyncs the directory, so
 /// an object is either absent or complete, and durable once `put` returns.
-public final class LocalFileStore: BlobWriter {
-    public let root: String
-    public var name: String { "file://" + root }
+package final class LocalFileStore: BlobWriter {
+    package let root: String
+    package var name: String { "file://" + root }
     private let queue = DispatchQueue(label: "persistor.localstore", attributes: .concurrent)
     /// Directories known to exist (and to be durable), so hot paths skip `mkdir`.
     private let knownDirectories = KnownDirectories()
     private let minimumFree = Atomic<Int>(LocalFileStore.defaultMinimumFreeBytes)
 
     /// The default of `minimumFreeBytes`: the default `archive.batch.maxBytes`.
-    public static let defaultMinimumFreeBytes = 8 << 20
+    package static let defaultMinimumFreeBytes = 8 << 20
 
     /// Free space on the root's file system below which `probe` fails, so readiness does not
     /// report a store whose batch writes fail for lack of space (docs/stores.md#local-filesystem).
     /// Set it to the largest amount the writes in flight at once may need.
-    public var minimumFreeBytes: Int {
+    package var minimumFreeBytes: Int {
         get { minimumFree.load(ordering: .relaxed) }
         set { minimumFree.store(newValue, ordering: .relaxed) }
     }
@@ -30,20 +31,21 @@ public final class LocalFileStore: BlobWriter {
     /// Opens (and creates) the root directory, checks that a file can be written in it, and
     /// removes temporary files a crash left behind. A root that is not a directory, or one that
     /// does not take files, is an error here rather than a store that fails every write later.
-    public init(root: String) throws(BlobStoreError) {
+    package init(root: String) throws(BlobStoreError) {
         let absolute = root.hasPrefix("/") ? root : FileManager.default.currentDirectoryPath + "/" + root
         self.root = URL(fileURLWithPath: absolute).standardizedFileURL.path
         do throws(SystemError) {
             try ensureDirectory(self.root)
             try writeProbeFile()
         } catch {
-            throw BlobStoreError(store: name, key: nil, code: String(cString: strerror(error.code)),
-                                 message: "store directory \(self.root): \(error.what)", retryable: false)
+            throw BlobStoreError(
+                store: name, key: nil, code: String(cString: strerror(error.code)),
+                message: "store directory \(self.root): \(error.what)", retryable: false)
         }
         removeLeftoverTemporaryFiles()
     }
 
-    public func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+    package func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<PutOutcome, BlobStoreError>, Never>) in
             queue.async {
                 continuation.resume(returning: Result { () throws(BlobStoreError) in try self.write(blob) })
@@ -54,7 +56,7 @@ public final class LocalFileStore: BlobWriter {
 
     /// Checks the free space (`minimumFreeBytes`), then writes, fsyncs and removes a small file in
     /// the root, so a full or read-only disk shows.
-    public func probe() async throws(BlobStoreError) {
+    package func probe() async throws(BlobStoreError) {
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<BlobStoreError?, Never>) in
             queue.async {
                 do throws(SystemError) {
@@ -212,8 +214,9 @@ public final class LocalFileStore: BlobWriter {
         let (free, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
         let minimum = minimumFreeBytes
         guard overflow || free >= UInt64(max(0, minimum)) else {
-            throw SystemError("\(Self.mebibytes(free)) free on the file system, below the \(Self.mebibytes(UInt64(minimum))) writes may need",
-                              ENOSPC)
+            throw SystemError(
+                "\(Self.mebibytes(free)) free on the file system, below the \(Self.mebibytes(UInt64(minimum))) writes may need",
+                ENOSPC)
         }
     }
 
@@ -230,8 +233,9 @@ public final class LocalFileStore: BlobWriter {
     }
 
     private func failure(_ key: String?, _ error: SystemError) -> BlobStoreError {
-        BlobStoreError(store: name, key: key, code: String(cString: strerror(error.code)),
-                       message: error.what, retryable: true)
+        BlobStoreError(
+            store: name, key: key, code: String(cString: strerror(error.code)),
+            message: error.what, retryable: true)
     }
 }
 

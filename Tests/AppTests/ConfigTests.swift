@@ -43,25 +43,25 @@ private func durationError(_ text: String) -> ConfigValues.ParseError? {
 /// The example configuration of README.md#example-configuration, line for line (line numbers
 /// matter; only the first route's comment differs there: "used in object keys and logs").
 private let designExample = """
-store: gs://my-archive/raw
-routes:
-  - name: orders                    # used in object keys and metrics
-    path: /pubsub/orders
-    kind: pubsub                    # pubsub | eventgrid
-    auth:
-      oidc:                         # Google-signed ID token in Authorization: Bearer
-        audience: https://persistor.example.com/pubsub/orders
-        serviceAccounts: [pusher@my-project.iam.gserviceaccount.com]
-  - name: blob-events
-    path: /eventgrid/blob-events
-    kind: eventgrid
-    auth:
-      querySecret: { param: code, values: ["${EG_SECRET}"] }   # several values = rotation
-archive:
-  format: ndjson                    # ndjson (batched) | raw (one object per message)
-  batch: { maxRecords: 1000, maxBytes: 8MiB, maxDelay: 200ms }
-  path: "{route}/{yyyy}/{MM}/{dd}/{HH}"
-"""
+    store: gs://my-archive/raw
+    routes:
+      - name: orders                    # used in object keys and metrics
+        path: /pubsub/orders
+        kind: pubsub                    # pubsub | eventgrid
+        auth:
+          oidc:                         # Google-signed ID token in Authorization: Bearer
+            audience: https://persistor.example.com/pubsub/orders
+            serviceAccounts: [pusher@my-project.iam.gserviceaccount.com]
+      - name: blob-events
+        path: /eventgrid/blob-events
+        kind: eventgrid
+        auth:
+          querySecret: { param: code, values: ["${EG_SECRET}"] }   # several values = rotation
+    archive:
+      format: ndjson                    # ndjson (batched) | raw (one object per message)
+      batch: { maxRecords: 1000, maxBytes: 8MiB, maxDelay: 200ms }
+      path: "{route}/{yyyy}/{MM}/{dd}/{HH}"
+    """
 
 /// A one-route file whose route body is `body` (indented by the caller with 4 spaces).
 /// Line 1 `routes:`, line 2 `- name: r`, line 3 `path: /r`, then `body` from line 4.
@@ -79,25 +79,31 @@ struct ConfigFileTests {
         #expect(config.server == HTTPServerSettings())
         #expect(config.shutdown == ShutdownSettings())
         #expect(config.log == LogSettings())
-        #expect(config.routes == [
-            RouteConfig(name: "orders", path: "/pubsub/orders", kind: .pubsub,
-                        auth: AuthSettings(oidc: OIDCSettings(
+        #expect(
+            config.routes == [
+                RouteConfig(
+                    name: "orders", path: "/pubsub/orders", kind: .pubsub,
+                    auth: AuthSettings(
+                        oidc: OIDCSettings(
                             audience: "https://persistor.example.com/pubsub/orders",
                             serviceAccounts: ["pusher@my-project.iam.gserviceaccount.com"]))),
-            RouteConfig(name: "blob-events", path: "/eventgrid/blob-events", kind: .eventgrid,
-                        auth: AuthSettings(querySecret: SecretSettings(name: "code", values: ["s3cret"]))),
-        ])
+                RouteConfig(
+                    name: "blob-events", path: "/eventgrid/blob-events", kind: .eventgrid,
+                    auth: AuthSettings(querySecret: SecretSettings(name: "code", values: ["s3cret"]))),
+            ])
         let oidc = try #require(config.routes[0].auth?.oidc)
         #expect(oidc.issuers == ["accounts.google.com", "https://accounts.google.com"])
         #expect(oidc.jwksURL == "https://www.googleapis.com/oauth2/v3/certs")
         #expect(config.routes[0].delivery == .auto)
         #expect(config.routes[1].allowedOrigins == nil)
-        #expect(config.archive == ArchiveSettings(
-            format: .ndjson,
-            batch: ArchiveSettings.Batch(maxRecords: 1000, maxBytes: 8 * 1024 * 1024, maxDelay: .milliseconds(200)),
-            path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}/{HH}"),
-            time: .received,
-            gzipLevel: 6))
+        #expect(
+            config.archive
+                == ArchiveSettings(
+                    format: .ndjson,
+                    batch: ArchiveSettings.Batch(maxRecords: 1000, maxBytes: 8 * 1024 * 1024, maxDelay: .milliseconds(200)),
+                    path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}/{HH}"),
+                    time: .received,
+                    gzipLevel: 6))
     }
 
     @Test func designExampleWithoutSecretNamesVariableAndLine() {
@@ -123,10 +129,11 @@ struct ConfigFileTests {
         #expect(config.server.maxConcurrentStreams == 100)
         #expect(config.shutdown.drainDelay == .zero)
         #expect(config.shutdown.shutdownGrace == .seconds(10))
-        #expect(config.routes == [
-            RouteConfig(name: "pubsub", path: "/pubsub", kind: .pubsub),
-            RouteConfig(name: "eventgrid", path: "/eventgrid", kind: .eventgrid),
-        ])
+        #expect(
+            config.routes == [
+                RouteConfig(name: "pubsub", path: "/pubsub", kind: .pubsub),
+                RouteConfig(name: "eventgrid", path: "/eventgrid", kind: .eventgrid),
+            ])
         #expect(config.routes == PersistorConfig.defaultRoutes)
         #expect(config.routes.allSatisfy { $0.auth == nil && $0.delivery == .auto && $0.maxBodyBytes == nil })
         #expect(config.archive.format == .ndjson)
@@ -152,78 +159,86 @@ struct ConfigFileTests {
 
     @Test func everySetting() throws {
         let yaml = """
-        store: "s3://bucket/prefix"
-        storeRetry:
-          attemptTimeout: 2s
-          totalTimeout: 3s
-          maxAttempts: 2
-          initialBackoff: 50ms
-          maxBackoff: 1s
-        server:
-          host: 127.0.0.1
-          port: 9090
-          maxBodyBytes: 16 MiB
-          maxHeaderBytes: 8KiB
-          headerTimeout: 5s
-          bodyTimeout: 1.5m
-          idleTimeout: 2m
-          maxConnections: 100
-          maxInFlightBodyBytes: 64MiB
-          maxConcurrentStreams: 50
-          drainDelay: 3s
-          shutdownGrace: 20s
-        routes:
-          - name: a.b_c-1
-            path: /p
-            kind: pubsub
-            delivery: unwrapped
-            maxBodyBytes: 1MB
-          - name: eg
-            path: /e/
-            kind: eventgrid
-            allowedOrigins: ["*", https://eventgrid.azure.net]
-        archive:
-          format: raw
-          batch:
-            maxRecords: 1
-            maxBytes: 1
-            maxDelay: 0
-            concurrentWrites: 4
-          path: dt={yyyy}-{MM}-{dd}/hour={HH}
-          time: event
-          gzipLevel: 0
-          maxPendingRecords: 500
-          maxPendingBytes: 10MiB
-        log:
-          format: json
-          level: critical
-        """
+            store: "s3://bucket/prefix"
+            storeRetry:
+              attemptTimeout: 2s
+              totalTimeout: 3s
+              maxAttempts: 2
+              initialBackoff: 50ms
+              maxBackoff: 1s
+            server:
+              host: 127.0.0.1
+              port: 9090
+              maxBodyBytes: 16 MiB
+              maxHeaderBytes: 8KiB
+              headerTimeout: 5s
+              bodyTimeout: 1.5m
+              idleTimeout: 2m
+              maxConnections: 100
+              maxInFlightBodyBytes: 64MiB
+              maxConcurrentStreams: 50
+              drainDelay: 3s
+              shutdownGrace: 20s
+            routes:
+              - name: a.b_c-1
+                path: /p
+                kind: pubsub
+                delivery: unwrapped
+                maxBodyBytes: 1MB
+              - name: eg
+                path: /e/
+                kind: eventgrid
+                allowedOrigins: ["*", https://eventgrid.azure.net]
+            archive:
+              format: raw
+              batch:
+                maxRecords: 1
+                maxBytes: 1
+                maxDelay: 0
+                concurrentWrites: 4
+              path: dt={yyyy}-{MM}-{dd}/hour={HH}
+              time: event
+              gzipLevel: 0
+              maxPendingRecords: 500
+              maxPendingBytes: 10MiB
+            log:
+              format: json
+              level: critical
+            """
         let config = try parse(yaml)
-        #expect(config == PersistorConfig(
-            store: "s3://bucket/prefix",
-            storeRetry: StoreRetryPolicy(attemptTimeout: .seconds(2), totalTimeout: .seconds(3), maxAttempts: 2,
-                                         initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
-            server: HTTPServerSettings(host: "127.0.0.1", port: 9090,
-                                       limits: HTTPParserLimits(maxHeaderBytes: 8192, maxBodyBytes: 16 << 20),
-                                       headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
-                                       maxConnections: 100, maxInFlightBodyBytes: 64 << 20, maxConcurrentStreams: 50),
-            shutdown: ShutdownSettings(drainDelay: .seconds(3), shutdownGrace: .seconds(20)),
-            routes: [
-                RouteConfig(name: "a.b_c-1", path: "/p", kind: .pubsub, delivery: .unwrapped, maxBodyBytes: 1_000_000),
-                RouteConfig(name: "eg", path: "/e/", kind: .eventgrid,
+        #expect(
+            config
+                == PersistorConfig(
+                    store: "s3://bucket/prefix",
+                    storeRetry: StoreRetryPolicy(
+                        attemptTimeout: .seconds(2), totalTimeout: .seconds(3), maxAttempts: 2,
+                        initialBackoff: .milliseconds(50), maxBackoff: .seconds(1)),
+                    server: HTTPServerSettings(
+                        host: "127.0.0.1", port: 9090,
+                        limits: HTTPParserLimits(maxHeaderBytes: 8192, maxBodyBytes: 16 << 20),
+                        headerTimeout: .seconds(5), bodyTimeout: .seconds(90), idleTimeout: .seconds(120),
+                        maxConnections: 100, maxInFlightBodyBytes: 64 << 20, maxConcurrentStreams: 50),
+                    shutdown: ShutdownSettings(drainDelay: .seconds(3), shutdownGrace: .seconds(20)),
+                    routes: [
+                        RouteConfig(name: "a.b_c-1", path: "/p", kind: .pubsub, delivery: .unwrapped, maxBodyBytes: 1_000_000),
+                        RouteConfig(
+                            name: "eg", path: "/e/", kind: .eventgrid,
                             allowedOrigins: ["*", "https://eventgrid.azure.net"]),
-            ],
-            archive: ArchiveSettings(format: .raw,
-                                     batch: ArchiveSettings.Batch(maxRecords: 1, maxBytes: 1, maxDelay: .zero, concurrentWrites: 4),
-                                     path: try PathTemplate("dt={yyyy}-{MM}-{dd}/hour={HH}"), time: .event, gzipLevel: 0,
-                                     maxPendingRecords: 500, maxPendingBytes: 10 << 20),
-            log: LogSettings(format: .json, level: .critical)))
+                    ],
+                    archive: ArchiveSettings(
+                        format: .raw,
+                        batch: ArchiveSettings.Batch(maxRecords: 1, maxBytes: 1, maxDelay: .zero, concurrentWrites: 4),
+                        path: try PathTemplate("dt={yyyy}-{MM}-{dd}/hour={HH}"), time: .event, gzipLevel: 0,
+                        maxPendingRecords: 500, maxPendingBytes: 10 << 20),
+                    log: LogSettings(format: .json, level: .critical)))
     }
 
     @Test func topLevelMustBeAMapping() {
-        #expect(failure("- a\n- b\n")
+        #expect(
+            failure("- a\n- b\n")
                 == "config.yaml:1: the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got a list")
-        #expect(failure("hello\n")
+        #expect(
+            failure("hello\n")
                 == "config.yaml:1: the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got a string")
     }
 
@@ -303,27 +318,38 @@ struct ConfigValueTests {
     }
 
     @Test func sizeAndDurationErrorsInTheFile() {
-        #expect(failure("server:\n  port: 80\n  maxBodyBytes: lots\n")
+        #expect(
+            failure("server:\n  port: 80\n  maxBodyBytes: lots\n")
                 == "config.yaml:3: 'maxBodyBytes' must be a size like 32MiB, got 'lots'")
-        #expect(failure("server:\n  maxHeaderBytes: 0\n")
+        #expect(
+            failure("server:\n  maxHeaderBytes: 0\n")
                 == "config.yaml:2: 'maxHeaderBytes' must be greater than 0, got '0'")
-        #expect(failure("server:\n  maxBodyBytes: 99999999999GiB\n")
+        #expect(
+            failure("server:\n  maxBodyBytes: 99999999999GiB\n")
                 == "config.yaml:2: 'maxBodyBytes' is too large: '99999999999GiB'")
-        #expect(failure("server:\n  maxBodyBytes: [1]\n")
+        #expect(
+            failure("server:\n  maxBodyBytes: [1]\n")
                 == "config.yaml:2: 'maxBodyBytes' must be a size like 32MiB, got a list")
-        #expect(failure("server:\n  headerTimeout: soon\n")
+        #expect(
+            failure("server:\n  headerTimeout: soon\n")
                 == "config.yaml:2: 'headerTimeout' must be a duration like 10s or 200ms, got 'soon'")
-        #expect(failure("server:\n  idleTimeout: -5s\n")
+        #expect(
+            failure("server:\n  idleTimeout: -5s\n")
                 == "config.yaml:2: 'idleTimeout' must not be negative, got '-5s'")
-        #expect(failure("server:\n  headerTimeout: 0s\n")
+        #expect(
+            failure("server:\n  headerTimeout: 0s\n")
                 == "config.yaml:2: 'headerTimeout' must be greater than 0, got '0s'")
-        #expect(failure("server:\n  bodyTimeout: 0\n")
+        #expect(
+            failure("server:\n  bodyTimeout: 0\n")
                 == "config.yaml:2: 'bodyTimeout' must be greater than 0, got '0'")
-        #expect(failure("server:\n  shutdownGrace: 0\n")
+        #expect(
+            failure("server:\n  shutdownGrace: 0\n")
                 == "config.yaml:2: 'shutdownGrace' must be greater than 0, got '0'")
-        #expect(failure("archive:\n  batch: { maxBytes: 1.5MiB }\n")
+        #expect(
+            failure("archive:\n  batch: { maxBytes: 1.5MiB }\n")
                 == "config.yaml:2: 'maxBytes' must be a size like 32MiB, got '1.5MiB'")
-        #expect(failure(oneRoute(kind: "pubsub", "    maxBodyBytes: 0\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    maxBodyBytes: 0\n"))
                 == "config.yaml:5: 'maxBodyBytes' must be greater than 0, got '0'")
     }
 
@@ -358,9 +384,11 @@ struct ConfigStructureTests {
     @Test func unknownKeysElsewhere() {
         #expect(failure("archive:\n  batch: {maxRecord: 1}\n") == "config.yaml:2: unknown key 'maxRecord' in archive.batch")
         #expect(failure("log:\n  colour: true\n") == "config.yaml:2: unknown key 'colour' in log")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: {name: code, values: [a]}\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: {name: code, values: [a]}\n"))
                 == "config.yaml:6: unknown key 'name' in routes[0].auth.querySecret")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      basic: {}\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      basic: {}\n"))
                 == "config.yaml:6: unknown key 'basic' in routes[0].auth")
     }
 
@@ -375,7 +403,8 @@ struct ConfigStructureTests {
         #expect(failure("store: a\nlog: {}\nstore: b\n") == "config.yaml:1: duplicate key 'store': \(again)")
         #expect(failure("archive:\n  batch: { maxRecords: 1, maxRecords: 2 }\n") == "config.yaml:2: duplicate key 'maxRecords': \(again)")
         #expect(failure(oneRoute(kind: "pubsub", "    kind: eventgrid\n")) == "config.yaml:4: duplicate key 'kind': \(again)")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        \"audience\": b\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        \"audience\": b\n"))
                 == "config.yaml:7: duplicate key 'audience': \(again)")
         #expect(failure("server:\n  port: 1\n  port: 2\n  port: 3\n") == "config.yaml:2: duplicate key 'port': \(again)")
         // Duplicates in two mappings: the first one Yams finds (the inner mapping is composed first).
@@ -396,11 +425,15 @@ struct ConfigStructureTests {
         #expect(failure("server:\n  port: eighty\n") == "config.yaml:2: 'port' must be an integer, got 'eighty'")
         #expect(failure("server:\n  port: 80.5\n") == "config.yaml:2: 'port' must be an integer, got '80.5'")
         #expect(failure(oneRoute(kind: "[pubsub]")) == "config.yaml:4: 'kind' must be one of pubsub, eventgrid, got a list")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: [a]\n        serviceAccounts: [b]\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: [a]\n        serviceAccounts: [b]\n"))
                 == "config.yaml:7: 'audience' must be a string, got a list")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        serviceAccounts: b@x\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        serviceAccounts: b@x\n"))
                 == "config.yaml:8: 'serviceAccounts' must be a list of strings, got a string")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        serviceAccounts:\n          - b@x\n          - [c]\n"))
+        #expect(
+            failure(
+                oneRoute(kind: "pubsub", "    auth:\n      oidc:\n        audience: a\n        serviceAccounts:\n          - b@x\n          - [c]\n"))
                 == "config.yaml:10: 'serviceAccounts[1]' must be a string, got a list")
         #expect(failure(oneRoute(kind: "pubsub", "    auth: [oidc]\n")) == "config.yaml:5: 'auth' must be a mapping, got a list")
         #expect(failure("[a]: 1\n") == "config.yaml:1: keys must be strings, got a list at top level")
@@ -410,10 +443,12 @@ struct ConfigStructureTests {
         #expect(failure("archive: { format: parquet }\n") == "config.yaml:1: 'format' must be one of ndjson, raw, got 'parquet'")
         #expect(failure("archive: { time: publish }\n") == "config.yaml:1: 'time' must be one of received, event, got 'publish'")
         #expect(failure("log: { format: JSON }\n") == "config.yaml:1: 'format' must be one of text, json, got 'JSON'")
-        #expect(failure("log: { level: verbose }\n")
+        #expect(
+            failure("log: { level: verbose }\n")
                 == "config.yaml:1: 'level' must be one of trace, debug, info, notice, warning, error, critical, got 'verbose'")
         #expect(failure(oneRoute(kind: "webhook")) == "config.yaml:4: 'kind' must be one of pubsub, eventgrid, got 'webhook'")
-        #expect(failure(oneRoute(kind: "pubsub", "    delivery: push\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    delivery: push\n"))
                 == "config.yaml:5: 'delivery' must be one of auto, wrapped, unwrapped, got 'push'")
     }
 
@@ -465,21 +500,24 @@ struct ConfigRangeTests {
 @Suite("Config: ${VAR} expansion")
 struct ConfigEnvironmentTests {
     @Test func expandsBeforeTyping() throws {
-        let config = try parse("server:\n  port: ${PORT}\n  maxBodyBytes: ${SIZE}MiB\n  headerTimeout: ${T}\n",
-                               env: ["PORT": "8081", "SIZE": "4", "T": "2s"])
+        let config = try parse(
+            "server:\n  port: ${PORT}\n  maxBodyBytes: ${SIZE}MiB\n  headerTimeout: ${T}\n",
+            env: ["PORT": "8081", "SIZE": "4", "T": "2s"])
         #expect(config.server.port == 8081)
         #expect(config.server.limits.maxBodyBytes == 4 << 20)
         #expect(config.server.headerTimeout == .seconds(2))
     }
 
     @Test func expandsInsideStringsAndLists() throws {
-        let yaml = oneRoute(kind: "pubsub", """
-            auth:
-              oidc:
-                audience: https://${HOST}/pubsub/${ROUTE}
-                serviceAccounts: ["${SA}", plain@x]
+        let yaml = oneRoute(
+            kind: "pubsub",
+            """
+                auth:
+                  oidc:
+                    audience: https://${HOST}/pubsub/${ROUTE}
+                    serviceAccounts: ["${SA}", plain@x]
 
-        """)
+            """)
         let config = try parse(yaml, env: ["HOST": "h.example", "ROUTE": "r", "SA": "sa@p.iam"])
         let oidc = try #require(config.routes[0].auth?.oidc)
         #expect(oidc.audience == "https://h.example/pubsub/r")
@@ -505,13 +543,16 @@ struct ConfigEnvironmentTests {
 
     @Test func emptyVariableCountsAsSetButEmpty() {
         #expect(failure("store: ${S}\n", env: ["S": ""]) == "config.yaml:1: 'store' must not be empty")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: {header: X-Key, values: [\"${K}\"]}\n"),
-                        env: ["K": ""])
+        #expect(
+            failure(
+                oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: {header: X-Key, values: [\"${K}\"]}\n"),
+                env: ["K": ""])
                 == "config.yaml:6: 'values[0]' must not be empty")
     }
 
     @Test func malformedReferences() {
-        #expect(failure("store: ${ABC\n")
+        #expect(
+            failure("store: ${ABC\n")
                 == "config.yaml:1: unterminated '${' in a value (write '$$' for a literal '$')")
         #expect(failure("store: ${1A}\n") == "config.yaml:1: invalid environment variable reference '${1A}'")
         #expect(failure("store: ${}\n") == "config.yaml:1: invalid environment variable reference '${}'")
@@ -536,28 +577,28 @@ struct ConfigRouteTests {
 
     @Test func duplicateRouteName() {
         let yaml = """
-        routes:
-          - name: orders
-            path: /a
-            kind: pubsub
-          - name: orders
-            path: /b
-            kind: pubsub
-        """
+            routes:
+              - name: orders
+                path: /a
+                kind: pubsub
+              - name: orders
+                path: /b
+                kind: pubsub
+            """
         #expect(failure(yaml) == "config.yaml:5: duplicate route name 'orders'")
     }
 
     @Test func duplicateRoutePath() {
         let yaml = """
-        routes:
-          - name: a
-            path: /pubsub
-            kind: pubsub
-          - name: b
-            kind: eventgrid
+            routes:
+              - name: a
+                path: /pubsub
+                kind: pubsub
+              - name: b
+                kind: eventgrid
 
-            path: /pubsub
-        """
+                path: /pubsub
+            """
         #expect(failure(yaml) == "config.yaml:8: duplicate route path '/pubsub'")
     }
 
@@ -582,7 +623,8 @@ struct ConfigRouteTests {
     }
 
     @Test func invalidRoutePathIsShownEscaped() {
-        #expect(failure("routes:\n  - name: a\n    path: \"/a\\tb\"\n    kind: pubsub\n")
+        #expect(
+            failure("routes:\n  - name: a\n    path: \"/a\\tb\"\n    kind: pubsub\n")
                 == "config.yaml:3: invalid route path '/a\\tb': it must not contain whitespace or control characters")
     }
 
@@ -600,16 +642,20 @@ struct ConfigRouteTests {
 
     @Test func deliveryOnlyOnPubSub() throws {
         #expect(try parse(oneRoute(kind: "pubsub", "    delivery: wrapped\n")).routes[0].delivery == .wrapped)
-        #expect(failure(oneRoute(kind: "eventgrid", "    delivery: auto\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    delivery: auto\n"))
                 == "config.yaml:5: 'delivery' applies only to pubsub routes, not eventgrid (routes[0])")
     }
 
     @Test func allowedOriginsOnlyOnEventGrid() throws {
-        #expect(try parse(oneRoute(kind: "eventgrid", "    allowedOrigins: [eventgrid.azure.net]\n")).routes[0].allowedOrigins
+        #expect(
+            try parse(oneRoute(kind: "eventgrid", "    allowedOrigins: [eventgrid.azure.net]\n")).routes[0].allowedOrigins
                 == ["eventgrid.azure.net"])
-        #expect(failure(oneRoute(kind: "pubsub", "    allowedOrigins: [\"*\"]\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    allowedOrigins: [\"*\"]\n"))
                 == "config.yaml:5: 'allowedOrigins' applies only to eventgrid routes, not pubsub (routes[0])")
-        #expect(failure(oneRoute(kind: "eventgrid", "    allowedOrigins: []\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    allowedOrigins: []\n"))
                 == "config.yaml:5: 'allowedOrigins' must not be empty")
     }
 }
@@ -619,7 +665,8 @@ struct ConfigRouteTests {
 @Suite("Config: auth")
 struct ConfigAuthTests {
     @Test func emptyAuthIsRejected() {
-        let expected = "config.yaml:5: 'auth' in routes[0] must name at least one method (oidc, entra, querySecret, headerSecret); leave 'auth' out for an open route"
+        let expected =
+            "config.yaml:5: 'auth' in routes[0] must name at least one method (oidc, entra, querySecret, headerSecret); leave 'auth' out for an open route"
         #expect(failure(oneRoute(kind: "pubsub", "    auth: {}\n")) == expected)
         #expect(failure(oneRoute(kind: "pubsub", "    auth:\n")) == expected)
     }
@@ -631,137 +678,179 @@ struct ConfigAuthTests {
 
     @Test func oidcMissingServiceAccountsInSecondRoute() {
         let yaml = """
-        routes:
-          - name: a
-            path: /a
-            kind: pubsub
-          - name: b
-            path: /b
-            kind: pubsub
-            auth:
-              querySecret: {param: token, values: [x]}
+            routes:
+              - name: a
+                path: /a
+                kind: pubsub
+              - name: b
+                path: /b
+                kind: pubsub
+                auth:
+                  querySecret: {param: token, values: [x]}
 
-              oidc:
-                audience: https://x/b
-        """
+                  oidc:
+                    audience: https://x/b
+            """
         #expect(failure(yaml) == "config.yaml:11: missing required key 'serviceAccounts' in routes[1].auth.oidc")
     }
 
     @Test func oidcEmptyOrBlankValues() {
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: {audience: a, serviceAccounts: []}\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: {audience: a, serviceAccounts: []}\n"))
                 == "config.yaml:6: 'serviceAccounts' must not be empty")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: {audience: a, serviceAccounts: [x, '']}\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: {audience: a, serviceAccounts: [x, '']}\n"))
                 == "config.yaml:6: 'serviceAccounts[1]' must not be empty")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n")) == "config.yaml:6: missing required key 'audience' in routes[0].auth.oidc")
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc:\n")) == "config.yaml:6: missing required key 'audience' in routes[0].auth.oidc")
     }
 
     @Test func oidcOverrides() throws {
-        let yaml = oneRoute(kind: "pubsub", """
-            auth:
-              oidc:
-                audience: aud
-                serviceAccounts: [a@x, b@x]
-                issuers: [https://issuer.test]
-                jwksURL: http://127.0.0.1:9999/jwks
+        let yaml = oneRoute(
+            kind: "pubsub",
+            """
+                auth:
+                  oidc:
+                    audience: aud
+                    serviceAccounts: [a@x, b@x]
+                    issuers: [https://issuer.test]
+                    jwksURL: http://127.0.0.1:9999/jwks
 
-        """)
+            """)
         let oidc = try #require(try parse(yaml).routes[0].auth?.oidc)
-        #expect(oidc == OIDCSettings(audience: "aud", serviceAccounts: ["a@x", "b@x"],
-                                       issuers: ["https://issuer.test"], jwksURL: "http://127.0.0.1:9999/jwks"))
+        #expect(
+            oidc
+                == OIDCSettings(
+                    audience: "aud", serviceAccounts: ["a@x", "b@x"],
+                    issuers: ["https://issuer.test"], jwksURL: "http://127.0.0.1:9999/jwks"))
     }
 
     @Test func entraAudienceAsString() throws {
-        let yaml = oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: api://persistor }\n")
+        let yaml = oneRoute(
+            kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: api://persistor }\n")
         let entra = try #require(try parse(yaml).routes[0].auth?.entra)
         #expect(entra.tenant == "72f988bf-86f1-41af-91ab-2d7cd011db47")
         #expect(entra.audiences == ["api://persistor"])
         #expect(entra.appId == "4962773b-9cdb-44cf-a8bf-237846a00ab7")
-        #expect(entra.issuers == ["https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
-                                  "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"])
+        #expect(
+            entra.issuers == [
+                "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+                "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+            ])
         #expect(entra.jwksURL == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/discovery/v2.0/keys")
         #expect(entra.role == nil)
     }
 
     @Test func entraAudienceAsListAndOverrides() throws {
-        let yaml = oneRoute(kind: "eventgrid", """
-            auth:
-              entra:
-                tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47
-                audience:
-                  - api://persistor
-                  - 0b9c4a5e-1111-2222-3333-444455556666
-                appId: 11111111-2222-3333-4444-555555555555
-                role: AzureEventGridSecureWebhookSubscriber
-                issuers: ["https://issuer.test/{tenant}/"]
-                jwksURL: http://127.0.0.1:1/{tenant}/keys
+        let yaml = oneRoute(
+            kind: "eventgrid",
+            """
+                auth:
+                  entra:
+                    tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47
+                    audience:
+                      - api://persistor
+                      - 0b9c4a5e-1111-2222-3333-444455556666
+                    appId: 11111111-2222-3333-4444-555555555555
+                    role: AzureEventGridSecureWebhookSubscriber
+                    issuers: ["https://issuer.test/{tenant}/"]
+                    jwksURL: http://127.0.0.1:1/{tenant}/keys
 
-        """)
+            """)
         let entra = try #require(try parse(yaml).routes[0].auth?.entra)
-        #expect(entra == EntraSettings(tenant: "72f988bf-86f1-41af-91ab-2d7cd011db47",
-                                         audiences: ["api://persistor", "0b9c4a5e-1111-2222-3333-444455556666"],
-                                         appId: "11111111-2222-3333-4444-555555555555",
-                                         issuers: ["https://issuer.test/72f988bf-86f1-41af-91ab-2d7cd011db47/"],
-                                         role: "AzureEventGridSecureWebhookSubscriber",
-                                         jwksURL: "http://127.0.0.1:1/72f988bf-86f1-41af-91ab-2d7cd011db47/keys"))
+        #expect(
+            entra
+                == EntraSettings(
+                    tenant: "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                    audiences: ["api://persistor", "0b9c4a5e-1111-2222-3333-444455556666"],
+                    appId: "11111111-2222-3333-4444-555555555555",
+                    issuers: ["https://issuer.test/72f988bf-86f1-41af-91ab-2d7cd011db47/"],
+                    role: "AzureEventGridSecureWebhookSubscriber",
+                    jwksURL: "http://127.0.0.1:1/72f988bf-86f1-41af-91ab-2d7cd011db47/keys"))
     }
 
     @Test func entraErrors() {
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { audience: x }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { audience: x }\n"))
                 == "config.yaml:6: missing required key 'tenant' in routes[0].auth.entra")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47 }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47 }\n"))
                 == "config.yaml:6: missing required key 'audience' in routes[0].auth.entra")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: {a: b} }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: {a: b} }\n"))
                 == "config.yaml:6: 'audience' must be a string or a list of strings, got a mapping")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: [] }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: 72f988bf-86f1-41af-91ab-2d7cd011db47, audience: [] }\n"))
                 == "config.yaml:6: 'audience' must not be empty")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: \"a/b\", audience: x }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: \"a/b\", audience: x }\n"))
                 == "config.yaml:6: invalid tenant 'a/b': use the directory (tenant) id, a GUID")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: contoso.onmicrosoft.com, audience: x }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      entra: { tenant: contoso.onmicrosoft.com, audience: x }\n"))
                 == "config.yaml:6: invalid tenant 'contoso.onmicrosoft.com': use the directory (tenant) id, a GUID")
     }
 
     @Test func jwksURLMustBeHTTPSOrLoopback() {
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"http://keys.example.com/jwks\" }\n"))
+        #expect(
+            failure(
+                oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"http://keys.example.com/jwks\" }\n"))
                 == "config.yaml:6: 'jwksURL' must use https (http only for loopback hosts), got 'http://keys.example.com/jwks'")
-        #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"not a url\" }\n"))
+        #expect(
+            failure(oneRoute(kind: "pubsub", "    auth:\n      oidc: { audience: a, serviceAccounts: [s], jwksURL: \"not a url\" }\n"))
                 == "config.yaml:6: 'jwksURL' must be a URL, got 'not a url'")
     }
 
     @Test func clockSkew() throws {
         let yaml = oneRoute(kind: "pubsub", "    auth:\n      clockSkew: 5s\n      querySecret: { param: t, values: [x] }\n")
         #expect(try parse(yaml).routes[0].auth?.clockSkew == .seconds(5))
-        #expect(try parse(oneRoute(kind: "pubsub", "    auth:\n      querySecret: { param: t, values: [x] }\n")).routes[0].auth?.clockSkew == .seconds(60))
+        #expect(
+            try parse(oneRoute(kind: "pubsub", "    auth:\n      querySecret: { param: t, values: [x] }\n")).routes[0].auth?.clockSkew == .seconds(60)
+        )
         #expect(failure(oneRoute(kind: "pubsub", "    auth:\n      clockSkew: 5s\n"))?.contains("must name at least one method") == true)
     }
 
     @Test func secrets() throws {
-        let yaml = oneRoute(kind: "eventgrid", """
-            auth:
-              querySecret: { param: code, values: [new, old] }
-              headerSecret:
-                header: X-Persistor-Key
-                values: ["${K}"]
+        let yaml = oneRoute(
+            kind: "eventgrid",
+            """
+                auth:
+                  querySecret: { param: code, values: [new, old] }
+                  headerSecret:
+                    header: X-Persistor-Key
+                    values: ["${K}"]
 
-        """)
+            """)
         let auth = try #require(try parse(yaml, env: ["K": "k1"]).routes[0].auth)
-        #expect(auth == AuthSettings(querySecret: SecretSettings(name: "code", values: ["new", "old"]),
-                                   headerSecret: SecretSettings(name: "X-Persistor-Key", values: ["k1"])))
+        #expect(
+            auth
+                == AuthSettings(
+                    querySecret: SecretSettings(name: "code", values: ["new", "old"]),
+                    headerSecret: SecretSettings(name: "X-Persistor-Key", values: ["k1"])))
     }
 
     @Test func secretErrors() {
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code }\n"))
                 == "config.yaml:6: missing required key 'values' in routes[0].auth.querySecret")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { values: [a] }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { values: [a] }\n"))
                 == "config.yaml:6: missing required key 'param' in routes[0].auth.querySecret")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code, values: [] }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code, values: [] }\n"))
                 == "config.yaml:6: 'values' must not be empty")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code, values: secret }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      querySecret: { param: code, values: secret }\n"))
                 == "config.yaml:6: 'values' must be a list of strings, got a string")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret:\n        header: X-Key\n        values:\n          - a\n          - \"\"\n"))
+        #expect(
+            failure(
+                oneRoute(
+                    kind: "eventgrid", "    auth:\n      headerSecret:\n        header: X-Key\n        values:\n          - a\n          - \"\"\n"))
                 == "config.yaml:10: 'values[1]' must not be empty")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: { header: \"X Key\", values: [a] }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: { header: \"X Key\", values: [a] }\n"))
                 == "config.yaml:6: 'header' must be an HTTP header name, got 'X Key'")
-        #expect(failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: { param: code, values: [a] }\n"))
+        #expect(
+            failure(oneRoute(kind: "eventgrid", "    auth:\n      headerSecret: { param: code, values: [a] }\n"))
                 == "config.yaml:6: unknown key 'param' in routes[0].auth.headerSecret")
     }
 }

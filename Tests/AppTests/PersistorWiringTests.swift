@@ -9,7 +9,8 @@ import Testing
 @Suite("Persistor wiring")
 struct PersistorWiringTests {
     // The push example of https://cloud.google.com/pubsub/docs/push.
-    static let push = #"{"message":{"attributes":{"key":"value"},"data":"SGVsbG8gQ2xvdWQgUHViL1N1YiEgSGVyZSBpcyBteSBtZXNzYWdlIQ==","messageId":"2070443601311540","publishTime":"2021-02-26T19:13:55.749Z"},"subscription":"projects/myproject/subscriptions/mysubscription"}"#
+    static let push =
+        #"{"message":{"attributes":{"key":"value"},"data":"SGVsbG8gQ2xvdWQgUHViL1N1YiEgSGVyZSBpcyBteSBtZXNzYWdlIQ==","messageId":"2070443601311540","publishTime":"2021-02-26T19:13:55.749Z"},"subscription":"projects/myproject/subscriptions/mysubscription"}"#
     static let json = [("Content-Type", "application/json")]
 
     static let secretRoute = """
@@ -42,10 +43,12 @@ struct PersistorWiringTests {
     func defaultEventGridRoute() async throws {
         let store = InMemoryBlobWriter()
         // From https://learn.microsoft.com/azure/event-grid/webhook-event-delivery#validation-details.
-        let validation = #"[{"id":"2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic":"/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx","subject":"","data":{"validationCode":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl":"https://rp-eastus2.eventgrid.azure.net:553/eventsubscriptions/myeventsub/validate?id=0000&t=2022-10-28T04:23:35.1981776Z&apiVersion=2018-05-01-preview&token=1A1A1A1A"},"eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","eventTime":"2018-01-25T22:12:19.4556811Z","metadataVersion":"1","dataVersion":"1"}]"#
+        let validation =
+            #"[{"id":"2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic":"/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx","subject":"","data":{"validationCode":"512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl":"https://rp-eastus2.eventgrid.azure.net:553/eventsubscriptions/myeventsub/validate?id=0000&t=2022-10-28T04:23:35.1981776Z&apiVersion=2018-05-01-preview&token=1A1A1A1A"},"eventType":"Microsoft.EventGrid.SubscriptionValidationEvent","eventTime":"2018-01-25T22:12:19.4556811Z","metadataVersion":"1","dataVersion":"1"}]"#
         try await withPersistor(.inProcess, store: .writer(store)) { client in
-            let response = try await client.execute("POST", "/eventgrid", headers: Self.json + [("aeg-event-type", "SubscriptionValidation")],
-                                                    body: validation)
+            let response = try await client.execute(
+                "POST", "/eventgrid", headers: Self.json + [("aeg-event-type", "SubscriptionValidation")],
+                body: validation)
             #expect(response.status == 200, "\(response.status) \(response.bodyText)")
             let answer = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String]
             #expect(answer == ["validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"])
@@ -56,8 +59,10 @@ struct PersistorWiringTests {
     @Test("a route with a shared secret refuses a delivery without it (401) and admits one with it")
     func sharedSecretRoute() async throws {
         let store = InMemoryBlobWriter()
-        try await withPersistor(.inProcess, config: Self.secretRoute, environment: ["PUSH_SECRET": "s3cret"],
-                                store: .writer(store)) { client in
+        try await withPersistor(
+            .inProcess, config: Self.secretRoute, environment: ["PUSH_SECRET": "s3cret"],
+            store: .writer(store)
+        ) { client in
             let anonymous = try await client.execute("POST", "/orders", headers: Self.json, body: Self.push)
             #expect(anonymous.status == 401)
             let wrong = try await client.execute("POST", "/orders", headers: Self.json + [("X-Push-Secret", "guess")], body: Self.push)
@@ -171,17 +176,20 @@ struct PersistorTokenRouteTests {
             #expect(anonymous.status == 401)
             #expect(anonymous.header("WWW-Authenticate")?.hasPrefix("Bearer") == true)
             let otherAudience = try key.googleIDToken(audience: "https://elsewhere.example.com/", email: Self.pusher)
-            let refused = try await client.execute("POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(otherAudience)")],
-                                                   body: PersistorWiringTests.push)
+            let refused = try await client.execute(
+                "POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(otherAudience)")],
+                body: PersistorWiringTests.push)
             #expect(refused.status == 401)
             let stranger = try key.googleIDToken(audience: Self.audience, email: "someone@other-project.iam.gserviceaccount.com")
-            let forbidden = try await client.execute("POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(stranger)")],
-                                                     body: PersistorWiringTests.push)
+            let forbidden = try await client.execute(
+                "POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(stranger)")],
+                body: PersistorWiringTests.push)
             #expect(forbidden.status == 403, "a correctly signed token for another principal")
             #expect(store.puts.isEmpty)
             let token = try key.googleIDToken(audience: Self.audience, email: Self.pusher)
-            let admitted = try await client.execute("POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(token)")],
-                                                    body: PersistorWiringTests.push)
+            let admitted = try await client.execute(
+                "POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(token)")],
+                body: PersistorWiringTests.push)
             #expect(admitted.status == 204, "\(admitted.status) \(admitted.bodyText)")
             #expect(try store.records().count == 1)
             #expect(keys.fetchedURLs.count == 1, "every request used the keys fetched at start-up")
@@ -196,8 +204,9 @@ struct PersistorTokenRouteTests {
         let store = InMemoryBlobWriter()
         try await withPersistor(.inProcess, config: Self.config, store: .writer(store), jwks: keys) { client in
             let token = try key.googleIDToken(audience: Self.audience, email: Self.pusher)
-            let response = try await client.execute("POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(token)")],
-                                                    body: PersistorWiringTests.push)
+            let response = try await client.execute(
+                "POST", "/orders", headers: PersistorWiringTests.json + [("Authorization", "Bearer \(token)")],
+                body: PersistorWiringTests.push)
             #expect(response.status == 503, "the sender retries; a 401 would make Pub/Sub give up on a good token")
             #expect(response.header("Retry-After") == "5")
             #expect(store.puts.isEmpty)
@@ -208,16 +217,18 @@ struct PersistorTokenRouteTests {
 /// The same test in both modes: the kit's API does not depend on where the server runs.
 @Suite("Persistor wiring in both modes")
 struct PersistorModesTests {
-    @Test("a shared-secret route archives an admitted push to a directory store",
-          arguments: [PersistorTestMode.inProcess, .binary])
+    @Test(
+        "a shared-secret route archives an admitted push to a directory store",
+        arguments: [PersistorTestMode.inProcess, .binary])
     func sharedSecretRouteArchives(_ mode: PersistorTestMode) async throws {
         try await withPersistor(mode, config: PersistorWiringTests.secretRoute, environment: ["PUSH_SECRET": "s3cret"]) { client in
             #expect(client.mode == mode)
             #expect(try await client.execute("GET", "/readyz").status == 200)
             let headers = PersistorWiringTests.json
             #expect(try await client.execute("POST", "/orders", headers: headers, body: PersistorWiringTests.push).status == 401)
-            let admitted = try await client.execute("POST", "/orders", headers: headers + [("X-Push-Secret", "s3cret")],
-                                                    body: PersistorWiringTests.push)
+            let admitted = try await client.execute(
+                "POST", "/orders", headers: headers + [("X-Push-Secret", "s3cret")],
+                body: PersistorWiringTests.push)
             #expect(admitted.status == 204, "\(admitted.status) \(admitted.bodyText)")
             let directory = try #require(client.storeDirectory)
             let records = try ArchiveReader(directory).records()

@@ -1,9 +1,10 @@
 import Foundation
-import PersistorCore
 import Logging
+import PersistorCore
 import PersistorStores
 import PersistorTestSupport
 import Testing
+
 @testable import PersistorApp
 
 @Suite struct StoreHealthTests {

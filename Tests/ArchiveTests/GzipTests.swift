@@ -1,13 +1,16 @@
 import PersistorTestSupport
 import Testing
+
 @testable import PersistorArchive
 
 @Suite struct GzipTests {
     @Test(arguments: [0, 1, 6, 9])
     func chunksDecompressWithSystemGzip(level: Int) throws {
         var rng = SystemRandomNumberGenerator()
-        let chunks: [[UInt8]] = [[], Array("hello\n".utf8), (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &rng) },
-                                 Array(repeating: 0x61, count: 1 << 20)]
+        let chunks: [[UInt8]] = [
+            [], Array("hello\n".utf8), (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &rng) },
+            Array(repeating: 0x61, count: 1 << 20),
+        ]
         let compressor = try GzipCompressor(level: level)
         for chunk in chunks { try compressor.append(chunk) }
         let gz = try compressor.finish()

@@ -1,9 +1,10 @@
 import PersistorCore
 import Testing
+
 @testable import PersistorArchive
 
 @Suite struct PathTemplateTests {
-    let time = UTCTime(seconds: 1_795_719_600)   // 2026-11-26T19:00:00Z
+    let time = UTCTime(seconds: 1_795_719_600)  // 2026-11-26T19:00:00Z
 
     func expand(_ template: String, attributes: [String: String] = [:], route: String = "orders") throws -> String {
         try PathTemplate(template).expand(route: route, source: .pubsub, time: time) { attributes[$0] }
@@ -68,7 +69,7 @@ import Testing
             // Every % starts a whole escape.
             let bytes = Array(path.utf8)
             for (i, byte) in bytes.enumerated() where byte == UInt8(ascii: "%") {
-                #expect(i + 2 < bytes.count && bytes[i + 1 ... i + 2].allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) })
+                #expect(i + 2 < bytes.count && bytes[i + 1...i + 2].allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) })
             }
         }
         #expect(one != two, "values that differ after the cut still give different segments")

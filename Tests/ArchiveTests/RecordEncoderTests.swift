@@ -1,10 +1,11 @@
 import Foundation
 import PersistorCore
 import Testing
+
 @testable import PersistorArchive
 
 @Suite struct RecordEncoderTests {
-    let time = UTCTime(seconds: 1_795_719_600, nanoseconds: 123_456_789)   // 2026-11-26T19:00:00.123Z
+    let time = UTCTime(seconds: 1_795_719_600, nanoseconds: 123_456_789)  // 2026-11-26T19:00:00.123Z
 
     func decode(_ line: [UInt8]) throws -> [String: Any] {
         #expect(line.last == 0x0A)
@@ -13,10 +14,11 @@ import Testing
     }
 
     @Test func utf8PayloadIsDataWithAllFields() throws {
-        let record = Record(id: "42", source: .pubsub, route: "orders", receivedAt: time,
-                            eventTime: "2026-11-26T18:59:59.870Z", attributes: [("k", "v"), ("é", "\"q\"")],
-                            meta: [("subscription", .string("projects/p/subscriptions/s")), ("deliveryAttempt", .int(3)), ("idAssigned", .bool(false))],
-                            payload: Array("{\"order\":42}\n\u{1}\t\\é😀".utf8))
+        let record = Record(
+            id: "42", source: .pubsub, route: "orders", receivedAt: time,
+            eventTime: "2026-11-26T18:59:59.870Z", attributes: [("k", "v"), ("é", "\"q\"")],
+            meta: [("subscription", .string("projects/p/subscriptions/s")), ("deliveryAttempt", .int(3)), ("idAssigned", .bool(false))],
+            payload: Array("{\"order\":42}\n\u{1}\t\\é😀".utf8))
         let line = RecordEncoder.line(record)
         let object = try decode(line)
         #expect(object["id"] as? String == "42")
@@ -34,13 +36,14 @@ import Testing
         #expect(String(decoding: line, as: UTF8.self).hasPrefix(#"{"id":"42","source":"pubsub","route":"orders","receivedAt":"#))
     }
 
-    @Test(arguments: [
-        [0xFF, 0x00, 0x01],
-        [0xC0, 0xA0],                // overlong
-        [0xED, 0xA0, 0x80],          // UTF-8-encoded surrogate
-        [0xF4, 0x90, 0x80, 0x80],    // above U+10FFFF
-        Array("ok".utf8) + [0xE2, 0x82],  // truncated at the end
-    ] as [[UInt8]])
+    @Test(
+        arguments: [
+            [0xFF, 0x00, 0x01],
+            [0xC0, 0xA0],  // overlong
+            [0xED, 0xA0, 0x80],  // UTF-8-encoded surrogate
+            [0xF4, 0x90, 0x80, 0x80],  // above U+10FFFF
+            Array("ok".utf8) + [0xE2, 0x82],  // truncated at the end
+        ] as [[UInt8]])
     func invalidUTF8PayloadIsBase64(payload: [UInt8]) throws {
         let record = Record(id: "b", source: .pubsub, route: "r", receivedAt: time, payload: payload)
         let object = try decode(RecordEncoder.line(record))
@@ -134,8 +137,10 @@ import Testing
         #expect(UTCTime(rfc3339: text) == UTCTime(seconds: seconds, nanoseconds: nanos))
     }
 
-    @Test(arguments: ["", "2021-02-26", "2021-02-26T19:13:55", "2021-13-26T19:13:55Z", "2021-02-26T19:13:55.Z",
-                      "2021-02-26T19:13:55.1234567890123Z+", "x021-02-26T19:13:55Z", "2021-02-26T19:13:55+0100"])
+    @Test(arguments: [
+        "", "2021-02-26", "2021-02-26T19:13:55", "2021-13-26T19:13:55Z", "2021-02-26T19:13:55.Z",
+        "2021-02-26T19:13:55.1234567890123Z+", "x021-02-26T19:13:55Z", "2021-02-26T19:13:55+0100",
+    ])
     func rejectsInvalid(text: String) {
         #expect(UTCTime(rfc3339: text) == nil)
     }

@@ -5,12 +5,14 @@ import PersistorTestSupport
 import PersistorTesting
 import Synchronization
 import Testing
+
 @testable import PersistorArchive
 
 @Suite struct RouteArchiverTests {
     func record(_ id: String, attributes: [(key: String, value: String)] = []) -> Record {
-        Record(id: id, source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
-               attributes: attributes, payload: Array("payload-\(id)".utf8))
+        Record(
+            id: id, source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+            attributes: attributes, payload: Array("payload-\(id)".utf8))
     }
 
     func submit(_ archiver: RouteArchiver, _ records: [Record]) async -> Result<Void, ArchiveFailure> {
@@ -27,8 +29,9 @@ import Testing
 
     @Test func concurrentSubmissionsShareBatchesAndAllComplete() async throws {
         let store = InMemoryBlobWriter(delay: .milliseconds(20))
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{yyyy}")),
-                                     store: store, namer: ObjectNamer(instance: "abcdefabcdef"))
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{yyyy}")),
+            store: store, namer: ObjectNamer(instance: "abcdefabcdef"))
         let results = await withTaskGroup(of: Bool.self) { group in
             for i in 0..<200 { group.addTask { if case .success = await submit(archiver, [record("\(i)")]) { true } else { false } } }
             return await group.reduce(into: [Bool]()) { $0.append($1) }
@@ -50,12 +53,14 @@ import Testing
     @Test func aLargeBatchIsOneObjectWithEveryLine() async throws {
         // Over pieceBytes, the object is compressed in pieces as they fill, joined into one member.
         let store = InMemoryBlobWriter(delay: .milliseconds(50))
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         let padding = String(repeating: "x", count: 1_000)
         func big(_ i: Int) -> Record {
-            Record(id: "\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
-                   payload: Array("{\"n\":\(i),\"pad\":\"\(padding)\"}".utf8))
+            Record(
+                id: "\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+                payload: Array("{\"n\":\(i),\"pad\":\"\(padding)\"}".utf8))
         }
         guard case .success = await submit(archiver, (0..<100).map(big)) else { Issue.record("expected success"); return }
         let puts = store.puts
@@ -70,13 +75,15 @@ import Testing
         // with the end of the one before, so the object compresses about as well as in one go.
         let store = InMemoryBlobWriter()
         let settings = ArchiveSettings(batch: .init(maxRecords: 10_000, maxDelay: .milliseconds(500)), path: try PathTemplate("{route}"))
-        let archiver = RouteArchiver(route: "orders", settings: settings,
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: settings,
+            store: store, namer: ObjectNamer())
         let skus = ["sku-red-shirt", "sku-blue-jeans", "sku-green-hat", "sku-black-shoes"]
         func order(_ i: Int) -> Record {
             let items = (0..<(i % 5 + 1)).map { "{\"sku\":\"\(skus[($0 + i) % 4])\",\"qty\":\($0 + 1),\"price\":\(i % 97).99}" }
-            return Record(id: "order-\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
-                          payload: Array("{\"orderId\":\(i * 7919),\"customer\":\"c-\(i % 113)\",\"items\":[\(items.joined(separator: ","))]}".utf8))
+            return Record(
+                id: "order-\(i)", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: 1_795_719_600),
+                payload: Array("{\"orderId\":\(i * 7919),\"customer\":\"c-\(i % 113)\",\"items\":[\(items.joined(separator: ","))]}".utf8))
         }
         await withTaskGroup(of: Void.self) { group in
             for chunk in 0..<20 {
@@ -92,8 +99,9 @@ import Testing
         let oneGo = try GzipCompressor(level: 6)
         try oneGo.append(text)
         let inOneGo = try oneGo.finish()
-        #expect(Double(object.bytes.count) <= Double(inOneGo.count) * 1.03,
-                "\(object.bytes.count) bytes in pieces against \(inOneGo.count) in one go")
+        #expect(
+            Double(object.bytes.count) <= Double(inOneGo.count) * 1.03,
+            "\(object.bytes.count) bytes in pieces against \(inOneGo.count) in one go")
     }
 
     @Test func aPieceIsCompressedOnceByWhoeverClaimsItFirst() async throws {
@@ -115,8 +123,9 @@ import Testing
     @Test func aFailedWriteFailsEveryWaiterOfTheBatch() async throws {
         let store = InMemoryBlobWriter()
         store.failPuts()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1"), record("2")])
         guard case .failure(.store(let error)) = result else { Issue.record("expected a store failure"); return }
         #expect(error.status == 503)
@@ -128,9 +137,10 @@ import Testing
     @Test func aFailedObjectFailsOnlyTheDeliveriesWithRecordsInIt() async throws {
         let store = InMemoryBlobWriter()
         store.failPuts(where: { $0.key.contains("/poison/") })
-        let archiver = RouteArchiver(route: "orders",
-                                     settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(200)), path: try PathTemplate("{route}/{attr:tenant}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders",
+            settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(200)), path: try PathTemplate("{route}/{attr:tenant}")),
+            store: store, namer: ObjectNamer())
         func tenant(_ id: String, _ name: String) -> Record { record(id, attributes: [("tenant", name)]) }
         // One batch (maxDelay holds it open): a delivery to a good directory, one to the failing
         // one, and one with a record in each (all-or-none: it fails).
@@ -147,8 +157,9 @@ import Testing
         // 2 × 128 key-safe bytes in one segment used to exceed NAME_MAX: ENAMETOOLONG forever.
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:a}{attr:b}")),
-                                     store: try LocalFileStore(root: dir.path), namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:a}{attr:b}")),
+            store: try LocalFileStore(root: dir.path), namer: ObjectNamer())
         let long = String(repeating: "x", count: 200)
         let result = await submit(archiver, [record("1", attributes: [("a", long), ("b", long)])])
         guard case .success = result else { Issue.record("expected success, got \(result)"); return }
@@ -157,9 +168,13 @@ import Testing
 
     @Test func recordsWithDifferentPathsBecomeSeparateObjects() async throws {
         let store = InMemoryBlobWriter()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}")),
-                                     store: store, namer: ObjectNamer())
-        guard case .success = await submit(archiver, [record("1", attributes: [("tenant", "a")]), record("2", attributes: [("tenant", "b")]), record("3")]) else {
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(path: try PathTemplate("{route}/{attr:tenant}")),
+            store: store, namer: ObjectNamer())
+        guard
+            case .success = await submit(
+                archiver, [record("1", attributes: [("tenant", "a")]), record("2", attributes: [("tenant", "b")]), record("3")])
+        else {
             Issue.record("expected success"); return
         }
         let keys = store.puts.map { $0.key.split(separator: "/").dropLast().joined(separator: "/") }.sorted()
@@ -168,8 +183,9 @@ import Testing
 
     @Test func maxRecordsSplitsBatches() async throws {
         let store = InMemoryBlobWriter(delay: .milliseconds(50))
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxRecords: 5), path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(batch: .init(maxRecords: 5), path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         await withTaskGroup(of: Void.self) { group in
             for i in 0..<40 { group.addTask { _ = await submit(archiver, [record("\(i)")]) } }
         }
@@ -180,8 +196,9 @@ import Testing
 
     @Test func maxDelayHoldsABatchOpenAndDrainFlushesIt() async throws {
         let store = InMemoryBlobWriter()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .seconds(30)), path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .seconds(30)), path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         let done = Atomic<Int>(0)
         for i in 0..<3 { archiver.submit([record("\(i)")]) { _ in done.add(1, ordering: .relaxed) } }
         try await Task.sleep(for: .milliseconds(100))
@@ -212,7 +229,8 @@ import Testing
     @Test(arguments: zip([1, 3, 2], [0, 0, 20]))
     func concurrentWritesBoundsTheBatchesInFlight(concurrentWrites: Int, maxDelayMilliseconds: Int) async throws {
         let store = InMemoryBlobWriter(delay: .milliseconds(100))
-        let settings = ArchiveSettings(batch: .init(maxDelay: .milliseconds(maxDelayMilliseconds), concurrentWrites: concurrentWrites), path: try PathTemplate("{route}"))
+        let settings = ArchiveSettings(
+            batch: .init(maxDelay: .milliseconds(maxDelayMilliseconds), concurrentWrites: concurrentWrites), path: try PathTemplate("{route}"))
         let archiver = RouteArchiver(route: "orders", settings: settings, store: store, namer: ObjectNamer())
         let answered = Atomic<Int>(0)
         // Deliveries keep arriving while writes are in progress, so every write slot gets used.
@@ -231,8 +249,9 @@ import Testing
 
     @Test func maxDelayTimerFlushes() async throws {
         let store = InMemoryBlobWriter()
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(50)), path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(batch: .init(maxDelay: .milliseconds(50)), path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         let result = await submit(archiver, [record("1")])
         guard case .success = result else { Issue.record("expected success"); return }
         #expect(store.puts.count == 1)
@@ -250,13 +269,15 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let store = try LocalFileStore(root: dir.path)
-        let archiver = RouteArchiver(route: "orders", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "orders", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}/{yyyy}/{MM}/{dd}")),
+            store: store, namer: ObjectNamer())
         let payload: [UInt8] = [0x00, 0xFF] + Array("payload".utf8)
         func record(receivedAt: Int64) -> Record {
-            Record(id: "../m 1", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: receivedAt),
-                   eventTime: "2021-02-26T19:13:55.749Z", attributes: [("k", "v")],
-                   meta: [("subscription", .string("projects/p/subscriptions/s"))], payload: payload)
+            Record(
+                id: "../m 1", source: .pubsub, route: "orders", receivedAt: UTCTime(seconds: receivedAt),
+                eventTime: "2021-02-26T19:13:55.749Z", attributes: [("k", "v")],
+                meta: [("subscription", .string("projects/p/subscriptions/s"))], payload: payload)
         }
         guard case .success = await submit(archiver, [record(receivedAt: 1_795_719_600)]) else { Issue.record("first write failed"); return }
         // The redelivery arrives a day later: the event time still maps it to the same keys.
@@ -285,10 +306,13 @@ import Testing
         }
     }
 
-    func record(_ id: String, _ source: RecordSource = .cloudevents, meta: [(key: String, value: MetaValue)] = [],
-                attributes: [(key: String, value: String)] = [], payload: String = "p", receivedAt: Int64 = 1_795_719_600) -> Record {
-        Record(id: id, source: source, route: "r", receivedAt: UTCTime(seconds: receivedAt), eventTime: "2021-02-26T19:13:55Z",
-               attributes: attributes, meta: meta, payload: Array(payload.utf8))
+    func record(
+        _ id: String, _ source: RecordSource = .cloudevents, meta: [(key: String, value: MetaValue)] = [],
+        attributes: [(key: String, value: String)] = [], payload: String = "p", receivedAt: Int64 = 1_795_719_600
+    ) -> Record {
+        Record(
+            id: id, source: source, route: "r", receivedAt: UTCTime(seconds: receivedAt), eventTime: "2021-02-26T19:13:55Z",
+            attributes: attributes, meta: meta, payload: Array(payload.utf8))
     }
 
     /// Archives each record as its own delivery; returns the payloads stored, one per .gz object.
@@ -296,18 +320,21 @@ import Testing
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let store = try LocalFileStore(root: dir.path)
-        let archiver = RouteArchiver(route: "r", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}")),
-                                     store: store, namer: ObjectNamer())
+        let archiver = RouteArchiver(
+            route: "r", settings: ArchiveSettings(format: .raw, path: try PathTemplate("{route}")),
+            store: store, namer: ObjectNamer())
         for record in records {
             guard case .success = await submit(archiver, [record]) else { throw TestFailure("\(record.id) was not stored") }
         }
         let objects = dir.files().filter { $0.hasSuffix(".gz") }
         #expect(dir.files().count == 2 * objects.count, "each payload has its sidecar")
-        return try objects.map { String(decoding: try systemGunzip([UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + $0)))), as: UTF8.self) }.sorted()
+        return try objects.map {
+            String(decoding: try systemGunzip([UInt8](Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + $0)))), as: UTF8.self)
+        }.sorted()
     }
 
     @Test func messagesSharingAnIDAreEachStored() async throws {
-        let cjk = String(repeating: "漢", count: 43)   // 387 key-safe bytes: only the first 126 are kept
+        let cjk = String(repeating: "漢", count: 43)  // 387 key-safe bytes: only the first 126 are kept
         let stored = try await archive([
             // CloudEvents: only source + id is unique
             // (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md#id).
@@ -332,8 +359,9 @@ import Testing
 
     @Test func aRedeliveryMapsToTheSameKeys() async throws {
         let first = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(1))], payload: "once")
-        let again = record("7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(2))], payload: "once",
-                           receivedAt: 1_795_806_000)
+        let again = record(
+            "7", .pubsub, meta: [("subscription", .string("s")), ("deliveryAttempt", .int(2))], payload: "once",
+            receivedAt: 1_795_806_000)
         #expect(ObjectNamer.rawName(first) == ObjectNamer.rawName(again))
         #expect(try await archive([first, again]) == ["once"])
     }

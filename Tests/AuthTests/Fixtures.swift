@@ -3,10 +3,11 @@ import CryptoExtras
 import Foundation
 import Logging
 import PersistorCore
-@testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport
 import Synchronization
+
+@testable import PersistorAuth
 
 // MARK: - Keys and tokens
 
@@ -43,8 +44,10 @@ func signRS256(headerJSON: String, payloadJSON: String, key: _RSA.Signing.Privat
     return input + "." + base64url(signature.rawRepresentation)
 }
 
-func mint(_ claims: [String: Any], key: _RSA.Signing.PrivateKey = TestKeys.a, kid: String = "a1",
-          header: [String: Any?] = [:]) -> String {
+func mint(
+    _ claims: [String: Any], key: _RSA.Signing.PrivateKey = TestKeys.a, kid: String = "a1",
+    header: [String: Any?] = [:]
+) -> String {
     var fullHeader: [String: Any] = ["alg": "RS256", "kid": kid, "typ": "JWT"]
     for (name, value) in header { fullHeader[name] = value }
     return signRS256(headerJSON: json(fullHeader), payloadJSON: json(claims), key: key)
@@ -64,8 +67,10 @@ enum Google {
     static let serviceAccount = "pusher@my-project.iam.gserviceaccount.com"
 
     static func claims(now: Int = nowSeconds()) -> [String: Any] {
-        ["aud": audience, "azp": "113774264463038321964", "email": serviceAccount, "email_verified": true,
-         "exp": now + 3600, "iat": now, "iss": "https://accounts.google.com", "sub": "113774264463038321964"]
+        [
+            "aud": audience, "azp": "113774264463038321964", "email": serviceAccount, "email_verified": true,
+            "exp": now + 3600, "iat": now, "iss": "https://accounts.google.com", "sub": "113774264463038321964",
+        ]
     }
 }
 
@@ -77,23 +82,29 @@ enum Entra {
     static let role = "AzureEventGridSecureWebhookSubscriber"
 
     static func v1(now: Int = nowSeconds(), tenant: String = Entra.tenant) -> [String: Any] {
-        ["aud": audience, "iss": "https://sts.windows.net/\(tenant)/", "iat": now, "nbf": now, "exp": now + 86_700,
-         "appid": eventGrid, "appidacr": "2", "idp": "https://sts.windows.net/\(tenant)/",
-         "oid": "df247a9a-f64f-431a-873f-ffb36338b683", "sub": "df247a9a-f64f-431a-873f-ffb36338b683",
-         "tid": tenant, "ver": "1.0", "roles": [role]]
+        [
+            "aud": audience, "iss": "https://sts.windows.net/\(tenant)/", "iat": now, "nbf": now, "exp": now + 86_700,
+            "appid": eventGrid, "appidacr": "2", "idp": "https://sts.windows.net/\(tenant)/",
+            "oid": "df247a9a-f64f-431a-873f-ffb36338b683", "sub": "df247a9a-f64f-431a-873f-ffb36338b683",
+            "tid": tenant, "ver": "1.0", "roles": [role],
+        ]
     }
 
     static func v2(now: Int = nowSeconds(), tenant: String = Entra.tenant) -> [String: Any] {
-        ["aud": audience, "iss": "https://login.microsoftonline.com/\(tenant)/v2.0", "iat": now, "nbf": now,
-         "exp": now + 3600, "azp": eventGrid, "azpacr": "2", "oid": "df247a9a-f64f-431a-873f-ffb36338b683",
-         "sub": "df247a9a-f64f-431a-873f-ffb36338b683", "tid": tenant, "ver": "2.0", "roles": [role]]
+        [
+            "aud": audience, "iss": "https://login.microsoftonline.com/\(tenant)/v2.0", "iat": now, "nbf": now,
+            "exp": now + 3600, "azp": eventGrid, "azpacr": "2", "oid": "df247a9a-f64f-431a-873f-ffb36338b683",
+            "sub": "df247a9a-f64f-431a-873f-ffb36338b683", "tid": tenant, "ver": "2.0", "roles": [role],
+        ]
     }
 }
 
 func jwk(_ key: _RSA.Signing.PrivateKey, kid: String, alg: String? = "RS256", use: String? = "sig") -> [String: Any] {
     let primitives = try! key.publicKey.getKeyPrimitives()
-    var entry: [String: Any] = ["kty": "RSA", "kid": kid, "n": base64url(primitives.modulus),
-                                "e": base64url(primitives.publicExponent)]
+    var entry: [String: Any] = [
+        "kty": "RSA", "kid": kid, "n": base64url(primitives.modulus),
+        "e": base64url(primitives.publicExponent),
+    ]
     if let alg { entry["alg"] = alg }
     if let use { entry["use"] = use }
     return entry
@@ -133,34 +144,38 @@ final class JWKSServer: Sendable {
         let path = "/certs-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         self.path = path
         var router = Router()
-        router.add(path, Router.Route(methods: ["GET"]) { _, respond in
-            shared.fetches.add(1, ordering: .relaxed)
-            let behaviour = shared.behaviour.withLock { $0 }
-            var headers = HTTPHeaders()
-            let response: HTTPResponse
-            if behaviour.failing {
-                response = .text(503, "unavailable")
-            } else {
-                headers.add("Content-Type", "application/json")
-                if let cacheControl = behaviour.cacheControl { headers.add("Cache-Control", cacheControl) }
-                response = HTTPResponse(status: 200, headers: headers, body: Array(behaviour.body.utf8))
-            }
-            if behaviour.delay > .zero {
-                let nanoseconds = behaviour.delay.components.seconds * 1_000_000_000 + behaviour.delay.components.attoseconds / 1_000_000_000
-                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) { @Sendable in
+        router.add(
+            path,
+            Router.Route(methods: ["GET"]) { _, respond in
+                shared.fetches.add(1, ordering: .relaxed)
+                let behaviour = shared.behaviour.withLock { $0 }
+                var headers = HTTPHeaders()
+                let response: HTTPResponse
+                if behaviour.failing {
+                    response = .text(503, "unavailable")
+                } else {
+                    headers.add("Content-Type", "application/json")
+                    if let cacheControl = behaviour.cacheControl { headers.add("Cache-Control", cacheControl) }
+                    response = HTTPResponse(status: 200, headers: headers, body: Array(behaviour.body.utf8))
+                }
+                if behaviour.delay > .zero {
+                    let nanoseconds = behaviour.delay.components.seconds * 1_000_000_000 + behaviour.delay.components.attoseconds / 1_000_000_000
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) { @Sendable in
+                        respond(response)
+                    }
+                } else {
                     respond(response)
                 }
-            } else {
-                respond(response)
-            }
-        })
+            })
         self.shared = shared
         self.server = HTTPServer(settings: HTTPServerSettings(host: "127.0.0.1", port: 0, loops: 1), service: router)
         self.port = try server.start()
     }
 
-    convenience init(keys: [(key: _RSA.Signing.PrivateKey, kid: String)] = [(TestKeys.a, "a1")],
-                     cacheControl: String? = "public, max-age=3600") throws {
+    convenience init(
+        keys: [(key: _RSA.Signing.PrivateKey, kid: String)] = [(TestKeys.a, "a1")],
+        cacheControl: String? = "public, max-age=3600"
+    ) throws {
         try self.init(body: jwks(keys), cacheControl: cacheControl)
     }
 
@@ -228,14 +243,17 @@ struct Harness {
     let registry: JWKSRegistry
     let logs = LogCapture()
 
-    init(keys: [(key: _RSA.Signing.PrivateKey, kid: String)] = [(TestKeys.a, "a1")],
-         cacheControl: String? = "public, max-age=3600",
-         minimumRefreshInterval: Duration = .seconds(60),
-         failureBackoff: Duration = .seconds(5)) throws {
+    init(
+        keys: [(key: _RSA.Signing.PrivateKey, kid: String)] = [(TestKeys.a, "a1")],
+        cacheControl: String? = "public, max-age=3600",
+        minimumRefreshInterval: Duration = .seconds(60),
+        failureBackoff: Duration = .seconds(5)
+    ) throws {
         server = try JWKSServer(keys: keys, cacheControl: cacheControl)
-        registry = JWKSRegistry(fetcher: URLSessionJWKSFetcher(timeout: .seconds(5)),
-                                minimumRefreshInterval: minimumRefreshInterval,
-                                failureBackoff: failureBackoff, logger: logs.logger)
+        registry = JWKSRegistry(
+            fetcher: URLSessionJWKSFetcher(timeout: .seconds(5)),
+            minimumRefreshInterval: minimumRefreshInterval,
+            failureBackoff: failureBackoff, logger: logs.logger)
     }
 
     func oidc(audience: String = Google.audience, serviceAccounts: [String] = [Google.serviceAccount]) -> OIDCSettings {

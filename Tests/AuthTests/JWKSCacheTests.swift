@@ -1,8 +1,9 @@
 import Foundation
-@testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport
 import Testing
+
+@testable import PersistorAuth
 
 @Suite("JWKS cache")
 struct JWKSCacheTests {
@@ -131,7 +132,8 @@ struct JWKSCacheTests {
         let authenticator = harness.oidcAuthenticator()
         #expect(await decide(authenticator, request(bearer: token())) == .denied(status: 503, reason: "keys unavailable", wwwAuthenticate: nil))
         // During the failure backoff the 503 comes at once, without another fetch.
-        #expect(decideSynchronously(authenticator, request(bearer: token())) == .denied(status: 503, reason: "keys unavailable", wwwAuthenticate: nil))
+        #expect(
+            decideSynchronously(authenticator, request(bearer: token())) == .denied(status: 503, reason: "keys unavailable", wwwAuthenticate: nil))
         #expect(harness.server.fetches == 1)
         #expect(authenticator.failureCounts == ["keys unavailable": 2])
         await harness.stop()
@@ -170,7 +172,9 @@ struct JWKSCacheTests {
     @Test func invalidJWKSWithoutKeysIs503() async throws {
         let harness = try Harness()
         harness.server.setBody(#"{"keys":[{"kty":"EC","kid":"e1","crv":"P-256","x":"AA","y":"AA"}]}"#)
-        #expect(await decide(harness.oidcAuthenticator(), request(bearer: token())) == .denied(status: 503, reason: "keys unavailable", wwwAuthenticate: nil))
+        #expect(
+            await decide(harness.oidcAuthenticator(), request(bearer: token()))
+                == .denied(status: 503, reason: "keys unavailable", wwwAuthenticate: nil))
         await harness.stop()
     }
 
@@ -240,14 +244,16 @@ struct JWKSCacheTests {
     }
 
     @Test func jwkSelectionRules() throws {
-        let body = json(["keys": [
-            jwk(TestKeys.a, kid: "a1"),
-            jwk(TestKeys.b, kid: "enc", use: "enc"),
-            jwk(TestKeys.b, kid: "noalg", alg: nil, use: nil),
-            ["kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"],
-            ["kty": "RSA", "kid": "short", "n": base64url([UInt8](repeating: 0xC5, count: 128)), "e": "AQAB"],
-            ["kty": "RSA", "n": base64url([UInt8](repeating: 0xC5, count: 256)), "e": "AQAB"],
-        ] as [Any]])
+        let body = json([
+            "keys": [
+                jwk(TestKeys.a, kid: "a1"),
+                jwk(TestKeys.b, kid: "enc", use: "enc"),
+                jwk(TestKeys.b, kid: "noalg", alg: nil, use: nil),
+                ["kty": "EC", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"],
+                ["kty": "RSA", "kid": "short", "n": base64url([UInt8](repeating: 0xC5, count: 128)), "e": "AQAB"],
+                ["kty": "RSA", "n": base64url([UInt8](repeating: 0xC5, count: 256)), "e": "AQAB"],
+            ] as [Any]
+        ])
         let set = try JWKSet.parse(Array(body.utf8))
         #expect(Set(set.keys.keys) == ["a1", "noalg"])
         #expect(set.skipped == 4)

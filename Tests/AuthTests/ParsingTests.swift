@@ -1,5 +1,6 @@
-@testable import PersistorAuth
 import Testing
+
+@testable import PersistorAuth
 
 @Suite("JSON, base64url and JWT parsing")
 struct ParsingTests {
@@ -8,22 +9,25 @@ struct ParsingTests {
     }
 
     @Test func jsonValues() {
-        #expect(parse(#"{"a":true,"b":1,"c":1.5e3,"d":"x\u00e9\ud83d\ude00\n","e":[null,false],"f":{}}"#)
-            == .object(["a": .bool(true), "b": .number(1), "c": .number(1500), "d": .string("xé😀\n"),
-                        "e": .array([.null, .bool(false)]), "f": .object([:])]))
+        #expect(
+            parse(#"{"a":true,"b":1,"c":1.5e3,"d":"x\u00e9\ud83d\ude00\n","e":[null,false],"f":{}}"#)
+                == .object([
+                    "a": .bool(true), "b": .number(1), "c": .number(1500), "d": .string("xé😀\n"),
+                    "e": .array([.null, .bool(false)]), "f": .object([:]),
+                ]))
         #expect(parse(" [ -0 , 0.5 ] ") == .array([.number(-0.0), .number(0.5)]))
         #expect(parse("1700000000") == .number(1_700_000_000))
     }
 
     @Test(arguments: [
-        #"{"a":1,"a":2}"#,        // duplicate member
-        #"{"a":1,}"#,             // trailing comma
+        #"{"a":1,"a":2}"#,  // duplicate member
+        #"{"a":1,}"#,  // trailing comma
         #"[1,]"#,
-        #"{"a":01}"#,             // leading zero
+        #"{"a":01}"#,  // leading zero
         #"{"a":1."#,
         #"{"a":tru}"#,
-        "{\"a\":\"\u{01}\"}",     // raw control character
-        #"{"a":"x"} x"#,          // trailing garbage
+        "{\"a\":\"\u{01}\"}",  // raw control character
+        #"{"a":"x"} x"#,  // trailing garbage
         #"{'a':1}"#,
         "",
         String(repeating: "[", count: 40) + String(repeating: "]", count: 40),  // too deep

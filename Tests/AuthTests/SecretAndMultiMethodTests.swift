@@ -1,8 +1,9 @@
 import Foundation
-@testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport
 import Testing
+
+@testable import PersistorAuth
 
 @Suite("Secrets")
 struct SecretTests {
@@ -14,8 +15,9 @@ struct SecretTests {
     }
 
     private func headerSecretRoute(_ harness: Harness) -> RouteAuthenticator {
-        harness.authenticator(AuthSettings(headerSecret: SecretSettings(name: "X-Persistor-Secret", values: [secret, rotated])),
-                              route: "blob-events")
+        harness.authenticator(
+            AuthSettings(headerSecret: SecretSettings(name: "X-Persistor-Secret", values: [secret, rotated])),
+            route: "blob-events")
     }
 
     private var encodedSecret: String {
@@ -51,7 +53,8 @@ struct SecretTests {
     @Test func querySecretMissing() async throws {
         let harness = try Harness()
         #expect(decideSynchronously(querySecretRoute(harness), request(target: "/eventgrid")) == denied(401, "missing secret", "Secret"))
-        #expect(decideSynchronously(querySecretRoute(harness), request(target: "/eventgrid?codes=\(rotated)")) == denied(401, "missing secret", "Secret"))
+        #expect(
+            decideSynchronously(querySecretRoute(harness), request(target: "/eventgrid?codes=\(rotated)")) == denied(401, "missing secret", "Secret"))
         await harness.stop()
     }
 

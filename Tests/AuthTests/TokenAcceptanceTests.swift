@@ -2,10 +2,11 @@ import Crypto
 import CryptoExtras
 import Foundation
 import PersistorCore
-@testable import PersistorAuth
 import PersistorHTTP
 import PersistorTestSupport
 import Testing
+
+@testable import PersistorAuth
 
 @Suite("Token acceptance")
 struct TokenAcceptanceTests {
@@ -22,10 +23,12 @@ struct TokenAcceptanceTests {
         // with fresh dates and our audience.
         let harness = try Harness()
         let now = nowSeconds()
-        let claims: [String: Any] = ["aud": Google.audience, "azp": "113774264463038321964",
-                                     "email": "gae-gcp@appspot.gserviceaccount.com", "email_verified": true,
-                                     "exp": now + 3600, "iat": now, "iss": "https://accounts.google.com",
-                                     "sub": "113774264463038321964"]
+        let claims: [String: Any] = [
+            "aud": Google.audience, "azp": "113774264463038321964",
+            "email": "gae-gcp@appspot.gserviceaccount.com", "email_verified": true,
+            "exp": now + 3600, "iat": now, "iss": "https://accounts.google.com",
+            "sub": "113774264463038321964",
+        ]
         let authenticator = harness.authenticator(AuthSettings(oidc: harness.oidc(serviceAccounts: ["gae-gcp@appspot.gserviceaccount.com"])))
         #expect(await decide(authenticator, request(bearer: mint(claims))) == .allowed(method: "oidc"))
         await harness.stop()
@@ -194,8 +197,9 @@ struct TokenAcceptanceTests {
 
         let ours = mint(Google.claims(), key: TestKeys.c, kid: "c1").split(separator: ".")
         try Data(Base64URL.decode(ours[2].utf8)!).write(to: URL(fileURLWithPath: sigPath))
-        let verified = try runProcess(openssl, ["dgst", "-sha256", "-verify", pubPath, "-signature", sigPath],
-                                      input: Array("\(ours[0]).\(ours[1])".utf8))
+        let verified = try runProcess(
+            openssl, ["dgst", "-sha256", "-verify", pubPath, "-signature", sigPath],
+            input: Array("\(ours[0]).\(ours[1])".utf8))
         #expect(verified.status == 0 && String(decoding: verified.stdout, as: UTF8.self).contains("Verified OK"))
     }
 }
@@ -216,11 +220,17 @@ struct OfficialLibraryTokenTests {
         let server = try JWKSServer(body: jwksBody)
         let logs = LogCapture()
         let registry = JWKSRegistry(logger: logs.logger)
-        let oidc = RouteAuthenticator(route: "orders", settings: AuthSettings(oidc: OIDCSettings(
-            audience: audience, serviceAccounts: ["pusher@proj.iam.gserviceaccount.com"], jwksURL: server.url)),
+        let oidc = RouteAuthenticator(
+            route: "orders",
+            settings: AuthSettings(
+                oidc: OIDCSettings(
+                    audience: audience, serviceAccounts: ["pusher@proj.iam.gserviceaccount.com"], jwksURL: server.url)),
             keys: registry, logger: logs.logger)
-        let entra = RouteAuthenticator(route: "grid", settings: AuthSettings(entra: EntraSettings(
-            tenant: tenant, audiences: [audience], jwksURL: server.url)), keys: registry, logger: logs.logger)
+        let entra = RouteAuthenticator(
+            route: "grid",
+            settings: AuthSettings(
+                entra: EntraSettings(
+                    tenant: tenant, audiences: [audience], jwksURL: server.url)), keys: registry, logger: logs.logger)
 
         let expected: [(String, RouteAuthenticator, AuthDecision)] = [
             ("google_valid", oidc, .allowed(method: "oidc")),

@@ -1,8 +1,9 @@
 import Crypto
 import Foundation
-@testable import PersistorAuth
 import PersistorHTTP
 import Testing
+
+@testable import PersistorAuth
 
 /// The negative matrix: each refusal with its exact status, reason and challenge.
 @Suite("Token rejections")
@@ -97,8 +98,9 @@ struct TokenRejectionTests {
         // Even when someone lists HS256, there is no HMAC code path.
         let harness = try Harness()
         let lenient = harness.authenticator(AuthSettings(oidc: harness.oidc(), allowedAlgorithms: ["RS256", "HS256"]))
-        let mac = HMAC<SHA256>.authenticationCode(for: Array(input.utf8),
-                                                  using: SymmetricKey(data: Array(TestKeys.a.publicKey.pemRepresentation.utf8)))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Array(input.utf8),
+            using: SymmetricKey(data: Array(TestKeys.a.publicKey.pemRepresentation.utf8)))
         #expect(await decide(lenient, request(bearer: input + "." + base64url(Array(mac)))) == denied(401, "alg not supported"))
         await harness.stop()
     }

@@ -4,19 +4,23 @@ import Testing
 
 /// The archive as users read it: raw mode's create-only objects, and DuckDB over ndjson.
 @Suite(.serialized) struct ArchiveLayoutTests {
-    func post(_ server: PersistorProcess, _ path: String, _ body: String, headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> Int {
+    func post(
+        _ server: PersistorProcess, _ path: String, _ body: String, headers: [(String, String)] = [("Content-Type", "application/json")]
+    ) throws -> Int {
         let client = try server.connect()
         try client.send(RawHTTPClient.request("POST", path, headers: headers, body: body))
         return try client.readResponse().status
     }
 
     @Test func rawModeStoresARedeliveryOnceAndAcksBoth() throws {
-        let server = try PersistorProcess(config: """
-        archive:
-          format: raw
-          path: "{route}/{yyyy}/{MM}/{dd}"
-        """)
-        let envelope = #"{"message":{"data":"aGVsbG8=","messageId":"42","publishTime":"2021-02-26T19:13:55.749Z","attributes":{"k":"v"}},"subscription":"projects/p/subscriptions/s"}"#
+        let server = try PersistorProcess(
+            config: """
+                archive:
+                  format: raw
+                  path: "{route}/{yyyy}/{MM}/{dd}"
+                """)
+        let envelope =
+            #"{"message":{"data":"aGVsbG8=","messageId":"42","publishTime":"2021-02-26T19:13:55.749Z","attributes":{"k":"v"}},"subscription":"projects/p/subscriptions/s"}"#
         #expect(try post(server, "/pubsub", envelope) == 204)
         #expect(try post(server, "/pubsub", envelope) == 204)
         #expect(try post(server, "/eventgrid", #"[{"id":"../../escape","eventType":"t","eventTime":"2021-02-26T10:00:00Z","data":{}}]"#) == 200)
@@ -29,7 +33,8 @@ import Testing
         #expect(gz.dropLast(3) == json.dropLast(5), "payload and sidecar share their name")
         let payload = try systemGunzip([UInt8](Data(contentsOf: URL(fileURLWithPath: server.store.path + "/" + gz))))
         #expect(payload == Array("hello".utf8))
-        let sidecar = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: server.store.path + "/" + json))) as? [String: Any])
+        let sidecar = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: server.store.path + "/" + json))) as? [String: Any])
         #expect(sidecar["id"] as? String == "42")
         #expect(sidecar["eventTime"] as? String == "2021-02-26T19:13:55.749Z")
         #expect(sidecar["attributes"] as? [String: String] == ["k": "v"])
@@ -37,15 +42,16 @@ import Testing
     }
 
     @Test func hostileAttributesCannotLeaveTheStore() throws {
-        let server = try PersistorProcess(config: """
-        routes:
-          - name: orders
-            path: /pubsub
-            kind: pubsub
-            delivery: unwrapped
-        archive:
-          path: "{route}/{attr:tenant}/{attr:region}"
-        """)
+        let server = try PersistorProcess(
+            config: """
+                routes:
+                  - name: orders
+                    path: /pubsub
+                    kind: pubsub
+                    delivery: unwrapped
+                archive:
+                  path: "{route}/{attr:tenant}/{attr:region}"
+                """)
         let hostile = ["../../../../tmp/escaped", "..", "%2e%2e", "/etc", String(repeating: "x", count: 4000)]
         for (index, value) in hostile.enumerated() {
             #expect(try post(server, "/pubsub", "payload \(index)", headers: [("Tenant", value), ("Region", "..")]) == 204)
@@ -65,10 +71,11 @@ import Testing
 
     @Test func duckDBReadsTheHiveStyleArchiveAsIs() throws {
         let started = UTCHour(Date())
-        let server = try PersistorProcess(config: """
-        archive:
-          path: "{route}/dt={yyyy}-{MM}-{dd}/hour={HH}"
-        """)
+        let server = try PersistorProcess(
+            config: """
+                archive:
+                  path: "{route}/dt={yyyy}-{MM}-{dd}/hour={HH}"
+                """)
         let binary: [UInt8] = [0x00, 0x9F, 0xFF, 0x10]
         var sent: [String: [UInt8]] = [:]
         func pubsub(_ id: String, _ payload: [UInt8]) throws {
@@ -105,8 +112,9 @@ import Testing
         #expect(Data(base64Encoded: unparsed["payload_b64"] ?? "").map { [UInt8]($0) } == Array(bad.utf8))
         // The deliveries were received between `started` and now, in one or two (day, hour) partitions.
         let partitions = [started, UTCHour(Date())]
-        #expect(rows.allSatisfy { row in partitions.contains { $0.day == row["dt"] && $0.hour == row["hour"].flatMap { Int($0) } } },
-                "hive partition columns come from the path: \(rows.map { ($0["dt"] ?? "-", $0["hour"] ?? "-") }), expected one of \(partitions)")
+        #expect(
+            rows.allSatisfy { row in partitions.contains { $0.day == row["dt"] && $0.hour == row["hour"].flatMap { Int($0) } } },
+            "hive partition columns come from the path: \(rows.map { ($0["dt"] ?? "-", $0["hour"] ?? "-") }), expected one of \(partitions)")
     }
 }
 

@@ -7,8 +7,10 @@ import Testing
 /// directory removed while serving, the free-space readiness check, and store paths that cannot
 /// work stopping the start (docs/archive-format.md, docs/stores.md#local-filesystem).
 @Suite(.serialized) struct ArchiveTrustTests {
-    func post(_ server: PersistorProcess, _ path: String, _ body: [UInt8],
-              headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> Int {
+    func post(
+        _ server: PersistorProcess, _ path: String, _ body: [UInt8],
+        headers: [(String, String)] = [("Content-Type", "application/json")]
+    ) throws -> Int {
         try server.connect().perform("POST", path, headers: headers + [("Connection", "close")], body: body).status
     }
 
@@ -45,7 +47,8 @@ import Testing
             return try post(server, "/eventgrid", Array(event.utf8), headers: [("Content-Type", "application/cloudevents+json")])
         }
         func eventGrid(_ topic: String) throws -> Int {
-            let event = #"[{"id":"same","topic":"\#(topic)","subject":"s","eventType":"t","eventTime":"2021-02-26T10:00:00Z","data":{},"dataVersion":"1"}]"#
+            let event =
+                #"[{"id":"same","topic":"\#(topic)","subject":"s","eventType":"t","eventTime":"2021-02-26T10:00:00Z","data":{},"dataVersion":"1"}]"#
             return try post(server, "/eventgrid", Array(event.utf8))
         }
         #expect(try cloudEvent("/a", "from a") == 200)
@@ -73,15 +76,16 @@ import Testing
     }
 
     @Test func aSegmentOfTwoLongAttributesIsStoredAndTheRouteStaysReady() throws {
-        let server = try PersistorProcess(config: """
-        routes:
-          - name: orders
-            path: /pubsub
-            kind: pubsub
-            delivery: unwrapped
-        archive:
-          path: "{route}/{attr:a}{attr:b}"
-        """)
+        let server = try PersistorProcess(
+            config: """
+                routes:
+                  - name: orders
+                    path: /pubsub
+                    kind: pubsub
+                    delivery: unwrapped
+                archive:
+                  path: "{route}/{attr:a}{attr:b}"
+                """)
         let long = String(repeating: "x", count: 200)
         #expect(try post(server, "/pubsub", Array("poison".utf8), headers: [("A", long), ("B", long)]) == 204)
         #expect(try post(server, "/pubsub", Array("neighbour".utf8), headers: [("A", "a"), ("B", "b")]) == 204)
@@ -121,7 +125,8 @@ import Testing
         defer { work.remove() }
         let logPath = work.path + "/log"
         guard FileManager.default.createFile(atPath: logPath, contents: nil),
-              let log = FileHandle(forWritingAtPath: logPath) else { throw TestFailure("cannot create \(logPath)") }
+            let log = FileHandle(forWritingAtPath: logPath)
+        else { throw TestFailure("cannot create \(logPath)") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try PersistorProcess.locateBinary())
         process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(try PersistorProcess.freePort()), "--store", store]
@@ -157,7 +162,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: immutable, withIntermediateDirectories: false)
         let chattr = try requireTool("chattr", install: "apt-get install -y e2fsprogs")
         let flagged = try runProcess(chattr, ["+i", immutable])
-        try #require(flagged.status == 0, "chattr +i \(immutable) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)")
+        try #require(
+            flagged.status == 0,
+            "chattr +i \(immutable) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)"
+        )
         defer { _ = try? runProcess(chattr, ["-i", immutable]) }
         let (status, log) = try serveMustExit(store: immutable)
         #expect(status != 0)

@@ -54,17 +54,18 @@ import Testing
 
     @Test func googleOIDCTokensFromGoogleAuth() throws {
         let keys = try KeyServer()
-        let server = try PersistorProcess(config: """
-        routes:
-          - name: orders
-            path: /pubsub
-            kind: pubsub
-            auth:
-              oidc:
-                audience: \(Self.audience)
-                serviceAccounts: [pusher@proj.iam.gserviceaccount.com]
-                jwksURL: \(keys.jwksURL)
-        """)
+        let server = try PersistorProcess(
+            config: """
+                routes:
+                  - name: orders
+                    path: /pubsub
+                    kind: pubsub
+                    auth:
+                      oidc:
+                        audience: \(Self.audience)
+                        serviceAccounts: [pusher@proj.iam.gserviceaccount.com]
+                        jwksURL: \(keys.jwksURL)
+                """)
         let expectations: [(String, Int)] = [
             ("google_valid", 204), ("google_bare_issuer", 204),
             ("google_wrong_aud", 401), ("google_wrong_iss", 401), ("google_expired", 401),
@@ -79,7 +80,8 @@ import Testing
         }
         let missing = try post(server, path: "/pubsub", token: nil, id: "no-token")
         #expect(missing.status == 401)
-        let viaQuery = try post(server, path: "/pubsub", token: nil, id: "query-token", query: "?access_token=\(try #require(keys.tokens["google_valid"]))")
+        let viaQuery = try post(
+            server, path: "/pubsub", token: nil, id: "query-token", query: "?access_token=\(try #require(keys.tokens["google_valid"]))")
         #expect(viaQuery.status == 204)
 
         let archived = Set(try allRecords(server.store).compactMap(\.id))
@@ -89,23 +91,27 @@ import Testing
 
     @Test func entraTokensFromPyJWT() throws {
         let keys = try KeyServer()
-        let server = try PersistorProcess(config: """
-        routes:
-          - name: grid
-            path: /eventgrid
-            kind: eventgrid
-            auth:
-              entra:
-                tenant: \(Self.tenant)
-                audience: \(Self.audience)
-                jwksURL: \(keys.jwksURL)
-        """)
+        let server = try PersistorProcess(
+            config: """
+                routes:
+                  - name: grid
+                    path: /eventgrid
+                    kind: eventgrid
+                    auth:
+                      entra:
+                        tenant: \(Self.tenant)
+                        audience: \(Self.audience)
+                        jwksURL: \(keys.jwksURL)
+                """)
         func post(_ name: String) throws -> Int {
             let client = try server.connect()
             let body = #"[{"id":"\#(name)","eventType":"t","subject":"s","eventTime":"2026-11-26T19:00:00Z","data":{}}]"#
-            try client.send(RawHTTPClient.request("POST", "/eventgrid", headers: [
-                ("Content-Type", "application/json"), ("Authorization", "Bearer \(try #require(keys.tokens[name]))"),
-            ], body: body))
+            try client.send(
+                RawHTTPClient.request(
+                    "POST", "/eventgrid",
+                    headers: [
+                        ("Content-Type", "application/json"), ("Authorization", "Bearer \(try #require(keys.tokens[name]))"),
+                    ], body: body))
             return try client.readResponse().status
         }
         #expect(try post("entra_v1_valid") == 200)
@@ -122,27 +128,30 @@ import Testing
     }
 
     @Test func sharedSecretsInQueryAndHeader() throws {
-        let server = try PersistorProcess(config: """
-        routes:
-          - name: orders
-            path: /pubsub
-            kind: pubsub
-            auth:
-              querySecret: { param: token, values: ["old-secret", "${NEW_SECRET}"] }
-          - name: grid
-            path: /eventgrid
-            kind: eventgrid
-            auth:
-              headerSecret: { header: X-Delivery-Secret, values: ["grid-secret"] }
-        """, environment: ["NEW_SECRET": "new-secret"])
+        let server = try PersistorProcess(
+            config: """
+                routes:
+                  - name: orders
+                    path: /pubsub
+                    kind: pubsub
+                    auth:
+                      querySecret: { param: token, values: ["old-secret", "${NEW_SECRET}"] }
+                  - name: grid
+                    path: /eventgrid
+                    kind: eventgrid
+                    auth:
+                      headerSecret: { header: X-Delivery-Secret, values: ["grid-secret"] }
+                """, environment: ["NEW_SECRET": "new-secret"])
         #expect(try post(server, path: "/pubsub", token: nil, id: "old", query: "?token=old-secret").status == 204)
         #expect(try post(server, path: "/pubsub", token: nil, id: "new", query: "?token=new-secret").status == 204)
         #expect(try post(server, path: "/pubsub", token: nil, id: "wrong", query: "?token=nope").status == 401)
         #expect(try post(server, path: "/pubsub", token: nil, id: "missing").status == 401)
 
         let client = try server.connect()
-        try client.send(RawHTTPClient.request("POST", "/eventgrid", headers: [("X-Delivery-Secret", "grid-secret")],
-                                              body: #"[{"id":"g1","eventType":"t","data":{}}]"#))
+        try client.send(
+            RawHTTPClient.request(
+                "POST", "/eventgrid", headers: [("X-Delivery-Secret", "grid-secret")],
+                body: #"[{"id":"g1","eventType":"t","data":{}}]"#))
         #expect(try client.readResponse().status == 200)
         try client.send(RawHTTPClient.request("POST", "/eventgrid?X-Delivery-Secret=grid-secret", body: #"[{"id":"g2","eventType":"t","data":{}}]"#))
         #expect(try client.readResponse().status == 401, "a header secret in the query string is refused")

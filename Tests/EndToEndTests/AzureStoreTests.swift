@@ -22,8 +22,9 @@ private final class AzureFake: @unchecked Sendable {
     private static func launch(port: Int, bearer: String?) throws -> PeerProcess {
         var environment = ["AZ_FAKE_PORT": String(port)]
         if let bearer { environment["AZ_FAKE_BEARER"] = bearer }
-        return try PeerProcess("azblob-fake", executable: try testPython(),
-                               arguments: [repositoryRoot + "/Tests/tools/azblob_fake.py"], port: port, environment: environment)
+        return try PeerProcess(
+            "azblob-fake", executable: try testPython(),
+            arguments: [repositoryRoot + "/Tests/tools/azblob_fake.py"], port: port, environment: environment)
     }
 
     private func createContainer() throws {
@@ -50,12 +51,13 @@ private final class AzureFake: @unchecked Sendable {
         let output = try runPythonTool("azure_read.py", ["read", connectionString, container, "archive/"])
         let items = try #require(output["blobs"] as? [[String: Any]])
         return try items.map { item in
-            StoredBlob(name: try #require(item["name"] as? String),
-                       bytes: try #require(Data(base64Encoded: item["bytesBase64"] as? String ?? "")).map { $0 },
-                       contentType: item["contentType"] as? String, contentEncoding: item["contentEncoding"] as? String,
-                       contentMD5: item["contentMD5"] as? String,
-                       metadata: item["metadata"] as? [String: String] ?? [:],
-                       blockSizes: (item["committedBlocks"] as? [[String: Any]] ?? []).compactMap { $0["size"] as? Int })
+            StoredBlob(
+                name: try #require(item["name"] as? String),
+                bytes: try #require(Data(base64Encoded: item["bytesBase64"] as? String ?? "")).map { $0 },
+                contentType: item["contentType"] as? String, contentEncoding: item["contentEncoding"] as? String,
+                contentMD5: item["contentMD5"] as? String,
+                metadata: item["metadata"] as? [String: String] ?? [:],
+                blockSizes: (item["committedBlocks"] as? [[String: Any]] ?? []).compactMap { $0["size"] as? Int })
         }.filter { $0.name != "archive/_persistor/probe" }
     }
 
@@ -85,18 +87,20 @@ private func md5Base64(_ bytes: [UInt8]) throws -> String {
 /// The Azure variables of the test's own environment neutralized (empty counts as unset), plus `extra`.
 private func azureEnvironment(_ extra: [String: String]) -> [String: String] {
     var environment: [String: String] = [:]
-    for name in ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_SAS_TOKEN",
-                 "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_CLIENT_ID"] {
+    for name in [
+        "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_SAS_TOKEN",
+        "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_CLIENT_ID",
+    ] {
         environment[name] = ""
     }
     return environment.merging(extra) { $1 }
 }
 
 private let rawConfig = """
-archive:
-  format: raw
-  path: "{route}/{yyyy}/{MM}/{dd}"
-"""
+    archive:
+      format: raw
+      path: "{route}/{yyyy}/{MM}/{dd}"
+    """
 
 private func post(_ server: PersistorProcess, _ request: [UInt8]) throws -> RawHTTPResponse {
     let client = try server.connect()
@@ -117,8 +121,9 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
 @Suite(.serialized) struct AzureStoreTests {
     @Test func ndjsonBatchesAreStoredWithContentHeadersAndMetadata() throws {
         let fake = try AzureFake()
-        let server = try PersistorProcess(environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
-                                          storeURL: fake.storeURL)
+        let server = try PersistorProcess(
+            environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
+            storeURL: fake.storeURL)
         #expect(waitForReadiness(server, 200, timeout: 10) != nil, "readyz after the probe; log:\n\(server.log)")
         var sent: [String: [UInt8]] = [:]
         for index in 0..<6 {
@@ -152,17 +157,20 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
 
     @Test func rawModeStoresARedeliveryOnceWithItsSidecar() throws {
         let fake = try AzureFake()
-        let server = try PersistorProcess(config: rawConfig,
-                                          environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
-                                          storeURL: fake.storeURL)
+        let server = try PersistorProcess(
+            config: rawConfig,
+            environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
+            storeURL: fake.storeURL)
         let id = "msg é 42"
-        let request = RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                            body: wrappedEnvelope(id: id, data: Array("hello azure".utf8), attributes: ["k": "v"]))
+        let request = RawHTTPClient.request(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: id, data: Array("hello azure".utf8), attributes: ["k": "v"]))
         #expect(try post(server, request).status == 204)
         #expect(try post(server, request).status == 204)
         let blobs = try fake.blobs()
         let base = "archive/pubsub/2021/02/26/msg%20%C3%A9%2042"
-        #expect(blobs.count == 2 && isRawObjectKey(blobs[0].name, base: base, ext: "gz")
+        #expect(
+            blobs.count == 2 && isRawObjectKey(blobs[0].name, base: base, ext: "gz")
                 && isRawObjectKey(blobs[1].name, base: base, ext: "json"), "\(blobs.map(\.name))")
         guard blobs.count == 2 else { return }
         let (payload, sidecar) = (blobs[0], blobs[1])
@@ -186,12 +194,14 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
 
     @Test func largeBodiesGoAsBlocksAndABlockList() throws {
         let fake = try AzureFake()
-        let server = try PersistorProcess(config: rawConfig,
-                                          environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
-                                          storeURL: fake.storeURL + "?singlePutLimit=1024&blockSize=400")
+        let server = try PersistorProcess(
+            config: rawConfig,
+            environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]),
+            storeURL: fake.storeURL + "?singlePutLimit=1024&blockSize=400")
         let payload = pseudoRandomBytes(count: 3000, seed: 7)
-        let request = RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                            body: wrappedEnvelope(id: "big-1", data: payload))
+        let request = RawHTTPClient.request(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "big-1", data: payload))
         #expect(try post(server, request).status == 204)
         #expect(try post(server, request).status == 204, "a redelivery is success")
         let blobs = try fake.blobs()
@@ -213,7 +223,8 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
     func aSASWorksWithoutAuthorizationHeader(via: String) throws {
         let fake = try AzureFake()
         let sas = try #require(runPythonTool("azure_read.py", ["container-sas", fake.connectionString, fake.container])["sas"] as? String)
-        let environment = via == "connection string"
+        let environment =
+            via == "connection string"
             ? ["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=\(fake.endpoint);SharedAccessSignature=\(sas)"]
             : ["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=\(fake.endpoint)", "AZURE_STORAGE_SAS_TOKEN": "?" + sas]
         let server = try PersistorProcess(environment: azureEnvironment(environment), storeURL: fake.storeURL)
@@ -228,9 +239,10 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
     @Test(arguments: ["IMDS", "App Service"])
     func managedIdentityTokensAuthorizeWrites(endpoint: String) throws {
         let identityPort = try PersistorProcess.freePort()
-        let identity = try PeerProcess("fake-identity", executable: try testPython(),
-                                       arguments: [repositoryRoot + "/Tests/tools/fake_identity.py"], port: identityPort,
-                                       environment: ["FAKE_ID_PORT": String(identityPort), "FAKE_ACCESS_TOKEN": "mi-token-\(identityPort)"])
+        let identity = try PeerProcess(
+            "fake-identity", executable: try testPython(),
+            arguments: [repositoryRoot + "/Tests/tools/fake_identity.py"], port: identityPort,
+            environment: ["FAKE_ID_PORT": String(identityPort), "FAKE_ACCESS_TOKEN": "mi-token-\(identityPort)"])
         let fake = try AzureFake(bearer: "mi-token-\(identityPort)")
         var environment = ["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=\(fake.endpoint)"]
         if endpoint == "IMDS" {
@@ -245,8 +257,10 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
             #expect(try post(server, pubsubPost(id: "mi-\(index)", payload: Array("mi \(index)".utf8))).status == 204)
         }
         #expect(try fake.blobs().flatMap { try systemGunzip($0.bytes).split(separator: 0x0A) }.count == 3)
-        let tokenPath = endpoint == "IMDS" ? "GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F"
-                                           : "GET /msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com%2F"
+        let tokenPath =
+            endpoint == "IMDS"
+            ? "GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F"
+            : "GET /msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com%2F"
         let fetches = identity.log.split(separator: "\n").filter { $0.contains(tokenPath) && $0.contains("\" 200 ") }
         #expect(fetches.count == 1, "one token, cached for every request: \(identity.log)")
         #expect(!server.log.contains("mi-token"), "the token never appears in logs")
@@ -257,8 +271,9 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
         let fake = try AzureFake()
         let wrongKey = Data((0..<64).map { UInt8($0) }).base64EncodedString()
         let connection = "AccountName=devstoreaccount1;AccountKey=\(wrongKey);BlobEndpoint=\(fake.endpoint)"
-        let server = try PersistorProcess(environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": connection]),
-                                          storeURL: fake.storeURL)
+        let server = try PersistorProcess(
+            environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": connection]),
+            storeURL: fake.storeURL)
         #expect(waitUntil(timeout: 5) { server.log.contains("AuthenticationFailed") }, "log:\n\(server.log)")
         #expect(readyStatus(server) == 503)
         let response = try post(server, pubsubPost(id: "never", payload: Array("x".utf8)))
@@ -274,14 +289,15 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
 
     @Test func anOutageAnswers503UntilTheStoreIsBackThenRecoversWithoutRestart() throws {
         let fake = try AzureFake()
-        let server = try PersistorProcess(config: """
-        storeRetry:
-          attemptTimeout: 500ms
-          totalTimeout: 1s
-          maxAttempts: 3
-          initialBackoff: 20ms
-          maxBackoff: 100ms
-        """, environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]), storeURL: fake.storeURL)
+        let server = try PersistorProcess(
+            config: """
+                storeRetry:
+                  attemptTimeout: 500ms
+                  totalTimeout: 1s
+                  maxAttempts: 3
+                  initialBackoff: 20ms
+                  maxBackoff: 100ms
+                """, environment: azureEnvironment(["AZURE_STORAGE_CONNECTION_STRING": fake.connectionString]), storeURL: fake.storeURL)
         #expect(waitForReadiness(server, 200, timeout: 10) != nil)
 
         // A sender posting steadily; each answer is recorded with the time its request was sent.
@@ -295,8 +311,10 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
                 sequence += 1
                 let id = "outage-\(sequence)", sentAt = Date()
                 if let client = try? RawHTTPClient(port: port, timeout: 5),
-                   let response = try? client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                      body: wrappedEnvelope(id: id, data: Array("n \(sequence)".utf8))) {
+                    let response = try? client.perform(
+                        "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                        body: wrappedEnvelope(id: id, data: Array("n \(sequence)".utf8)))
+                {
                     answers.update { $0.append(Answer(sentAt: sentAt, id: id, status: response.status, retryAfter: response.header("Retry-After"))) }
                 }
                 usleep(50_000)
@@ -323,16 +341,18 @@ private func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
         #expect((recovered ?? 99) < 8, "the probe runs every 2 s")
         print("azure outage: readyz 200 again \(recovered ?? -1) s after the fake's restart began (start-up and container creation included)")
         let after = Date()
-        #expect(waitUntil(timeout: 10) { answers.get().filter { $0.sentAt > after && $0.status == 204 }.count >= 3 },
-                "acks after the recovery")
+        #expect(
+            waitUntil(timeout: 10) { answers.get().filter { $0.sentAt > after && $0.status == 204 }.count >= 3 },
+            "acks after the recovery")
         stop.set(true)
         try sender.join()
         let ackedAfter = Set(answers.get().filter { $0.sentAt > after && $0.status == 204 }.map(\.id))
-        let stored = Set(try fake.blobs().flatMap { blob in
-            try systemGunzip(blob.bytes).split(separator: 0x0A).compactMap {
-                (try JSONSerialization.jsonObject(with: Data($0)) as? [String: Any])?["id"] as? String
-            }
-        })
+        let stored = Set(
+            try fake.blobs().flatMap { blob in
+                try systemGunzip(blob.bytes).split(separator: 0x0A).compactMap {
+                    (try JSONSerialization.jsonObject(with: Data($0)) as? [String: Any])?["id"] as? String
+                }
+            })
         #expect(ackedAfter.isSubset(of: stored), "deliveries acknowledged after the recovery are in the store")
         #expect(server.isRunning)
     }

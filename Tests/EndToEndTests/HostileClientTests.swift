@@ -1,8 +1,9 @@
 import Foundation
 import PersistorTestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Clients that try to make the server hold memory, connections or body budget, each against the
@@ -38,8 +39,9 @@ struct HostileClientTests {
         }
         let during = try residentBytes(server.pid)
         try flood.join(timeout: 20)
-        #expect(during - before < 32 << 20,
-                "RSS grew \((during - before) >> 20) MiB (from \(before >> 20) MiB) while a client pipelined \(sent.get()) requests without reading")
+        #expect(
+            during - before < 32 << 20,
+            "RSS grew \((during - before) >> 20) MiB (from \(before >> 20) MiB) while a client pipelined \(sent.get()) requests without reading")
         #expect(slowest < 1, "GET /healthz on another connection took \(slowest) s during the flood")
     }
 
@@ -57,7 +59,7 @@ struct HostileClientTests {
             let start = Date()
             while secondsSince(start) < 15 {
                 try? client.send(burst)
-                let taken = (try? client.receiveAndDiscard(upTo: 64)) ?? -1 // -1: nothing within 100 ms
+                let taken = (try? client.receiveAndDiscard(upTo: 64)) ?? -1  // -1: nothing within 100 ms
                 if taken == 0 { break }
                 usleep(100_000)
             }
@@ -76,16 +78,16 @@ struct HostileClientTests {
     }
 
     static let securedRoute = """
-    server:
-      maxInFlightBodyBytes: 4MiB
-      bodyTimeout: 20s
-    routes:
-      - name: orders
-        path: /pubsub
-        kind: pubsub
-        auth:
-          headerSecret: { header: X-Delivery-Secret, values: ["s3cret"] }
-    """
+        server:
+          maxInFlightBodyBytes: 4MiB
+          bodyTimeout: 20s
+        routes:
+          - name: orders
+            path: /pubsub
+            kind: pubsub
+            auth:
+              headerSecret: { header: X-Delivery-Secret, values: ["s3cret"] }
+        """
 
     @Test("senders that announce large bodies and trickle them do not spend the body budget")
     func tricklingBodiesDoNotLockOthersOut() throws {
@@ -95,7 +97,9 @@ struct HostileClientTests {
         var tricklers: [RawHTTPClient] = []
         for _ in 0..<8 {
             let client = try server.connect(timeout: 5)
-            try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: s3cret\r\nContent-Type: application/json\r\nContent-Length: 33554432\r\n\r\n{")
+            try client.send(
+                "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: s3cret\r\nContent-Type: application/json\r\nContent-Length: 33554432\r\n\r\n{"
+            )
             tricklers.append(client)
         }
         usleep(200_000)
@@ -134,8 +138,9 @@ struct HostileClientTests {
         holder.close()
         // Once the holder is gone, the budget is back.
         usleep(300_000)
-        let after = try server.connect(timeout: 5).perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                          body: wrappedEnvelope(id: "after-budget", data: Array("ok".utf8)))
+        let after = try server.connect(timeout: 5).perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "after-budget", data: Array("ok".utf8)))
         #expect(after.status == 204, "\(after.status) \(after.bodyText)")
     }
 
@@ -169,7 +174,8 @@ struct HostileClientTests {
         let server = try PersistorProcess(config: Self.securedRoute)
         step("Expect: 100-continue with a wrong secret") {
             let client = try server.connect(timeout: 5)
-            try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: nope\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+            try client.send(
+                "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: nope\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
             let response = try client.readResponse()
             #expect(response.status == 401)
             #expect(client.interimStatuses.isEmpty, "no 100 Continue for a sender that is refused")
@@ -188,7 +194,9 @@ struct HostileClientTests {
         step("the right secret with Expect: 100-continue") {
             let client = try server.connect(timeout: 5)
             let body = wrappedEnvelope(id: "continued", data: Array("hi".utf8))
-            try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: s3cret\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.count)\r\n\r\n")
+            try client.send(
+                "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Delivery-Secret: s3cret\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.count)\r\n\r\n"
+            )
             let interim = try client.readResponse(returnInterim: true)
             #expect(interim.status == 100)
             try client.send(body)
@@ -265,14 +273,16 @@ struct HostileClientTests {
         // c1f080d kept answering keep-alive during drainDelay, then closed the sockets under the
         // senders' next requests when the delay ended.
         #expect(waitForReadiness(server, 503, timeout: 2) != nil, "readyz turns 503 at once")
-        let onOpen = try open.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                      body: wrappedEnvelope(id: "drain-open", data: Array("o".utf8)))
+        let onOpen = try open.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "drain-open", data: Array("o".utf8)))
         #expect(onOpen.status == 204, "still served during drainDelay")
         #expect(onOpen.header("Connection")?.lowercased() == "close", "answers during the drain close the connection")
         #expect(open.waitForClose(seconds: 2))
         let fresh = try server.connect(timeout: 5)
-        let onFresh = try fresh.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                        body: wrappedEnvelope(id: "drain-new", data: Array("n".utf8)))
+        let onFresh = try fresh.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "drain-new", data: Array("n".utf8)))
         #expect(onFresh.status == 204)
         #expect(onFresh.header("Connection")?.lowercased() == "close", "a connection accepted during the drain serves one request")
         #expect(try server.waitForExit(timeout: 15) == 0)
@@ -298,8 +308,9 @@ struct HostileClientTests {
         #expect(probe.waitForClose(seconds: 2))
         usleep(100_000)
         let delivery = try server.connect(timeout: 5)
-        let refused = try delivery.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                           body: wrappedEnvelope(id: "beyond-limit", data: Array("x".utf8)))
+        let refused = try delivery.perform(
+            "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+            body: wrappedEnvelope(id: "beyond-limit", data: Array("x".utf8)))
         #expect(refused.status == 503, "a delivery on a probe connection: \(refused.status)")
         #expect(refused.header("Retry-After") != nil)
         delivery.close()

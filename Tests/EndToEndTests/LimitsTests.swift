@@ -7,13 +7,13 @@ import Testing
 @Suite("Limits and timeouts end to end")
 struct LimitsTests {
     static let smallLimits = """
-    server:
-      maxBodyBytes: 1KiB
-      maxHeaderBytes: 4KiB
-      headerTimeout: 1s
-      bodyTimeout: 1s
-      idleTimeout: 2s
-    """
+        server:
+          maxBodyBytes: 1KiB
+          maxHeaderBytes: 4KiB
+          headerTimeout: 1s
+          bodyTimeout: 1s
+          idleTimeout: 2s
+        """
 
     @Test("oversize body is 413 before it is sent, oversize head is 431")
     func sizeLimits() throws {
@@ -38,7 +38,8 @@ struct LimitsTests {
         }
         step("chunked body growing over the limit") {
             let client = try server.connect(timeout: 5)
-            try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + String(repeating: "a", count: 512) + "\r\n")
+            try client.send(
+                "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + String(repeating: "a", count: 512) + "\r\n")
             try client.send("400\r\n")
             let response = try client.readResponse()
             #expect(response.status == 413, "chunked body over the limit: \(response.status)")
@@ -97,7 +98,8 @@ struct LimitsTests {
                     if !client.waitForClose(seconds: 3) { problem("slow head: connection left open after 408") }
                 case 1:
                     // A full head, part of the body, then silence.
-                    try client.send("POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"message\":")
+                    try client.send(
+                        "POST /pubsub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"message\":")
                     let response = try client.readResponse()
                     let elapsed = secondsSince(start)
                     if response.status != 408 { problem("slow body: \(response.status) \(response.bodyText)") }
@@ -184,8 +186,9 @@ struct LimitsTests {
         #expect(during > 100, "the busy connections got only \(during) answers meanwhile")
         #expect(errors.get().isEmpty, "\(errors.get())")
         for answer in answers.get() {
-            #expect(answer.status == 408 && answer.seconds >= 0.9 && answer.seconds <= 3.5,
-                    "\(answer.status) after \(answer.seconds) s; headerTimeout is 1s")
+            #expect(
+                answer.status == 408 && answer.seconds >= 0.9 && answer.seconds <= 3.5,
+                "\(answer.status) after \(answer.seconds) s; headerTimeout is 1s")
         }
     }
 
@@ -206,8 +209,9 @@ struct LimitsTests {
                     open.append(client)
                     break
                 }
-                try #require((response == nil || response?.status == 503) && attempt < 20,
-                             "connection \(index + 1) of 5: \(response.map { "\($0.status)" } ?? "no answer")")
+                try #require(
+                    (response == nil || response?.status == 503) && attempt < 20,
+                    "connection \(index + 1) of 5: \(response.map { "\($0.status)" } ?? "no answer")")
                 usleep(100_000)
             }
         }
@@ -219,8 +223,9 @@ struct LimitsTests {
             #expect(client.waitForClose(seconds: 3), "connection \(extra) must be closed")
         }
         for (index, client) in open.enumerated() {
-            let response = try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                              body: wrappedEnvelope(id: "maxconn-\(index)", data: Array("kept".utf8)))
+            let response = try client.perform(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: "maxconn-\(index)", data: Array("kept".utf8)))
             #expect(response.status == 204, "existing connection \(index + 1): \(response.status)")
         }
         // A slot frees up when a connection closes.

@@ -10,7 +10,8 @@ struct LoadAndFaultTests {
     static func peakRSS(_ pid: Int32) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) else {
+            let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        else {
             throw TestFailure("no VmHWM in /proc/\(pid)/status")
         }
         return kib * 1024
@@ -40,8 +41,11 @@ struct LoadAndFaultTests {
         // A completes and is stored; then the same request as B fits.
         try holder.send(Array(held[headEnd...]))
         #expect(try holder.readResponse().status == 204)
-        #expect(try server.connect().perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                             body: wrappedEnvelope(id: "after", data: big)).status == 204)
+        #expect(
+            try server.connect().perform(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: "after", data: big)
+            ).status == 204)
 
         // A reset in the middle of a body gives its reservation back too.
         for round in 0..<3 {
@@ -50,9 +54,12 @@ struct LoadAndFaultTests {
             usleep(200_000)
             aborted.reset()
             usleep(100_000)
-            #expect(try server.connect().perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                 body: wrappedEnvelope(id: "after-reset-\(round)", data: big)).status == 204,
-                    "round \(round): budget leaked by a reset connection")
+            #expect(
+                try server.connect().perform(
+                    "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                    body: wrappedEnvelope(id: "after-reset-\(round)", data: big)
+                ).status == 204,
+                "round \(round): budget leaked by a reset connection")
         }
         let counts = try archivedIDCounts(server.store)
         #expect(counts["held"] == 1 && counts["after"] == 1 && counts["refused"] == nil)
@@ -72,8 +79,9 @@ struct LoadAndFaultTests {
             for client in slow { try client.send([head[second]]) }
             for i in 0..<20 {
                 let started = Date()
-                let response = try probe.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                 body: wrappedEnvelope(id: "probe-\(second)-\(i)", data: Array("x".utf8)))
+                let response = try probe.perform(
+                    "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                    body: wrappedEnvelope(id: "probe-\(second)-\(i)", data: Array("x".utf8)))
                 latencies.append(secondsSince(started))
                 #expect(response.status == 204)
             }
@@ -128,8 +136,9 @@ struct LoadAndFaultTests {
             guard let client = try? RawHTTPClient(port: server.port, timeout: 30) else { return }
             let payload = pseudoRandomBytes(count: 1024, seed: UInt64(connection + 1))
             for post in 0..<10 {
-                let response = try? client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                   body: wrappedEnvelope(id: "small-\(connection)-\(post)", data: payload))
+                let response = try? client.perform(
+                    "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                    body: wrappedEnvelope(id: "small-\(connection)-\(post)", data: payload))
                 if response?.status == 204 { acked.update { $0 += 1 } }
             }
         }
@@ -143,16 +152,24 @@ struct LoadAndFaultTests {
         try runOnThreads(16, timeout: 600) { connection in
             do {
                 let client = try RawHTTPClient(port: server.port, timeout: 300)
-                let response = try client.perform("POST", "/pubsub", headers: [
-                    ("Content-Type", "application/octet-stream"), ("x-goog-pubsub-message-id", "big-\(connection)"),
-                ], body: big)
-                if response.status == 204 { bigAcked.update { $0 += 1 } } else { bigOther.update { $0.append("\(response.status) \(response.bodyText)") } }
+                let response = try client.perform(
+                    "POST", "/pubsub",
+                    headers: [
+                        ("Content-Type", "application/octet-stream"), ("x-goog-pubsub-message-id", "big-\(connection)"),
+                    ], body: big)
+                if response.status == 204 {
+                    bigAcked.update { $0 += 1 }
+                } else {
+                    bigOther.update { $0.append("\(response.status) \(response.bodyText)") }
+                }
             } catch {
                 bigOther.update { $0.append("\(error)") }
             }
         }
         let bigPeak = try Self.peakRSS(server.pid)
-        print("peak RSS: \(smallPeak >> 20) MiB after 256 connections × 10 × 1 KiB; \(bigPeak >> 20) MiB after 16 × 10 MiB (\(bigAcked.get()) acked, others: \(bigOther.get()))")
+        print(
+            "peak RSS: \(smallPeak >> 20) MiB after 256 connections × 10 × 1 KiB; \(bigPeak >> 20) MiB after 16 × 10 MiB (\(bigAcked.get()) acked, others: \(bigOther.get()))"
+        )
         #expect(smallPeak < 128 << 20, "documented bound for small deliveries")
         #expect(bigPeak < 1536 << 20, "documented bound for 10 MiB deliveries")
         // 16 × 10 MiB fits the default in-flight budget (256 MiB): every one is stored.

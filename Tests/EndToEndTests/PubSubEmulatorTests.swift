@@ -1,8 +1,9 @@
 import Foundation
 import PersistorTestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real Pub/Sub sender: Google's Pub/Sub emulator pushes to the release binary over loopback,
@@ -34,22 +35,22 @@ import Glibc
 @Suite("Pub/Sub emulator pushing to the binary", .serialized)
 struct PubSubEmulatorTests {
     static let config = """
-    server:
-      shutdownGrace: 5s
-    routes:
-      - name: wrapped
-        path: /push/wrapped
-        kind: pubsub
-        delivery: wrapped
-      - name: plain
-        path: /push/plain
-        kind: pubsub
-        delivery: unwrapped
-      - name: meta
-        path: /push/meta
-        kind: pubsub
-        delivery: auto
-    """
+        server:
+          shutdownGrace: 5s
+        routes:
+          - name: wrapped
+            path: /push/wrapped
+            kind: pubsub
+            delivery: wrapped
+          - name: plain
+            path: /push/plain
+            kind: pubsub
+            delivery: unwrapped
+          - name: meta
+            path: /push/meta
+            kind: pubsub
+            delivery: auto
+        """
 
     static let textTopic = "persistor-text"
     static let binaryTopic = "persistor-binary"
@@ -145,7 +146,8 @@ struct PubSubEmulatorTests {
     /// port, and while it is down between restarts no other test's `freePort()` (a bind to port 0,
     /// which takes ephemeral ports only) can take it.
     static func portBelowEphemeralRange() throws -> Int {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        let range =
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
             .split(whereSeparator: \.isWhitespace).compactMap { Int($0) } ?? []
         let low = range.first ?? 32768
         guard low > 20_100 else { return try PersistorProcess.freePort() }
@@ -167,8 +169,10 @@ struct PubSubEmulatorTests {
     }
 
     /// Runs pubsub_emulator.py against the emulator with `spec` written to a file.
-    static func emulatorTool(_ command: String, _ spec: [String: Any], emulator: PubSubEmulator,
-                             scratch: TemporaryDirectory) throws -> [String: Any] {
+    static func emulatorTool(
+        _ command: String, _ spec: [String: Any], emulator: PubSubEmulator,
+        scratch: TemporaryDirectory
+    ) throws -> [String: Any] {
         let path = scratch.path + "/\(command)-\(UUID().uuidString.prefix(8)).json"
         try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: path))
         return try runPythonTool("pubsub_emulator.py", [command, path], environment: ["PUBSUB_EMULATOR_HOST": emulator.hostPort])
@@ -179,8 +183,10 @@ struct PubSubEmulatorTests {
         let spec: [String: Any] = [
             "project": emulator.project,
             "messages": messages.map { message -> [String: Any] in
-                ["topic": message.topic, "dataBase64": Data(message.payload).base64EncodedString(),
-                 "attributes": message.attributes, "orderingKey": message.orderingKey]
+                [
+                    "topic": message.topic, "dataBase64": Data(message.payload).base64EncodedString(),
+                    "attributes": message.attributes, "orderingKey": message.orderingKey,
+                ]
             },
         ]
         let output = try emulatorTool("publish", spec, emulator: emulator, scratch: scratch)
@@ -232,8 +238,9 @@ struct PubSubEmulatorTests {
     static func expectations(_ messages: [Message], project: String) -> [Expectation] {
         messages.flatMap { message in
             subscriptions.filter { $0.topic == message.topic }.map {
-                Expectation(subscription: "projects/\(project)/subscriptions/\($0.name)", route: $0.route,
-                            noWrapper: $0.noWrapper, writeMetadata: $0.writeMetadata, message: message)
+                Expectation(
+                    subscription: "projects/\(project)/subscriptions/\($0.name)", route: $0.route,
+                    noWrapper: $0.noWrapper, writeMetadata: $0.writeMetadata, message: message)
             }
         }
     }
@@ -293,16 +300,22 @@ struct PubSubEmulatorTests {
         let endpoint = { (route: String) in "http://127.0.0.1:\(port)/push/\(route)" }
 
         // Topics and push subscriptions, read back from the emulator.
-        let setup = try Self.emulatorTool("setup", [
-            "project": emulator.project,
-            "topics": [Self.textTopic, Self.binaryTopic].map { topic -> [String: Any] in
-                ["name": topic,
-                 "subscriptions": Self.subscriptions.filter { $0.topic == topic }.map { subscription -> [String: Any] in
-                     ["name": subscription.name, "endpoint": endpoint(subscription.route),
-                      "noWrapper": subscription.noWrapper, "writeMetadata": subscription.writeMetadata]
-                 }]
-            },
-        ], emulator: emulator, scratch: scratch)
+        let setup = try Self.emulatorTool(
+            "setup",
+            [
+                "project": emulator.project,
+                "topics": [Self.textTopic, Self.binaryTopic].map { topic -> [String: Any] in
+                    [
+                        "name": topic,
+                        "subscriptions": Self.subscriptions.filter { $0.topic == topic }.map { subscription -> [String: Any] in
+                            [
+                                "name": subscription.name, "endpoint": endpoint(subscription.route),
+                                "noWrapper": subscription.noWrapper, "writeMetadata": subscription.writeMetadata,
+                            ]
+                        },
+                    ]
+                },
+            ], emulator: emulator, scratch: scratch)
         let created = try #require(setup["subscriptions"] as? [[String: Any]])
         #expect(created.count == Self.subscriptions.count)
         for subscription in Self.subscriptions {
@@ -325,7 +338,10 @@ struct PubSubEmulatorTests {
         batch.append(Message(phase: "A", topic: Self.textTopic, payload: [], attributes: ["only": "attributes"], orderingKey: ""))
         published += try Self.publish(batch, emulator: emulator, scratch: scratch)
         let missingA = try Self.waitForArchive(Self.expectations(published, project: emulator.project), watcher: watcher, timeout: 20)
-        try #require(missingA.isEmpty, "phase A (Persistor up) not archived within 20 s: \(Self.describe(missingA)); persistor log:\n\(server.log)\nemulator log:\n\(emulator.log.suffix(4000))")
+        try #require(
+            missingA.isEmpty,
+            "phase A (Persistor up) not archived within 20 s: \(Self.describe(missingA)); persistor log:\n\(server.log)\nemulator log:\n\(emulator.log.suffix(4000))"
+        )
         mark("A: \(batch.count) messages archived")
 
         /// Publishes `batch` while Persistor is down and waits until the emulator has failed to push
@@ -338,8 +354,9 @@ struct PubSubEmulatorTests {
                 usleep(100_000)
             }
             let failed = before.map { "\($0.key) \(Self.failedPushes(emulator, to: endpoint($0.key)) - $0.value)" }.sorted()
-            #expect(before.allSatisfy { Self.failedPushes(emulator, to: endpoint($0.key)) > $0.value },
-                    "the emulator did not try (and fail) to push to every route while Persistor was down: \(failed)")
+            #expect(
+                before.allSatisfy { Self.failedPushes(emulator, to: endpoint($0.key)) > $0.value },
+                "the emulator did not try (and fail) to push to every route while Persistor was down: \(failed)")
             mark("published \(batch.count) while down; failed pushes since: \(failed.joined(separator: ", "))")
         }
 
@@ -351,7 +368,10 @@ struct PubSubEmulatorTests {
         server = try PersistorProcess(config: Self.config, store: store, port: port)
         let restarted = Date()
         let missingB = try Self.waitForArchive(Self.expectations(published, project: emulator.project), watcher: watcher, timeout: 20)
-        try #require(missingB.isEmpty, "phase B (published while down) not archived within 20 s of the restart: \(Self.describe(missingB)); emulator log:\n\(emulator.log.suffix(4000))")
+        try #require(
+            missingB.isEmpty,
+            "phase B (published while down) not archived within 20 s of the restart: \(Self.describe(missingB)); emulator log:\n\(emulator.log.suffix(4000))"
+        )
         mark("restarted; the backlog was archived after \(String(format: "%.1f", secondsSince(restarted))) s")
 
         // C: SIGKILL while the emulator pushes a burst (published on a thread meanwhile), once a few
@@ -371,7 +391,9 @@ struct PubSubEmulatorTests {
         published += try #require(burstResult.get()).get()
         let burstExpected = Self.expectations(published.filter { $0.phase == "C" }, project: emulator.project)
         let burstMissingAtKill = Self.missing(burstExpected, in: try watcher.records()).count
-        mark("SIGKILL after \(objectsAtKill) new objects: \(burstExpected.count - burstMissingAtKill) of \(burstExpected.count) burst deliveries archived, \(burstMissingAtKill) pending")
+        mark(
+            "SIGKILL after \(objectsAtKill) new objects: \(burstExpected.count - burstMissingAtKill) of \(burstExpected.count) burst deliveries archived, \(burstMissingAtKill) pending"
+        )
 
         // D: publish while down after the crash, restart on the same port.
         try publishWhileDown(Self.textMessages("D", count: 6) + Self.binaryMessages("D", count: 4))
@@ -385,7 +407,10 @@ struct PubSubEmulatorTests {
         #expect(try server.waitForExit(timeout: 10) == 0, "exit status after the last SIGTERM; log:\n\(server.log)")
         mark("SIGTERM: exited")
 
-        #expect(stillMissing.isEmpty, "\(stillMissing.count) published messages never reached the archive: \(Self.describe(stillMissing)); emulator log:\n\(emulator.log.suffix(6000))")
+        #expect(
+            stillMissing.isEmpty,
+            "\(stillMissing.count) published messages never reached the archive: \(Self.describe(stillMissing)); emulator log:\n\(emulator.log.suffix(6000))"
+        )
 
         // Check every record, read afresh the way readers do.
         let records = try allRecords(store)
@@ -398,18 +423,23 @@ struct PubSubEmulatorTests {
         let matched = Set(expected.flatMap { Self.matches($0, in: records) }.map(\.line))
         let strays = records.filter { !matched.contains($0.line) }
         #expect(strays.isEmpty, "\(strays.count) archived records match no published message: \(strays.prefix(3).map(\.line))")
-        #expect(records.allSatisfy { $0.source == "pubsub" }, "no delivery may be quarantined: \(records.filter { $0.source != "pubsub" }.prefix(3).map(\.line))")
+        #expect(
+            records.allSatisfy { $0.source == "pubsub" },
+            "no delivery may be quarantined: \(records.filter { $0.source != "pubsub" }.prefix(3).map(\.line))")
         #expect(store.files().allSatisfy { $0.hasSuffix(".ndjson.gz") }, "temporary files left after the last clean shutdown")
 
         // Both views of a message agree on its publish time (the write-metadata header and the envelope).
         let textViews = Set(["text-wrapped", "text-meta"].map { "projects/\(emulator.project)/subscriptions/\($0)" })
         for message in published where message.topic == Self.textTopic {
-            let times = Set(records.filter { $0.id == message.messageId && textViews.contains($0.meta?["subscription"] as? String ?? "") }
-                .compactMap { $0.fields["eventTime"] as? String })
+            let times = Set(
+                records.filter { $0.id == message.messageId && textViews.contains($0.meta?["subscription"] as? String ?? "") }
+                    .compactMap { $0.fields["eventTime"] as? String })
             #expect(times.count == 1, "message \(message.messageId): publish times \(times.sorted())")
         }
 
-        timeline.append("\(published.count) messages, \(expected.count) deliveries, \(records.count) records (\(duplicates) duplicates), \(String(format: "%.1f", secondsSince(started))) s")
+        timeline.append(
+            "\(published.count) messages, \(expected.count) deliveries, \(records.count) records (\(duplicates) duplicates), \(String(format: "%.1f", secondsSince(started))) s"
+        )
     }
 
     /// One archived record against what was published and how its subscription pushes.
@@ -417,7 +447,9 @@ struct PubSubEmulatorTests {
         let message = expected.message
         let name = "\(expected.subscription.split(separator: "/").last ?? "")/\(message.phase)/\(message.messageId)"
         #expect(record.source == "pubsub", "\(name): source")
-        #expect(record.payload == message.payload, "\(name): payload differs (\(record.payload?.count ?? -1) bytes archived, \(message.payload.count) published)")
+        #expect(
+            record.payload == message.payload,
+            "\(name): payload differs (\(record.payload?.count ?? -1) bytes archived, \(message.payload.count) published)")
         let isUTF8 = String(validating: message.payload, as: UTF8.self) != nil
         #expect((record.fields[isUTF8 ? "data" : "dataBase64"] as? String) != nil, "\(name): payload as \(isUTF8 ? "data" : "dataBase64")")
         let meta = record.meta ?? [:]
@@ -428,8 +460,9 @@ struct PubSubEmulatorTests {
             // The envelope: id, publish time, attributes as published, subscription. The emulator
             // sends no orderingKey or deliveryAttempt; should it start to, they must be right.
             #expect(record.id == message.messageId, "\(name): id")
-            #expect((record.fields["eventTime"] as? String)?.range(of: publishTime, options: .regularExpression) != nil,
-                    "\(name): eventTime \(String(describing: record.fields["eventTime"]))")
+            #expect(
+                (record.fields["eventTime"] as? String)?.range(of: publishTime, options: .regularExpression) != nil,
+                "\(name): eventTime \(String(describing: record.fields["eventTime"]))")
             #expect(attributes == message.attributes, "\(name): attributes \(attributes)")
             #expect(meta["subscription"] as? String == expected.subscription, "\(name): meta.subscription")
             #expect(Set(meta.keys).isSubset(of: ["subscription", "orderingKey", "deliveryAttempt"]), "\(name): meta \(meta)")
@@ -439,8 +472,9 @@ struct PubSubEmulatorTests {
             // x-goog-pubsub-* headers: id, publish time, subscription; the attributes come as headers
             // (lower-cased), plus the emulator's Content-type, plus its x-goog-ordering-key.
             #expect(record.id == message.messageId, "\(name): id")
-            #expect((record.fields["eventTime"] as? String)?.range(of: publishTime, options: .regularExpression) != nil,
-                    "\(name): eventTime \(String(describing: record.fields["eventTime"]))")
+            #expect(
+                (record.fields["eventTime"] as? String)?.range(of: publishTime, options: .regularExpression) != nil,
+                "\(name): eventTime \(String(describing: record.fields["eventTime"]))")
             #expect(meta["subscription"] as? String == expected.subscription, "\(name): meta.subscription")
             var expectedAttributes = Dictionary(uniqueKeysWithValues: message.attributes.map { ($0.key.lowercased(), $0.value) })
             if let contentType = attributes["content-type"] {
@@ -450,7 +484,8 @@ struct PubSubEmulatorTests {
             if !message.orderingKey.isEmpty {
                 let viaMeta = meta["orderingKey"] as? String == message.orderingKey
                 let viaHeader = attributes["x-goog-ordering-key"] == message.orderingKey
-                #expect(viaMeta || viaHeader, "\(name): the ordering key is neither meta.orderingKey nor the emulator's x-goog-ordering-key attribute")
+                #expect(
+                    viaMeta || viaHeader, "\(name): the ordering key is neither meta.orderingKey nor the emulator's x-goog-ordering-key attribute")
                 if viaHeader { expectedAttributes["x-goog-ordering-key"] = message.orderingKey }
             }
             #expect(attributes == expectedAttributes, "\(name): attributes \(attributes), expected \(expectedAttributes)")

@@ -18,7 +18,8 @@ final class MotoS3: @unchecked Sendable {
         peer = try Self.start(port: port)
         let keys = try runPythonTool("moto_bootstrap.py", [String(port)])
         guard let id = keys["accessKeyId"] as? String, let secret = keys["secretAccessKey"] as? String,
-              let role = keys["role"] as? [String: String] else { throw TestFailure("moto_bootstrap.py printed no keys") }
+            let role = keys["role"] as? [String: String]
+        else { throw TestFailure("moto_bootstrap.py printed no keys") }
         accessKeyID = id
         secretAccessKey = secret
         roleCredentials = role
@@ -26,8 +27,9 @@ final class MotoS3: @unchecked Sendable {
 
     private static func start(port: Int) throws -> PeerProcess {
         let bin = URL(fileURLWithPath: try testPython()).deletingLastPathComponent().path
-        return try PeerProcess("moto", executable: bin + "/moto_server", arguments: ["-H", "127.0.0.1", "-p", String(port)],
-                               port: port, startupTimeout: 60)
+        return try PeerProcess(
+            "moto", executable: bin + "/moto_server", arguments: ["-H", "127.0.0.1", "-p", String(port)],
+            port: port, startupTimeout: 60)
     }
 
     /// SIGKILLs moto (all its state is lost).
@@ -42,8 +44,10 @@ final class MotoS3: @unchecked Sendable {
 
     /// The environment that points Persistor at this moto with the user's keys.
     func environment(secret: String? = nil, endpoint: String? = nil) -> [String: String] {
-        ["AWS_ENDPOINT_URL_S3": endpoint ?? self.endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": accessKeyID,
-         "AWS_SECRET_ACCESS_KEY": secret ?? secretAccessKey, "AWS_EC2_METADATA_DISABLED": "true"]
+        [
+            "AWS_ENDPOINT_URL_S3": endpoint ?? self.endpoint, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": accessKeyID,
+            "AWS_SECRET_ACCESS_KEY": secret ?? secretAccessKey, "AWS_EC2_METADATA_DISABLED": "true",
+        ]
     }
 
     /// Every object under `prefix`, read back with boto3 (Tests/tools/s3_read.py).
@@ -51,12 +55,13 @@ final class MotoS3: @unchecked Sendable {
         let output = try runPythonTool("s3_read.py", [endpoint, accessKeyID, secretAccessKey, bucket, prefix])
         var objects: [String: S3Object] = [:]
         for entry in output["objects"] as? [[String: Any]] ?? [] {
-            let object = S3Object(key: entry["key"] as? String ?? "",
-                                  bytes: [UInt8](Data(base64Encoded: entry["bytesBase64"] as? String ?? "") ?? Data()),
-                                  contentType: entry["contentType"] as? String,
-                                  contentEncoding: entry["contentEncoding"] as? String,
-                                  metadata: entry["metadata"] as? [String: String] ?? [:],
-                                  checksumSHA256: entry["checksumSHA256"] as? String)
+            let object = S3Object(
+                key: entry["key"] as? String ?? "",
+                bytes: [UInt8](Data(base64Encoded: entry["bytesBase64"] as? String ?? "") ?? Data()),
+                contentType: entry["contentType"] as? String,
+                contentEncoding: entry["contentEncoding"] as? String,
+                metadata: entry["metadata"] as? [String: String] ?? [:],
+                checksumSHA256: entry["checksumSHA256"] as? String)
             objects[object.key] = object
         }
         return objects
@@ -78,8 +83,9 @@ struct S3Object {
 @discardableResult
 /// Posts one wrapped Pub/Sub delivery on a new connection; returns the answer.
 func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeout: Double = 20) throws -> RawHTTPResponse {
-    try server.connect(timeout: timeout).perform("POST", "/pubsub", headers: [("Content-Type", "application/json"), ("Connection", "close")],
-                                                 body: wrappedEnvelope(id: id, data: payload, attributes: ["route": "bestellungen-größe ✓"]))
+    try server.connect(timeout: timeout).perform(
+        "POST", "/pubsub", headers: [("Content-Type", "application/json"), ("Connection", "close")],
+        body: wrappedEnvelope(id: id, data: payload, attributes: ["route": "bestellungen-größe ✓"]))
 }
 
 /// The archive in S3 through Persistor: bytes, content headers and metadata as boto3 reads them back,
@@ -172,15 +178,18 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
         let moto = try MotoS3()
         let role = moto.roleCredentials
         let imdsPort = try PersistorProcess.freePort()
-        let imds = try PeerProcess("imds", executable: try testPython(), arguments: [
-            repositoryRoot + "/Tests/tools/imds_fake.py", String(imdsPort),
-            role["AccessKeyId"]!, role["SecretAccessKey"]!, role["Token"]!, role["Expiration"]!,
-        ], port: imdsPort)
-        let server = try PersistorProcess(environment: [
-            "AWS_ENDPOINT_URL_S3": moto.endpoint, "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(imdsPort)/", "AWS_EC2_METADATA_DISABLED": "",
-        ], storeURL: "s3://bkt/imds")
+        let imds = try PeerProcess(
+            "imds", executable: try testPython(),
+            arguments: [
+                repositoryRoot + "/Tests/tools/imds_fake.py", String(imdsPort),
+                role["AccessKeyId"]!, role["SecretAccessKey"]!, role["Token"]!, role["Expiration"]!,
+            ], port: imdsPort)
+        let server = try PersistorProcess(
+            environment: [
+                "AWS_ENDPOINT_URL_S3": moto.endpoint, "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(imdsPort)/", "AWS_EC2_METADATA_DISABLED": "",
+            ], storeURL: "s3://bkt/imds")
         #expect(waitForReadiness(server, 200) != nil, "\(server.log)\n\(imds.log)")
         for index in 0..<3 {
             #expect(try postPubSub(server, id: "i-\(index)", payload: Array("via IMDS \(index)".utf8)).status == 204)
@@ -195,12 +204,14 @@ func postPubSub(_ server: PersistorProcess, id: String, payload: [UInt8], timeou
 
     @Test func missingCredentialsWithIMDSDisabledStopTheStartWithAClearError() throws {
         do {
-            _ = try PersistorProcess(environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"],
-                                     storeURL: "s3://bkt/archive")
+            _ = try PersistorProcess(
+                environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true"],
+                storeURL: "s3://bkt/archive")
             Issue.record("persistor started without credentials")
         } catch {
             let message = "\(error)"
-            #expect(message.contains("s3://bkt/archive") && message.contains("no AWS credentials")
+            #expect(
+                message.contains("s3://bkt/archive") && message.contains("no AWS credentials")
                     && message.contains("AWS_ACCESS_KEY_ID"), "\(message)")
         }
     }

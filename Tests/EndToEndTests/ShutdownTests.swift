@@ -1,9 +1,10 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import PersistorTestSupport
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Durability across SIGTERM (graceful) and SIGKILL (crash): nothing that was answered 204 may be
 /// missing from the archive (docs/design.md#durability-rules).
@@ -19,8 +20,10 @@ struct ShutdownTests {
 
     /// `connections` threads, each posting `posts` messages on a keep-alive connection (reconnecting
     /// when the server closes it), starting together.
-    static func startFleet(port: Int, prefix: String, connections: Int, posts: Int, payloadBytes: Int,
-                           tally: Tally) -> ThreadGroup {
+    static func startFleet(
+        port: Int, prefix: String, connections: Int, posts: Int, payloadBytes: Int,
+        tally: Tally
+    ) -> ThreadGroup {
         let start = LockedBox(false)
         let group = ThreadGroup(connections) { connection in
             while !start.get() { usleep(500) }
@@ -31,8 +34,9 @@ struct ShutdownTests {
                 do {
                     if client == nil { client = try RawHTTPClient(port: port, timeout: 15) }
                     let payload = Array(String(repeating: "p", count: payloadBytes).utf8)
-                    let response = try client!.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                       body: wrappedEnvelope(id: id, data: payload))
+                    let response = try client!.perform(
+                        "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                        body: wrappedEnvelope(id: id, data: payload))
                     if response.status == 204 {
                         tally.acked.update { $0.append(id) }
                     } else {
@@ -70,7 +74,9 @@ struct ShutdownTests {
         let acked = tally.acked.get()
         let counts = try archivedIDCounts(server.store)
         let missing = acked.filter { counts[$0] == nil }
-        print("SIGTERM durability: \(tally.attempted.get()) attempted, \(ackedBeforeSignal) acked before SIGTERM, \(acked.count) acked in all, \(counts.values.reduce(0, +)) archived, other statuses \(tally.otherStatuses.get()), \(tally.errors.get()) refused/closed, exit \(status) after \(String(format: "%.2f", shutdownSeconds)) s")
+        print(
+            "SIGTERM durability: \(tally.attempted.get()) attempted, \(ackedBeforeSignal) acked before SIGTERM, \(acked.count) acked in all, \(counts.values.reduce(0, +)) archived, other statuses \(tally.otherStatuses.get()), \(tally.errors.get()) refused/closed, exit \(status) after \(String(format: "%.2f", shutdownSeconds)) s"
+        )
 
         #expect(ackedBeforeSignal >= 30, "the fleet never got going: \(ackedBeforeSignal) acks")
         #expect(status == 0, "exit status after SIGTERM; log:\n\(server.log)")
@@ -87,8 +93,9 @@ struct ShutdownTests {
     func drainDelay() throws {
         let server = try PersistorProcess(config: "server:\n  drainDelay: 3s\n  shutdownGrace: 5s\n")
         let post: (RawHTTPClient, String) throws -> RawHTTPResponse = { client, id in
-            try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                               body: wrappedEnvelope(id: id, data: Array("drain \(id)".utf8)))
+            try client.perform(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: id, data: Array("drain \(id)".utf8)))
         }
         let idle = try server.connect()
         #expect(try idle.perform("GET", "/healthz").status == 200)
@@ -97,8 +104,9 @@ struct ShutdownTests {
         // A request whose body is half sent when the signal comes.
         let partial = try server.connect()
         let partialBody = wrappedEnvelope(id: "drain-partial", data: Array("finished during the drain".utf8))
-        try partial.send(RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")], body: partialBody)
-            .dropLast(partialBody.count / 2).map { $0 })
+        try partial.send(
+            RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")], body: partialBody)
+                .dropLast(partialBody.count / 2).map { $0 })
 
         let signalled = Date()
         server.terminate()
@@ -161,8 +169,9 @@ struct ShutdownTests {
             let server = try PersistorProcess(store: store)
             let strays = store.files().filter { !$0.hasSuffix(".ndjson.gz") }
             #expect(strays.isEmpty, "cycle \(cycle): temporary files survived a restart: \(strays)")
-            let fleet = Self.startFleet(port: server.port, prefix: "crash\(cycle)", connections: 16, posts: 10_000,
-                                        payloadBytes: Int.random(in: 10...4000, using: &generator), tally: tally)
+            let fleet = Self.startFleet(
+                port: server.port, prefix: "crash\(cycle)", connections: 16, posts: 10_000,
+                payloadBytes: Int.random(in: 10...4000, using: &generator), tally: tally)
             let acksBefore = tally.acked.get().count
             let waitStart = Date()
             while tally.acked.get().count < acksBefore + 5 && secondsSince(waitStart) < 20 { usleep(1000) }
@@ -176,14 +185,19 @@ struct ShutdownTests {
         // Every object decompresses completely (a torn object would fail here) and holds the acks.
         let counts = try archivedIDCounts(store)
         let missing = acked.filter { counts[$0] == nil }
-        print("crash safety: \(cycles) SIGKILL cycles, \(acked.count) acked, \(counts.count) archived, \(missing.count) lost, \(leftoversSeen) temp files left by crashes (all removed at restart)")
+        print(
+            "crash safety: \(cycles) SIGKILL cycles, \(acked.count) acked, \(counts.count) archived, \(missing.count) lost, \(leftoversSeen) temp files left by crashes (all removed at restart)"
+        )
         #expect(acked.count >= cycles * 5)
         #expect(missing.isEmpty, "\(missing.count) acked messages are not in the archive: \(missing.prefix(20))")
 
         let restarted = try PersistorProcess(store: store)
         let client = try restarted.connect()
-        #expect(try client.perform("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                   body: wrappedEnvelope(id: "after-restart", data: Array("again".utf8))).status == 204)
+        #expect(
+            try client.perform(
+                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                body: wrappedEnvelope(id: "after-restart", data: Array("again".utf8))
+            ).status == 204)
         #expect(store.files().filter { !$0.hasSuffix(".ndjson.gz") }.isEmpty)
         #expect(try archivedIDCounts(store)["after-restart"] == 1)
     }
@@ -216,7 +230,9 @@ struct ShutdownTests {
 
     /// `GET /readyz`'s status and body now, on a new connection.
     static func readiness(_ port: Int) -> (status: Int, body: String)? {
-        guard let response = try? RawHTTPClient(port: port, timeout: 2).perform("GET", "/readyz", headers: [("Connection", "close")]) else { return nil }
+        guard let response = try? RawHTTPClient(port: port, timeout: 2).perform("GET", "/readyz", headers: [("Connection", "close")]) else {
+            return nil
+        }
         return (response.status, response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
@@ -224,8 +240,9 @@ struct ShutdownTests {
     func sigtermWithAnUnresolvableCredentialHost() throws {
         var generator = SystemRandomNumberGenerator()
         for run in 0..<10 {
-            let server = try PersistorProcess(config: "server:\n  drainDelay: 300ms\n  shutdownGrace: 2s\n",
-                                              environment: Self.metadataServerEnvironment("nonexistent.invalid"), storeURL: "gs://bkt/x")
+            let server = try PersistorProcess(
+                config: "server:\n  drainDelay: 300ms\n  shutdownGrace: 2s\n",
+                environment: Self.metadataServerEnvironment("nonexistent.invalid"), storeURL: "gs://bkt/x")
             // Every thread inherited the blocked signals; only the main thread takes them, in sigwait.
             let exposed = Self.threadsTakingTerminationSignals(server.pid)
             #expect(exposed.isEmpty, "run \(run): threads that take or ignore SIGTERM/SIGINT themselves: \(exposed)")
@@ -257,8 +274,10 @@ struct ShutdownTests {
         let port = try PersistorProcess.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", "gs://bkt/x",
-                             "--config", work.path + "/persistor.yaml"]
+        process.arguments = [
+            "serve", "--host", "127.0.0.1", "--port", String(port), "--store", "gs://bkt/x",
+            "--config", work.path + "/persistor.yaml",
+        ]
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PERSISTOR_") && $0.key != "PORT" }
             .merging(Self.metadataServerEnvironment("127.0.0.1:\(silent.port)")) { $1 }
         let logPath = work.path + "/log"
@@ -291,8 +310,9 @@ struct ShutdownTests {
         let exitedAfter = secondsSince(signalled)
         #expect(!process.isRunning, "still running \(exitedAfter) s after SIGTERM; log:\n\(logText())")
         process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0,
-                "exit \(process.terminationReason == .exit ? "status" : "signal") \(process.terminationStatus); log:\n\(logText())")
+        #expect(
+            process.terminationReason == .exit && process.terminationStatus == 0,
+            "exit \(process.terminationReason == .exit ? "status" : "signal") \(process.terminationStatus); log:\n\(logText())")
         #expect(exitedAfter < 3, "the shutdown must not wait for the probe's 5 s attempt")
     }
 }
@@ -311,7 +331,9 @@ final class SilentListener: @unchecked Sendable {
         address.sin_addr.s_addr = in_addr_t(0x7F00_0001).bigEndian
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0
+            }
         }
         guard bound else {
             close(fd)

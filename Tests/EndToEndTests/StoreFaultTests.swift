@@ -12,9 +12,11 @@ final class FaultProxy: @unchecked Sendable {
     init(upstreamPort: Int) throws {
         port = try PersistorProcess.freePort()
         controlPort = try PersistorProcess.freePort()
-        peer = try PeerProcess("fault-proxy", executable: try testPython(), arguments: [
-            repositoryRoot + "/Tests/tools/fault_proxy.py", String(port), String(upstreamPort), String(controlPort),
-        ], port: port)
+        peer = try PeerProcess(
+            "fault-proxy", executable: try testPython(),
+            arguments: [
+                repositoryRoot + "/Tests/tools/fault_proxy.py", String(port), String(upstreamPort), String(controlPort),
+            ], port: port)
     }
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
@@ -40,13 +42,13 @@ final class FaultProxy: @unchecked Sendable {
 
 /// Small retry budgets so failures surface within seconds.
 private let fastRetries = """
-storeRetry:
-  attemptTimeout: 1s
-  totalTimeout: 2500ms
-  maxAttempts: 3
-  initialBackoff: 50ms
-  maxBackoff: 200ms
-"""
+    storeRetry:
+      attemptTimeout: 1s
+      totalTimeout: 2500ms
+      maxAttempts: 3
+      initialBackoff: 50ms
+      maxBackoff: 200ms
+    """
 
 /// Store faults (docs/stores.md#retries-and-failures), run on S3: whatever the store does wrong, a
 /// delivery is acknowledged only once it is in the store, every failure is a 503 with Retry-After,
@@ -55,8 +57,9 @@ storeRetry:
     @Test func errorsSlownessAndRefusalGive503AndNothingUnstoredIsAcked() throws {
         let moto = try MotoS3()
         let proxy = try FaultProxy(upstreamPort: moto.port)
-        let server = try PersistorProcess(config: fastRetries, environment: moto.environment(endpoint: proxy.endpoint),
-                                          storeURL: "s3://bkt/faults")
+        let server = try PersistorProcess(
+            config: fastRetries, environment: moto.environment(endpoint: proxy.endpoint),
+            storeURL: "s3://bkt/faults")
         #expect(waitForReadiness(server, 200) != nil, "\(server.log)")
         var acked: [String] = []
         var sequence = 0
@@ -116,8 +119,9 @@ storeRetry:
         // provisioned again undisturbed: moto forgets everything on SIGKILL (a real store would not),
         // and its seeded bootstrap only hands out the same keys when no other request interleaves.
         let proxy = try FaultProxy(upstreamPort: moto.port)
-        let server = try PersistorProcess(config: fastRetries, environment: moto.environment(endpoint: proxy.endpoint),
-                                          storeURL: "s3://bkt/outage")
+        let server = try PersistorProcess(
+            config: fastRetries, environment: moto.environment(endpoint: proxy.endpoint),
+            storeURL: "s3://bkt/outage")
         #expect(waitForReadiness(server, 200) != nil, "\(server.log)")
         struct Answer { let id: String; let sent: Date; let answered: Date; let status: Int }
         let answers = LockedBox([Answer]())
@@ -164,7 +168,9 @@ storeRetry:
         #expect(ackedAfter.count >= 5, "deliveries flow again")
         let stored = try storedIDs(moto, prefix: "outage/")
         #expect(Set(ackedAfter).isSubset(of: stored), "acked after recovery but not stored: \(Set(ackedAfter).subtracting(stored).sorted())")
-        print("S3 outage: \(duringOutage.count) deliveries during the outage, \(ackedDuringOutage.count) acked; \(ackedAfter.count) acked after recovery")
+        print(
+            "S3 outage: \(duringOutage.count) deliveries during the outage, \(ackedDuringOutage.count) acked; \(ackedAfter.count) acked after recovery"
+        )
     }
 
     /// The ids of every record in the ndjson objects under `prefix`.

@@ -30,9 +30,12 @@ struct StressTests {
                         }
                         if slot < 10 {
                             let id = "stress-\(connection)-\(batch * 10 + slot)"
-                            let payload = Array("connection \(connection) message \(batch * 10 + slot) ".utf8) + pseudoRandomBytes(count: 200, seed: UInt64(connection * 1000 + batch * 10 + slot))
-                            wire += RawHTTPClient.request("POST", "/pubsub", headers: [("Content-Type", "application/json")],
-                                                          body: wrappedEnvelope(id: id, data: payload))
+                            let payload =
+                                Array("connection \(connection) message \(batch * 10 + slot) ".utf8)
+                                + pseudoRandomBytes(count: 200, seed: UInt64(connection * 1000 + batch * 10 + slot))
+                            wire += RawHTTPClient.request(
+                                "POST", "/pubsub", headers: [("Content-Type", "application/json")],
+                                body: wrappedEnvelope(id: id, data: payload))
                             expected.append((id, 204))
                         }
                     }
@@ -40,7 +43,10 @@ struct StressTests {
                     for (id, status) in expected {
                         let response = try client.readResponse()
                         if response.status != status {
-                            problems.update { $0.append("connection \(connection) batch \(batch): expected \(status) for \(id ?? "GET /healthz"), got \(response.status)") }
+                            problems.update {
+                                $0.append(
+                                    "connection \(connection) batch \(batch): expected \(status) for \(id ?? "GET /healthz"), got \(response.status)")
+                            }
                         } else if let id {
                             acked.update { _ = $0.insert(id) }
                         }
@@ -57,7 +63,10 @@ struct StressTests {
         var counts: [String: Int] = [:]
         for record in objects.flatMap(\.records) { counts[record.id, default: 0] += 1 }
         let expectedIDs = Set((0..<8).flatMap { c in (0..<100).map { "stress-\(c)-\($0)" } })
-        #expect(Set(counts.keys) == expectedIDs, "archived ids differ: missing \(expectedIDs.subtracting(counts.keys).count), unexpected \(Set(counts.keys).subtracting(expectedIDs).count)")
+        #expect(
+            Set(counts.keys) == expectedIDs,
+            "archived ids differ: missing \(expectedIDs.subtracting(counts.keys).count), unexpected \(Set(counts.keys).subtracting(expectedIDs).count)"
+        )
         let duplicated = counts.filter { $0.value != 1 }
         #expect(duplicated.isEmpty, "ids archived more than once: \(duplicated.prefix(10))")
         // Payloads survive batching intact.
@@ -66,7 +75,8 @@ struct StressTests {
             guard id.hasPrefix("stress-") else { continue }
             let parts = id.split(separator: "-")
             let connection = Int(parts[1])!, index = Int(parts[2])!
-            let expected = Array("connection \(connection) message \(index) ".utf8) + pseudoRandomBytes(count: 200, seed: UInt64(connection * 1000 + index))
+            let expected =
+                Array("connection \(connection) message \(index) ".utf8) + pseudoRandomBytes(count: 200, seed: UInt64(connection * 1000 + index))
             if record.payload != expected { Issue.record("payload of \(id) differs") }
         }
         try expectObjectKeys(objects, route: "pubsub")

@@ -1,5 +1,6 @@
-@testable import PersistorHTTP
 import Testing
+
+@testable import PersistorHTTP
 
 // MARK: - Helpers
 
@@ -27,8 +28,9 @@ private final class CountingBudget: HTTP1BodyBudget {
 
 private typealias State = HTTP1ConnectionState<CountingBudget>
 
-private let settings = HTTPServerSettings(headerTimeout: .seconds(10), bodyTimeout: .seconds(30), idleTimeout: .seconds(60),
-                                          probePaths: ["/healthz"], maxPipelinedRequests: 3, loops: 1)
+private let settings = HTTPServerSettings(
+    headerTimeout: .seconds(10), bodyTimeout: .seconds(30), idleTimeout: .seconds(60),
+    probePaths: ["/healthz"], maxPipelinedRequests: 3, loops: 1)
 
 private func makeState(_ budget: CountingBudget = CountingBudget(), probesOnly: Bool = false) -> State {
     State(settings: settings, budget: budget, probesOnly: probesOnly, now: at(0))
@@ -39,10 +41,13 @@ private func at(_ seconds: Double) -> MonotonicTime {
     MonotonicTime(nanoseconds: Int64(seconds * 1_000_000_000))
 }
 
-private func head(_ method: String = "GET", _ target: String = "/", version: Int = 1,
-                  _ fields: [(name: String, value: String)] = []) -> HTTPRequestHead {
-    HTTPRequestHead(method: method, target: target, versionMinor: version,
-                    headers: HTTPHeaders([(name: "Host", value: "example")] + fields))
+private func head(
+    _ method: String = "GET", _ target: String = "/", version: Int = 1,
+    _ fields: [(name: String, value: String)] = []
+) -> HTTPRequestHead {
+    HTTPRequestHead(
+        method: method, target: target, versionMinor: version,
+        headers: HTTPHeaders([(name: "Host", value: "example")] + fields))
 }
 
 private func post(length: Int, _ fields: [(name: String, value: String)] = []) -> HTTPRequestHead {
@@ -179,8 +184,10 @@ extension HTTP1ConnectionState {
     @Test("an answer that closes the connection stops parsing: what was pipelined behind it is not served")
     func closingAnswerStopsParsing() throws {
         var refused = makeState()
-        #expect(refused.decideAtOnce(head("GET", "/nope", [(name: "Connection", value: "close")]), verdict: .text(404, "no route"),
-                                     at: at(1)) == .answer(stopReading: false))
+        #expect(
+            refused.decideAtOnce(
+                head("GET", "/nope", [(name: "Connection", value: "close")]), verdict: .text(404, "no route"),
+                at: at(1)) == .answer(stopReading: false))
         let notFound = try refused.answer()
         #expect(!notFound.keepAlive)
         #expect(!refused.mayParse && refused.phaseName == "done", "a request sent after Connection: close is not read")
@@ -266,8 +273,11 @@ extension HTTP1ConnectionState {
     func admissionRefusedBeforeBody() throws {
         let budget = CountingBudget()
         var state = makeState(budget)
-        guard case .check(let id) = state.headReceived(post(length: 1_000_000, [(name: "Expect", value: "100-continue")]),
-                                                       now: at(1)) else {
+        guard
+            case .check(let id) = state.headReceived(
+                post(length: 1_000_000, [(name: "Expect", value: "100-continue")]),
+                now: at(1))
+        else {
             Issue.record("the head is checked")
             return
         }
@@ -316,7 +326,8 @@ extension HTTP1ConnectionState {
         #expect(state.receive("TP/1.1\r\n", at: at(5)) == .parse)
         #expect(state.inputProcessed(parserIdle: false, at: at(5)) == .none)
         #expect(state.timerFired(now: at(11), parserIdle: false, outputFlushed: true) == .none, "10 s exactly")
-        #expect(state.timerFired(now: at(11.01), parserIdle: false, outputFlushed: true)
+        #expect(
+            state.timerFired(now: at(11.01), parserIdle: false, outputFlushed: true)
                 == .fail(status: 408, reason: "request header timeout"))
         state.fail(status: 408, reason: "request header timeout")
         let answer = try state.answer()
@@ -330,7 +341,8 @@ extension HTTP1ConnectionState {
         #expect(state.decideAtOnce(post(length: 100), at: at(1)) == .readBody)
         #expect(state.receive("0123456789", at: at(20)) == .parse)
         #expect(state.timerFired(now: at(50), parserIdle: false, outputFlushed: true) == .none)
-        #expect(state.timerFired(now: at(50.01), parserIdle: false, outputFlushed: true)
+        #expect(
+            state.timerFired(now: at(50.01), parserIdle: false, outputFlushed: true)
                 == .fail(status: 408, reason: "request body timeout"))
 
         var waiting = makeState()
@@ -339,7 +351,8 @@ extension HTTP1ConnectionState {
             return
         }
         #expect(waiting.checkReturned(id: id, now: at(1)) == .wait)
-        #expect(waiting.timerFired(now: at(31.01), parserIdle: false, outputFlushed: true)
+        #expect(
+            waiting.timerFired(now: at(31.01), parserIdle: false, outputFlushed: true)
                 == .fail(status: 408, reason: "request body timeout"))
         waiting.fail(status: 408, reason: "request body timeout")
         #expect(waiting.admissionDecided(id: id, verdict: nil, now: at(32)) == nil, "a late verdict is ignored")
@@ -371,11 +384,13 @@ extension HTTP1ConnectionState {
     func prefaceMismatch() {
         var state = makeState()
         #expect(state.receive("P", at: at(1)) == .hold)
-        #expect(state.timerFired(now: at(11.01), parserIdle: true, outputFlushed: true)
+        #expect(
+            state.timerFired(now: at(11.01), parserIdle: true, outputFlushed: true)
                 == .fail(status: 408, reason: "request header timeout"), "a trickled preface is a head in progress")
         #expect(state.receive("OST / HTTP/1.1\r\n", at: at(3)) == .parseAfter(held: Array("P".utf8)))
         #expect(state.inputProcessed(parserIdle: false, at: at(3)) == .none)
-        #expect(state.timerFired(now: at(11.01), parserIdle: false, outputFlushed: true)
+        #expect(
+            state.timerFired(now: at(11.01), parserIdle: false, outputFlushed: true)
                 == .fail(status: 408, reason: "request header timeout"))
 
         var probe = makeState(probesOnly: true)
@@ -384,18 +399,24 @@ extension HTTP1ConnectionState {
 
     @Test("an Upgrade: h2c first request is offered for the upgrade, and served over HTTP/1.1 when declined")
     func h2cUpgradeOffer() {
-        let upgrade = head("GET", "/", [(name: "Connection", value: "Upgrade, HTTP2-Settings"), (name: "Upgrade", value: "h2c"),
-                                        (name: "HTTP2-Settings", value: "AAMAAABkAAQAAP__")])
+        let upgrade = head(
+            "GET", "/",
+            [
+                (name: "Connection", value: "Upgrade, HTTP2-Settings"), (name: "Upgrade", value: "h2c"),
+                (name: "HTTP2-Settings", value: "AAMAAABkAAQAAP__"),
+            ])
         var state = makeState()
         #expect(state.decideAtOnce(upgrade, at: at(1)) == .readBody)
-        #expect(state.requestReceived(bodyBytes: 0, parserIdle: true)
+        #expect(
+            state.requestReceived(bodyBytes: 0, parserIdle: true)
                 == .upgrade(settings: [0, 3, 0, 0, 0, 0x64, 0, 4, 0, 0, 0xff, 0xff]))
         #expect(state.upgradeDeclined(bodyBytes: 0) == .handle(id: 0, stopReading: false))
 
         var followed = makeState()
         #expect(followed.decideAtOnce(upgrade, at: at(1)) == .readBody)
-        #expect(followed.requestReceived(bodyBytes: 0, parserIdle: false) == .handle(id: 0, stopReading: false),
-                "a request pipelined behind it would be lost")
+        #expect(
+            followed.requestReceived(bodyBytes: 0, parserIdle: false) == .handle(id: 0, stopReading: false),
+            "a request pipelined behind it would be lost")
 
         var second = makeState()
         #expect(second.serve(head(), at: at(1)) == .handle(id: 0, stopReading: false))
@@ -417,8 +438,9 @@ extension HTTP1ConnectionState {
 
         var complete = makeState(budget)
         #expect(complete.decideAtOnce(post(length: 300), at: at(1)) == .readBody)
-        #expect(complete.requestReceived(bodyBytes: 300, parserIdle: true) == .answer(stopReading: false),
-                "a body read whole is refused keep-alive")
+        #expect(
+            complete.requestReceived(bodyBytes: 300, parserIdle: true) == .answer(stopReading: false),
+            "a body read whole is refused keep-alive")
         let wholeBodyRefused = try complete.answer()
         #expect(wholeBodyRefused.keepAlive)
 

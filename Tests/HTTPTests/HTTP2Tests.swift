@@ -16,40 +16,53 @@ import Testing
         /// Requests that reached `/count`.
         let counted = LockedBox(0)
 
-        init(maxHeaderBytes: Int = 4096, maxBodyBytes: Int = 64 * 1024, maxConcurrentStreams: Int = 10,
-             bodyTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)) throws {
+        init(
+            maxHeaderBytes: Int = 4096, maxBodyBytes: Int = 64 * 1024, maxConcurrentStreams: Int = 10,
+            bodyTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60)
+        ) throws {
             var router = Router()
-            router.add("/echo", Router.Route(methods: ["GET", "POST"], maxBodyBytes: 4096) { request, respond in
-                let head = request.head
-                var description: [String: Any] = [
-                    "method": head.method, "target": head.target, "path": String(head.path),
-                    "headers": head.headers.fields.map { [$0.name, $0.value] },
-                    "body_b64": Data(request.body).base64EncodedString(),
-                ]
-                description["query"] = head.query.map { String($0) }
-                description["host"] = head.headers["host"]
-                let json = try! JSONSerialization.data(withJSONObject: description, options: [.sortedKeys])
-                respond(HTTPResponse(status: 200, headers: HTTPHeaders([("Content-Type", "application/json"), ("X-Echo", "yes")]),
-                                     body: [UInt8](json)))
-            })
+            router.add(
+                "/echo",
+                Router.Route(methods: ["GET", "POST"], maxBodyBytes: 4096) { request, respond in
+                    let head = request.head
+                    var description: [String: Any] = [
+                        "method": head.method, "target": head.target, "path": String(head.path),
+                        "headers": head.headers.fields.map { [$0.name, $0.value] },
+                        "body_b64": Data(request.body).base64EncodedString(),
+                    ]
+                    description["query"] = head.query.map { String($0) }
+                    description["host"] = head.headers["host"]
+                    let json = try! JSONSerialization.data(withJSONObject: description, options: [.sortedKeys])
+                    respond(
+                        HTTPResponse(
+                            status: 200, headers: HTTPHeaders([("Content-Type", "application/json"), ("X-Echo", "yes")]),
+                            body: [UInt8](json)))
+                })
             router.add("/ok", Router.Route(methods: ["GET"]) { _, respond in respond(.text(200, "ok")) })
-            router.add("/late", Router.Route(methods: ["POST"]) { request, respond in
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) {
-                    respond(HTTPResponse(status: 201, body: Array("late \(request.body.count)".utf8)))
-                }
-            })
+            router.add(
+                "/late",
+                Router.Route(methods: ["POST"]) { request, respond in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) {
+                        respond(HTTPResponse(status: 201, body: Array("late \(request.body.count)".utf8)))
+                    }
+                })
             let held = self.held, counted = self.counted
-            router.add("/hold", Router.Route(methods: ["POST"]) { request, respond in
-                held.update { $0.append((request.body.count, respond)) }
-            })
-            router.add("/count", Router.Route(methods: ["POST"]) { _, respond in
-                counted.update { $0 += 1 }
-                respond(HTTPResponse(status: 204))
-            })
-            server = HTTPServer(settings: HTTPServerSettings(
-                host: "127.0.0.1", port: 0,
-                limits: HTTPParserLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes),
-                bodyTimeout: bodyTimeout, idleTimeout: idleTimeout, loops: 2, maxConcurrentStreams: maxConcurrentStreams), service: router)
+            router.add(
+                "/hold",
+                Router.Route(methods: ["POST"]) { request, respond in
+                    held.update { $0.append((request.body.count, respond)) }
+                })
+            router.add(
+                "/count",
+                Router.Route(methods: ["POST"]) { _, respond in
+                    counted.update { $0 += 1 }
+                    respond(HTTPResponse(status: 204))
+                })
+            server = HTTPServer(
+                settings: HTTPServerSettings(
+                    host: "127.0.0.1", port: 0,
+                    limits: HTTPParserLimits(maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes),
+                    bodyTimeout: bodyTimeout, idleTimeout: idleTimeout, loops: 2, maxConcurrentStreams: maxConcurrentStreams), service: router)
             port = try server.start()
         }
 
@@ -86,8 +99,10 @@ import Testing
         var body: [UInt8] = []
 
         var json: [String: Any] {
-            ["method": method, "path": path, "headers": headers.map { [$0.0, $0.1] },
-             "body_b64": Data(body).base64EncodedString()]
+            [
+                "method": method, "path": path, "headers": headers.map { [$0.0, $0.1] },
+                "body_b64": Data(body).base64EncodedString(),
+            ]
         }
     }
 
@@ -123,10 +138,13 @@ import Testing
     }
 
     /// Sends `requests` over one HTTP/2 connection (prior knowledge, or upgrade by the first one).
-    static func exchange(_ port: Int, _ requests: [Request], upgrade: Bool = false,
-                         concurrency: Int = 100) throws -> (responses: [Response], output: [String: Any]) {
-        let output = try runClient(["requests", "--port", String(port)] + (upgrade ? ["--upgrade"] : []),
-                                   input: ["requests": requests.map(\.json), "concurrency": concurrency])
+    static func exchange(
+        _ port: Int, _ requests: [Request], upgrade: Bool = false,
+        concurrency: Int = 100
+    ) throws -> (responses: [Response], output: [String: Any]) {
+        let output = try runClient(
+            ["requests", "--port", String(port)] + (upgrade ? ["--upgrade"] : []),
+            input: ["requests": requests.map(\.json), "concurrency": concurrency])
         let responses = (output["responses"] as? [[String: Any]] ?? []).map(Response.init)
         return (responses, output)
     }
@@ -134,13 +152,15 @@ import Testing
     @Test func priorKnowledgeStreamsBecomeTheSameRequestsAsHTTP1() async throws {
         let fixture = try Fixture()
         let body = Array("{\"hello\":\"h2\"}".utf8)
-        let (responses, output) = try Self.exchange(fixture.port, [
-            Request(method: "GET", path: "/echo?x=1&y=%20", headers: [("x-custom", "Value One"), ("x-utf8", "grüße")]),
-            Request(method: "POST", path: "/echo", headers: [("content-type", "application/json")], body: body),
-            Request(method: "POST", path: "/late", body: [UInt8](repeating: 7, count: 3000)),
-            Request(method: "GET", path: "/nope"),
-            Request(method: "PUT", path: "/ok"),
-        ])
+        let (responses, output) = try Self.exchange(
+            fixture.port,
+            [
+                Request(method: "GET", path: "/echo?x=1&y=%20", headers: [("x-custom", "Value One"), ("x-utf8", "grüße")]),
+                Request(method: "POST", path: "/echo", headers: [("content-type", "application/json")], body: body),
+                Request(method: "POST", path: "/late", body: [UInt8](repeating: 7, count: 3000)),
+                Request(method: "GET", path: "/nope"),
+                Request(method: "PUT", path: "/ok"),
+            ])
         try #require(responses.count == 5, "\(output)")
         let settings = output["server_settings"] as? [String: Int] ?? [:]
         #expect(settings["3"] == 10, "SETTINGS_MAX_CONCURRENT_STREAMS is the configured limit")
@@ -179,10 +199,12 @@ import Testing
     @Test func upgradeAnswers101AndServesTheRequestOnStream1() async throws {
         let fixture = try Fixture()
         let body = [UInt8](repeating: 0x61, count: 1000)
-        let (responses, output) = try Self.exchange(fixture.port, [
-            Request(method: "POST", path: "/echo?via=upgrade", headers: [("X-First", "1")], body: body),
-            Request(method: "GET", path: "/echo"),
-        ], upgrade: true)
+        let (responses, output) = try Self.exchange(
+            fixture.port,
+            [
+                Request(method: "POST", path: "/echo?via=upgrade", headers: [("X-First", "1")], body: body),
+                Request(method: "GET", path: "/echo"),
+            ], upgrade: true)
         #expect(output["upgrade_status"] as? Int == 101, "\(output)")
         try #require(responses.count == 2)
         #expect(responses[0].status == 200)
@@ -191,8 +213,9 @@ import Testing
         #expect(Data(base64Encoded: echo["body_b64"] as? String ?? "") == Data(body))
         let names = (echo["headers"] as? [[String]] ?? []).map { $0[0].lowercased() }
         #expect(names.contains("x-first"))
-        #expect(!names.contains("upgrade") && !names.contains("http2-settings") && !names.contains("connection"),
-                "the fields that only served the upgrade are gone")
+        #expect(
+            !names.contains("upgrade") && !names.contains("http2-settings") && !names.contains("connection"),
+            "the fields that only served the upgrade are gone")
         #expect(responses[1].status == 200, "later streams are served on the upgraded connection")
         await fixture.stop()
     }
@@ -203,8 +226,12 @@ import Testing
         let plain = try client.perform("GET", "/ok")
         #expect(plain.status == 200 && plain.version == "HTTP/1.1")
         // Upgrade on a later request of the connection: not taken.
-        let later = try client.perform("GET", "/ok", headers: [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
-                                                               ("HTTP2-Settings", "AAMAAABkAAQAAP__")])
+        let later = try client.perform(
+            "GET", "/ok",
+            headers: [
+                ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+            ])
         #expect(later.status == 200 && later.version == "HTTP/1.1")
         // No HTTP2-Settings: not an h2c upgrade.
         let bare = try RawHTTPClient(port: fixture.port)
@@ -212,9 +239,14 @@ import Testing
         #expect(noSettings.status == 200 && noSettings.version == "HTTP/1.1")
         // A body over 64 KiB is answered over HTTP/1.1.
         let large = try RawHTTPClient(port: fixture.port)
-        try large.send(RawHTTPClient.request("POST", "/hold", headers: [("Connection", "Upgrade, HTTP2-Settings"),
-                                                                        ("Upgrade", "h2c"), ("HTTP2-Settings", "")],
-                                             body: [UInt8](repeating: 1, count: 70_000)))
+        try large.send(
+            RawHTTPClient.request(
+                "POST", "/hold",
+                headers: [
+                    ("Connection", "Upgrade, HTTP2-Settings"),
+                    ("Upgrade", "h2c"), ("HTTP2-Settings", ""),
+                ],
+                body: [UInt8](repeating: 1, count: 70_000)))
         #expect(fixture.waitForHeld(1))
         fixture.releaseHeld()
         let answer = try large.readResponse()
@@ -224,13 +256,15 @@ import Testing
 
     @Test func headerAndBodyLimitsAnswerOnTheStreamAndTheConnectionGoesOn() async throws {
         let fixture = try Fixture(maxHeaderBytes: 4096, maxBodyBytes: 64 * 1024)
-        let (responses, output) = try Self.exchange(fixture.port, [
-            Request(method: "GET", path: "/ok", headers: [("x-big", String(repeating: "a", count: 5000))]),
-            Request(method: "GET", path: "/ok", headers: (0..<300).map { ("x-f\($0)", "v") }),
-            Request(method: "POST", path: "/echo", headers: [("content-length", "5000")], body: [UInt8](repeating: 1, count: 5000)),
-            Request(method: "POST", path: "/hold", body: [UInt8](repeating: 2, count: 100_000)),
-            Request(method: "GET", path: "/ok"),
-        ], concurrency: 1)
+        let (responses, output) = try Self.exchange(
+            fixture.port,
+            [
+                Request(method: "GET", path: "/ok", headers: [("x-big", String(repeating: "a", count: 5000))]),
+                Request(method: "GET", path: "/ok", headers: (0..<300).map { ("x-f\($0)", "v") }),
+                Request(method: "POST", path: "/echo", headers: [("content-length", "5000")], body: [UInt8](repeating: 1, count: 5000)),
+                Request(method: "POST", path: "/hold", body: [UInt8](repeating: 2, count: 100_000)),
+                Request(method: "GET", path: "/ok"),
+            ], concurrency: 1)
         try #require(responses.count == 5, "\(output)")
         #expect(responses[0].status == 431, "header list over maxHeaderBytes")
         #expect(responses[1].status == 431, "more fields than the HTTP/1.1 parser allows")
@@ -287,8 +321,10 @@ import Testing
         let fixture = try Fixture(maxBodyBytes: 64 * 1024)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try testPython())
-        process.arguments = [repositoryRoot + "/Tests/tools/h2_client.py", "flow", "--port", String(fixture.port),
-                             "--count", "8", "--size", String(32 * 1024)]
+        process.arguments = [
+            repositoryRoot + "/Tests/tools/h2_client.py", "flow", "--port", String(fixture.port),
+            "--count", "8", "--size", String(32 * 1024),
+        ]
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -330,8 +366,10 @@ import Testing
     @Test func aStalledBodyIsAnswered408AndAnIdleConnectionIsClosedWithGoaway() async throws {
         let fixture = try Fixture(bodyTimeout: .seconds(1), idleTimeout: .seconds(2))
         let started = Date()
-        let output = try Self.runClient(["streams", "--port", String(fixture.port), "--count", "1", "--path", "/echo",
-                                         "--seconds", "8"])
+        let output = try Self.runClient([
+            "streams", "--port", String(fixture.port), "--count", "1", "--path", "/echo",
+            "--seconds", "8",
+        ])
         #expect((output["statuses"] as? [String: Int])?["1"] == 408, "\(output)")
         let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
         #expect(goaway["error_code"] as? Int == 0)
@@ -355,14 +393,18 @@ import Testing
     @Test("a flood of empty DATA frames ends the connection with ENHANCE_YOUR_CALM (CVE-2019-9518)")
     func emptyDataFramesFloodIsRefused() async throws {
         let fixture = try Fixture()
-        let output = try Self.runClient(["emptydata", "--port", String(fixture.port), "--path", "/count",
-                                         "--count", "100000", "--seconds", "5"])
+        let output = try Self.runClient([
+            "emptydata", "--port", String(fixture.port), "--path", "/count",
+            "--count", "100000", "--seconds", "5",
+        ])
         let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
         #expect(goaway["error_code"] as? Int == 11, "ENHANCE_YOUR_CALM: \(output)")
         #expect(output["closed"] as? Bool == true)
         // A few in a row are tolerated.
-        let few = try Self.runClient(["emptydata", "--port", String(fixture.port), "--path", "/count",
-                                      "--count", "5", "--seconds", "1"])
+        let few = try Self.runClient([
+            "emptydata", "--port", String(fixture.port), "--path", "/count",
+            "--count", "5", "--seconds", "1",
+        ])
         #expect(few["goaway"] is NSNull || few["goaway"] == nil, "5 empty frames are allowed: \(few)")
         await fixture.stop()
     }
@@ -372,8 +414,10 @@ import Testing
         let fixture = try Fixture()
         fixture.server.announceShutdown()
         try await Task.sleep(for: .milliseconds(100))
-        let output = try Self.runClient(["streams", "--port", String(fixture.port), "--count", "2", "--end",
-                                         "--path", "/count", "--seconds", "2"])
+        let output = try Self.runClient([
+            "streams", "--port", String(fixture.port), "--count", "2", "--end",
+            "--path", "/count", "--seconds", "2",
+        ])
         let goaway = try #require(output["goaway"] as? [String: Any], "\(output)")
         #expect(goaway["error_code"] as? Int == 0)
         #expect(goaway["last_stream_id"] as? Int == 2_147_483_647, "the notice names the largest stream id (RFC 9113 §6.8)")
@@ -387,8 +431,11 @@ import Testing
         let result = LockedBox<[String: Any]?>(nil)
         let port = fixture.port
         let thread = Thread {
-            result.set(try? Self.runClient(["streams", "--port", String(port), "--count", "1", "--end",
-                                            "--path", "/hold", "--seconds", "10"]))
+            result.set(
+                try? Self.runClient([
+                    "streams", "--port", String(port), "--count", "1", "--end",
+                    "--path", "/hold", "--seconds", "10",
+                ]))
         }
         thread.start()
         try #require(fixture.waitForHeld(1))

@@ -162,10 +162,12 @@ private let badRequests: [HTTPParserRejectionCase] = [
     HTTPParserRejectionCase("TE chunked, gzip", post("Transfer-Encoding: chunked, gzip\r\n"), 400),
     HTTPParserRejectionCase("TE chunked, identity", post("Transfer-Encoding: chunked, identity\r\n"), 400),
     HTTPParserRejectionCase("TE chunked, chunked", post("Transfer-Encoding: chunked, chunked\r\n"), 400),
-    HTTPParserRejectionCase("TE chunked twice as fields",
-               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400),
-    HTTPParserRejectionCase("TE chunked then identity as fields",
-               post("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"), 400),
+    HTTPParserRejectionCase(
+        "TE chunked twice as fields",
+        post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400),
+    HTTPParserRejectionCase(
+        "TE chunked then identity as fields",
+        post("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"), 400),
     HTTPParserRejectionCase("TE identity", post("Transfer-Encoding: identity\r\n"), 501),
     HTTPParserRejectionCase("TE chunked with parameter", post("Transfer-Encoding: chunked;q=1\r\n"), 501),
     HTTPParserRejectionCase("TE empty", post("Transfer-Encoding:\r\n"), 400),
@@ -235,41 +237,52 @@ private let badRequests: [HTTPParserRejectionCase] = [
 
     // Chunked framing
     HTTPParserRejectionCase("chunk size zz", post("Transfer-Encoding: chunked\r\n", body: "zz\r\n"), 400),
-    HTTPParserRejectionCase("chunk size 17 hex digits",
-               post("Transfer-Encoding: chunked\r\n", body: "00000000000000001\r\nx\r\n0\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "chunk size 17 hex digits",
+        post("Transfer-Encoding: chunked\r\n", body: "00000000000000001\r\nx\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("chunk size empty", post("Transfer-Encoding: chunked\r\n", body: "\r\n"), 400),
     HTTPParserRejectionCase("chunk size negative", post("Transfer-Encoding: chunked\r\n", body: "-1\r\nx\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("chunk size 0x prefix", post("Transfer-Encoding: chunked\r\n", body: "0x1\r\nx\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("chunk size trailing space", post("Transfer-Encoding: chunked\r\n", body: "1 \r\nx\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("chunk size leading space", post("Transfer-Encoding: chunked\r\n", body: " 1\r\nx\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("chunk size bare LF", post("Transfer-Encoding: chunked\r\n", body: "1\nx\r\n0\r\n\r\n"), 400),
-    HTTPParserRejectionCase("chunk extension with control char",
-               post("Transfer-Encoding: chunked\r\n", body: "1;a\u{1}\r\nx\r\n0\r\n\r\n"), 400),
-    HTTPParserRejectionCase("chunk size line too long",
-               post("Transfer-Encoding: chunked\r\n", body: "1;" + String(repeating: "a", count: 5000) + "\r\nx"),
-               400),
-    HTTPParserRejectionCase("missing CRLF after chunk data",
-               post("Transfer-Encoding: chunked\r\n", body: "5\r\nhelloX\r\n0\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "chunk extension with control char",
+        post("Transfer-Encoding: chunked\r\n", body: "1;a\u{1}\r\nx\r\n0\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "chunk size line too long",
+        post("Transfer-Encoding: chunked\r\n", body: "1;" + String(repeating: "a", count: 5000) + "\r\nx"),
+        400),
+    HTTPParserRejectionCase(
+        "missing CRLF after chunk data",
+        post("Transfer-Encoding: chunked\r\n", body: "5\r\nhelloX\r\n0\r\n\r\n"), 400),
     HTTPParserRejectionCase("LF only after chunk data", post("Transfer-Encoding: chunked\r\n", body: "5\r\nhello\n0\r\n\r\n"), 400),
-    HTTPParserRejectionCase("CR only after chunk data",
-               post("Transfer-Encoding: chunked\r\n", body: "5\r\nhello\rX0\r\n\r\n"), 400),
-    HTTPParserRejectionCase("chunk data longer than size",
-               post("Transfer-Encoding: chunked\r\n", body: "3\r\nhello\r\n0\r\n\r\n"), 400),
-    HTTPParserRejectionCase("obs-fold in trailers",
-               post("Transfer-Encoding: chunked\r\n", body: "0\r\nT: a\r\n b\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "CR only after chunk data",
+        post("Transfer-Encoding: chunked\r\n", body: "5\r\nhello\rX0\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "chunk data longer than size",
+        post("Transfer-Encoding: chunked\r\n", body: "3\r\nhello\r\n0\r\n\r\n"), 400),
+    HTTPParserRejectionCase(
+        "obs-fold in trailers",
+        post("Transfer-Encoding: chunked\r\n", body: "0\r\nT: a\r\n b\r\n\r\n"), 400),
     HTTPParserRejectionCase("NUL in trailer", post("Transfer-Encoding: chunked\r\n", body: "0\r\nT: a\u{0}\r\n\r\n"), 400),
     HTTPParserRejectionCase("bare LF ending trailers", post("Transfer-Encoding: chunked\r\n", body: "0\r\nT: a\r\n\n"), 400),
     HTTPParserRejectionCase("huge chunk size", post("Transfer-Encoding: chunked\r\n", body: "ffffffffffffffff\r\n"), 413),
 
     // Sizes
-    HTTPParserRejectionCase("huge header line", "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "a", count: 70000) + "\r\n\r\n",
-               431),
-    HTTPParserRejectionCase("huge request target", "GET /" + String(repeating: "a", count: 70000) + " HTTP/1.1\r\nHost: a\r\n\r\n",
-               414),
-    HTTPParserRejectionCase("300 headers",
-               "GET / HTTP/1.1\r\nHost: a\r\n" + (0 ..< 300).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431),
-    HTTPParserRejectionCase("many leading empty lines", String(repeating: "\r\n", count: 40000) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-               431),
+    HTTPParserRejectionCase(
+        "huge header line", "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "a", count: 70000) + "\r\n\r\n",
+        431),
+    HTTPParserRejectionCase(
+        "huge request target", "GET /" + String(repeating: "a", count: 70000) + " HTTP/1.1\r\nHost: a\r\n\r\n",
+        414),
+    HTTPParserRejectionCase(
+        "300 headers",
+        "GET / HTTP/1.1\r\nHost: a\r\n" + (0..<300).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431),
+    HTTPParserRejectionCase(
+        "many leading empty lines", String(repeating: "\r\n", count: 40000) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        431),
     HTTPParserRejectionCase("CL over default limit", post("Content-Length: 33554433\r\n"), 413),
     HTTPParserRejectionCase("CL 19 nines", post("Content-Length: 9999999999999999999\r\n"), 413),
 ]
@@ -296,9 +309,9 @@ private func fuzzParse(_ input: [UInt8], limits: HTTPParserLimits, rng: inout Sp
     var offset = 0
     var steps = 0
     feeding: while offset < input.count {
-        let size = Int.random(in: 1 ... 64, using: &rng)
+        let size = Int.random(in: 1...64, using: &rng)
         let end = min(input.count, offset + size)
-        parser.feed(Array(input[offset ..< end]))
+        parser.feed(Array(input[offset..<end]))
         offset = end
         do {
             while let event = try parser.next() {
@@ -344,18 +357,21 @@ struct HTTPRequestParserTests {
         #expect(!request.head.expectsContinue)
     }
 
-    @Test("Host values a sender may use: names, ports, IP literals, empty", arguments: [
-        "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8443", "[v1.fe80::a+en1]",
-        "", "xn--bcher-kva.example", "my_host.internal", "a%20b",
-    ])
+    @Test(
+        "Host values a sender may use: names, ports, IP literals, empty",
+        arguments: [
+            "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8443", "[v1.fe80::a+en1]",
+            "", "xn--bcher-kva.example", "my_host.internal", "a%20b",
+        ])
     func validHostValues(_ host: String) throws {
         let request = try #require(parseOne("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n"))
         #expect(request.head.headers["host"] == host)
     }
 
     @Test func postWithContentLength() throws {
-        let request = try #require(parseOne(
-            "POST /submit HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"))
+        let request = try #require(
+            parseOne(
+                "POST /submit HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"))
         #expect(request.head.method == "POST")
         #expect(request.body == bytes("hello world"))
         #expect(request.head.headers["content-length"] == "11")
@@ -369,7 +385,8 @@ struct HTTPRequestParserTests {
     }
 
     @Test func chunkedWithExtensionsAndTrailers() throws {
-        let message = "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let message =
+            "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "5;name=value\r\nhello\r\n"
             + "6 ; quoted=\"a b;c\" ;flag\r\n world\r\n"
             + "A\r\n0123456789\r\n"
@@ -381,8 +398,9 @@ struct HTTPRequestParserTests {
     }
 
     @Test func chunkedCodingIsCaseInsensitiveAndSixteenHexDigitsAreAllowed() throws {
-        let request = try #require(parseOne(
-            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n0000000000000003\r\nabc\r\n0\r\n\r\n"))
+        let request = try #require(
+            parseOne(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n0000000000000003\r\nabc\r\n0\r\n\r\n"))
         #expect(request.body == bytes("abc"))
     }
 
@@ -470,10 +488,11 @@ struct HTTPRequestParserTests {
         let outcome = run(message)
         #expect(outcome.error == nil)
         let headers = try #require(outcome.requests.first).headers
-        #expect(headers == [
-            "Host: a", "X-Spaces: inner  value", "X-Empty: ", "X-Latin: caf\u{E9}\u{FF}\u{80}", "X-Tab: a\tb",
-            "X-UTF8: café ☕",
-        ])
+        #expect(
+            headers == [
+                "Host: a", "X-Spaces: inner  value", "X-Empty: ", "X-Latin: caf\u{E9}\u{FF}\u{80}", "X-Tab: a\tb",
+                "X-UTF8: café ☕",
+            ])
     }
 
     @Test func feedFromRawBuffer() throws {
@@ -541,12 +560,12 @@ struct HTTPRequestParserTests {
         let one = bytes("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
         var completed = 0
         var stream: [UInt8] = []
-        for _ in 0 ..< 1000 { stream += one }
+        for _ in 0..<1000 { stream += one }
         var offset = 0
         var size = 1
         while offset < stream.count {
             let end = min(stream.count, offset + size)
-            parser.feed(Array(stream[offset ..< end]))
+            parser.feed(Array(stream[offset..<end]))
             offset = end
             size = size % 173 + 17
             while let event = try parser.next() {
@@ -571,7 +590,7 @@ struct HTTPRequestParserTests {
         #expect(expected.error == nil)
         #expect(expected.orderViolations == 0)
         #expect(!expected.requests.isEmpty)
-        for index in 0 ... all.count {
+        for index in 0...all.count {
             let outcome = run([Array(all[..<index]), Array(all[index...])])
             #expect(outcome == expected, "split at \(index)")
         }
@@ -584,8 +603,8 @@ struct HTTPRequestParserTests {
         let all = bytes(message)
         let expected = run(all)
         for first in stride(from: 0, through: all.count, by: 3) {
-            for second in first ... all.count {
-                let outcome = run([Array(all[..<first]), Array(all[first ..< second]), Array(all[second...])])
+            for second in first...all.count {
+                let outcome = run([Array(all[..<first]), Array(all[first..<second]), Array(all[second...])])
                 #expect(outcome == expected, "split at \(first), \(second)")
             }
         }
@@ -641,9 +660,9 @@ struct HTTPRequestParserTests {
             return
         }
         #expect(try parser.next() == nil)
-        parser.feed(bytes("5\r\n")) // total 10: still fine
+        parser.feed(bytes("5\r\n"))  // total 10: still fine
         #expect(try parser.next() == nil)
-        parser.feed(bytes("world\r\n1\r\n")) // total 11: over, before the data byte arrives
+        parser.feed(bytes("world\r\n1\r\n"))  // total 11: over, before the data byte arrives
         #expect(throws: HTTPParseError(status: 413, reason: "request body too large")) { try parser.next() }
     }
 
@@ -700,7 +719,7 @@ struct HTTPRequestParserTests {
         do { _ = try parser.next() } catch { first = error }
         #expect(first?.status == 400)
         parser.feed(bytes("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
-        for _ in 0 ..< 3 {
+        for _ in 0..<3 {
             do {
                 _ = try parser.next()
                 Issue.record("poisoned parser returned an event")
@@ -729,16 +748,16 @@ struct HTTPRequestParserTests {
     @Test func fuzzRandomBytes() {
         var rng = SplitMix64(seed: 0x5EED_1234)
         let limits = HTTPParserLimits(maxHeaderBytes: 512, maxBodyBytes: 256)
-        for iteration in 0 ..< 2000 {
-            let length = Int.random(in: 0 ... 600, using: &rng)
+        for iteration in 0..<2000 {
+            let length = Int.random(in: 0...600, using: &rng)
             var input: [UInt8] = []
             input.reserveCapacity(length)
             let fromAlphabet = iteration % 2 == 0
-            for _ in 0 ..< length {
+            for _ in 0..<length {
                 if fromAlphabet {
-                    input.append(fuzzAlphabet[Int.random(in: 0 ..< fuzzAlphabet.count, using: &rng)])
+                    input.append(fuzzAlphabet[Int.random(in: 0..<fuzzAlphabet.count, using: &rng)])
                 } else {
-                    input.append(UInt8.random(in: 0 ... 255, using: &rng))
+                    input.append(UInt8.random(in: 0...255, using: &rng))
                 }
             }
             // Give some inputs a plausible start so the parser gets past the request line.
@@ -751,25 +770,25 @@ struct HTTPRequestParserTests {
         var rng = SplitMix64(seed: 42)
         let limits = HTTPParserLimits(maxHeaderBytes: 512, maxBodyBytes: 256)
         var accepted = 0
-        for iteration in 0 ..< 2000 {
+        for iteration in 0..<2000 {
             var input = bytes(fuzzSeeds[iteration % fuzzSeeds.count])
             if iteration % 4 == 0 { input += bytes(fuzzSeeds[(iteration / 4) % fuzzSeeds.count]) }
-            let mutations = Int.random(in: 1 ... 4, using: &rng)
-            for _ in 0 ..< mutations {
-                let position = Int.random(in: 0 ..< max(1, input.count), using: &rng)
-                switch Int.random(in: 0 ..< 6, using: &rng) {
-                case 0 where !input.isEmpty: // replace a byte
-                    input[position] = UInt8.random(in: 0 ... 255, using: &rng)
-                case 1: // insert a byte from the alphabet
-                    input.insert(fuzzAlphabet[Int.random(in: 0 ..< fuzzAlphabet.count, using: &rng)], at: position)
-                case 2 where !input.isEmpty: // delete a byte
+            let mutations = Int.random(in: 1...4, using: &rng)
+            for _ in 0..<mutations {
+                let position = Int.random(in: 0..<max(1, input.count), using: &rng)
+                switch Int.random(in: 0..<6, using: &rng) {
+                case 0 where !input.isEmpty:  // replace a byte
+                    input[position] = UInt8.random(in: 0...255, using: &rng)
+                case 1:  // insert a byte from the alphabet
+                    input.insert(fuzzAlphabet[Int.random(in: 0..<fuzzAlphabet.count, using: &rng)], at: position)
+                case 2 where !input.isEmpty:  // delete a byte
                     input.remove(at: position)
-                case 3 where !input.isEmpty: // duplicate a range
-                    let end = min(input.count, position + Int.random(in: 1 ... 40, using: &rng))
-                    input.insert(contentsOf: input[position ..< end], at: position)
-                case 4: // truncate
+                case 3 where !input.isEmpty:  // duplicate a range
+                    let end = min(input.count, position + Int.random(in: 1...40, using: &rng))
+                    input.insert(contentsOf: input[position..<end], at: position)
+                case 4:  // truncate
                     input.removeSubrange(position...)
-                default: // flip case of a byte
+                default:  // flip case of a byte
                     if !input.isEmpty { input[position] ^= 0x20 }
                 }
             }
@@ -783,7 +802,7 @@ struct HTTPRequestParserTests {
 
     @Test func oneByteAtATimeWithManyHeadersIsLinear() throws {
         var message = "POST /many HTTP/1.1\r\nHost: a\r\n"
-        for index in 0 ..< 200 {
+        for index in 0..<200 {
             message += "X-Header-Number-\(index): some value that is not very short, number \(index)\r\n"
         }
         message += "Content-Length: 5\r\n\r\nhello"

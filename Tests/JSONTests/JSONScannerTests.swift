@@ -1,16 +1,20 @@
-import Testing
 import PersistorJSON
 import PersistorTestSupport
+import Testing
 
 // MARK: - Helpers
 
 private func utf8(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-private func parseResult(_ input: [UInt8], materializeDepth: Int = .max,
-                         maxDepth: Int = 256) -> Result<JSONNode, JSONError> {
+private func parseResult(
+    _ input: [UInt8], materializeDepth: Int = .max,
+    maxDepth: Int = 256
+) -> Result<JSONNode, JSONError> {
     do throws(JSONError) {
-        return .success(try JSONScanner.parse(input, materializeDepth: materializeDepth,
-                                              maxDepth: maxDepth))
+        return .success(
+            try JSONScanner.parse(
+                input, materializeDepth: materializeDepth,
+                maxDepth: maxDepth))
     } catch {
         return .failure(error)
     }
@@ -21,13 +25,16 @@ private func parse(_ text: String, materializeDepth: Int = .max) throws -> JSONN
 }
 
 /// Asserts that parsing fails with `reason` (and, if given, at `offset`).
-private func expectFailure(_ input: [UInt8], _ reason: String, at offset: Int? = nil,
-                           materializeDepth: Int = .max, maxDepth: Int = 256,
-                           sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectFailure(
+    _ input: [UInt8], _ reason: String, at offset: Int? = nil,
+    materializeDepth: Int = .max, maxDepth: Int = 256,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     switch parseResult(input, materializeDepth: materializeDepth, maxDepth: maxDepth) {
     case .success(let node):
-        Issue.record("expected failure \"\(reason)\" but parsed a value spanning \(node.range)",
-                     sourceLocation: sourceLocation)
+        Issue.record(
+            "expected failure \"\(reason)\" but parsed a value spanning \(node.range)",
+            sourceLocation: sourceLocation)
     case .failure(let error):
         #expect(error.reason == reason, sourceLocation: sourceLocation)
         if let offset {
@@ -36,8 +43,10 @@ private func expectFailure(_ input: [UInt8], _ reason: String, at offset: Int? =
     }
 }
 
-private func expectFailure(_ text: String, _ reason: String, at offset: Int? = nil,
-                           sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectFailure(
+    _ text: String, _ reason: String, at offset: Int? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     expectFailure(utf8(text), reason, at: offset, sourceLocation: sourceLocation)
 }
 
@@ -45,7 +54,8 @@ private func expectFailure(_ text: String, _ reason: String, at offset: Int? = n
 private func render(_ node: JSONNode) -> String {
     switch node.value {
     case .object(let members):
-        return "{" + members.map { jsonStringLiteral($0.key) + ":" + render($0.value) }
+        return "{"
+            + members.map { jsonStringLiteral($0.key) + ":" + render($0.value) }
             .joined(separator: ",") + "}"
     case .array(let elements):
         return "[" + elements.map(render).joined(separator: ",") + "]"
@@ -79,8 +89,10 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
 // MARK: - Values and round trips
 
 @Test func scalarsRoundTripWithExactRanges() throws {
-    let cases = ["true", "false", "null", "0", "-0", "1e3", "-0.5", "1E+2", "123.456e-7",
-                 "0.0", "-1234567890", "\"abc\"", "\"\"", "[]", "{}"]
+    let cases = [
+        "true", "false", "null", "0", "-0", "1e3", "-0.5", "1E+2", "123.456e-7",
+        "0.0", "-1234567890", "\"abc\"", "\"\"", "[]", "{}",
+    ]
     for text in cases {
         let node = try parse(text)
         #expect(render(node) == text)
@@ -125,8 +137,10 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
 @Test func nestedStructuralCharactersInsideStrings() throws {
     let input = utf8(#"[["]"],"}",{"k\"]":"\\"},"\\\\\"",[[]],{"x":"{[\"]}"},"\\"]"#)
     let node = try JSONScanner.parse(input)
-    let expected = [#"["]"]"#, #""}""#, #"{"k\"]":"\\"}"#, #""\\\\\"""#, "[[]]",
-                    #"{"x":"{[\"]}"}"#, #""\\""#]
+    let expected = [
+        #"["]"]"#, #""}""#, #"{"k\"]":"\\"}"#, #""\\\\\"""#, "[[]]",
+        #"{"x":"{[\"]}"}"#, #""\\""#,
+    ]
     #expect(elements(node).map { slice(input, $0.range) } == expected)
     let items = elements(node)
     #expect(items[2]["k\"]"]?.stringValue == "\\")
@@ -136,7 +150,8 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
 }
 
 @Test func prettyPrintedMultiLineInput() throws {
-    let text = "{\r\n\t\"message\": {\n    \"data\": \"aGVsbG8=\",\n    \"attributes\": {\n"
+    let text =
+        "{\r\n\t\"message\": {\n    \"data\": \"aGVsbG8=\",\n    \"attributes\": {\n"
         + "      \"k\" : \"v\"\n    },\n    \"messageId\": \"136969346945\"\n  },\n"
         + "  \"subscription\" :\t\"projects/p/subscriptions/s\"\n}\n"
     let input = utf8(text)
@@ -148,8 +163,9 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
     #expect(slice(input, message.range).hasSuffix("\"136969346945\"\n  }"))
     #expect(message["data"]?.stringValue == "aGVsbG8=")
     #expect(message["messageId"]?.stringValue == "136969346945")
-    #expect(slice(input, try #require(message["attributes"]).range)
-        == "{\n      \"k\" : \"v\"\n    }")
+    #expect(
+        slice(input, try #require(message["attributes"]).range)
+            == "{\n      \"k\" : \"v\"\n    }")
     #expect(node["subscription"]?.stringValue == "projects/p/subscriptions/s")
 }
 
@@ -180,9 +196,11 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
 }
 
 @Test func rawMultibyteUTF8Strings() throws {
-    let samples = ["é", "€", "😀", "日本語テキスト", "ascii then é at offset 15",
-                   "0123456é89abcdef😀0123456789€", String(repeating: "ü", count: 40),
-                   "\u{FFFF}", "\u{10FFFF}", "\u{7F}\u{80}\u{7FF}\u{800}\u{FFFD}\u{10000}"]
+    let samples = [
+        "é", "€", "😀", "日本語テキスト", "ascii then é at offset 15",
+        "0123456é89abcdef😀0123456789€", String(repeating: "ü", count: 40),
+        "\u{FFFF}", "\u{10FFFF}", "\u{7F}\u{80}\u{7FF}\u{800}\u{FFFD}\u{10000}",
+    ]
     for sample in samples {
         let input = utf8("[\"" + sample + "\", \"" + sample + "\\n\"]")
         let node = try JSONScanner.parse(input)
@@ -220,9 +238,10 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
 // MARK: - Accessors
 
 @Test func intValueStringValueSubscriptAndIsObject() throws {
-    let node = try parse(#"{"i":42,"neg":-7,"zero":-0,"f":1.0,"e":1e3,"big":9223372036854775807,"#
-        + #""over":9223372036854775808,"min":-9223372036854775808,"s":"42","o":{"x":null},"#
-        + #""a":[1],"t":true}"#)
+    let node = try parse(
+        #"{"i":42,"neg":-7,"zero":-0,"f":1.0,"e":1e3,"big":9223372036854775807,"#
+            + #""over":9223372036854775808,"min":-9223372036854775808,"s":"42","o":{"x":null},"#
+            + #""a":[1],"t":true}"#)
     #expect(node.isObject)
     #expect(node["i"]?.intValue == 42)
     #expect(node["neg"]?.intValue == -7)
@@ -290,8 +309,9 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
     expectFailure(utf8(#"[{"a":01}]"#), "leading zero", at: 6, materializeDepth: 0)
     expectFailure(utf8(#"{"a":tru}"#), "invalid literal", at: 8, materializeDepth: -1)
     expectFailure(utf8(#"{"a":[1]} x"#), "trailing data", at: 10, materializeDepth: -1)
-    expectFailure(utf8(String(repeating: "[", count: 300)), "nesting too deep", at: 256,
-                  materializeDepth: 0)
+    expectFailure(
+        utf8(String(repeating: "[", count: 300)), "nesting too deep", at: 256,
+        materializeDepth: 0)
 }
 
 @Test func maxDepthBoundaries() throws {
@@ -496,8 +516,9 @@ private func isUnmaterialized(_ node: JSONNode?) -> Bool {
     let objects = [UInt8](String(repeating: #"{"a":"#, count: 200_000).utf8)
     expectFailure(objects, "nesting too deep", at: 5 * 256)
     // Even an unlimited maxDepth is handled iteratively (and not materialized here).
-    expectFailure([UInt8](repeating: 0x5B, count: 1_000_000), "unexpected end of input",
-                  at: 1_000_000, materializeDepth: 0, maxDepth: .max)
+    expectFailure(
+        [UInt8](repeating: 0x5B, count: 1_000_000), "unexpected end of input",
+        at: 1_000_000, materializeDepth: 0, maxDepth: .max)
 }
 
 // MARK: - Batches
@@ -557,7 +578,8 @@ private struct SplitMix64 {
 /// and that the bytes of each container re-parse to a value spanning exactly those bytes.
 private func checkRanges(_ node: JSONNode, within bounds: Range<Int>, input: [UInt8]) -> Bool {
     guard node.range.lowerBound >= bounds.lowerBound, node.range.upperBound <= bounds.upperBound,
-          !node.range.isEmpty else { return false }
+        !node.range.isEmpty
+    else { return false }
     var children: [JSONNode] = []
     switch node.value {
     case .array(let items): children = items
@@ -567,11 +589,13 @@ private func checkRanges(_ node: JSONNode, within bounds: Range<Int>, input: [UI
     var previousEnd = node.range.lowerBound
     for child in children {
         guard child.range.lowerBound > previousEnd,
-              checkRanges(child, within: node.range, input: input) else { return false }
+            checkRanges(child, within: node.range, input: input)
+        else { return false }
         previousEnd = child.range.upperBound
     }
     guard case .success(let reparsed) = parseResult(Array(input[node.range])),
-          reparsed.range == 0..<node.range.count else { return false }
+        reparsed.range == 0..<node.range.count
+    else { return false }
     return true
 }
 
@@ -586,8 +610,11 @@ private func checkRanges(_ node: JSONNode, within bounds: Range<Int>, input: [UI
         #""plain string with \"escapes\" and \\ slashes \/""#,
         "-12.5E+07",
     ].map(utf8)
-    let alphabet = utf8(#"{}[]:,"\ -+.eE0123456789tfnrulasu"#) + [0x09, 0x0A, 0x0D, 0xC3, 0xA9,
-                                                                     0xED, 0xA0, 0xF0, 0x9F, 0x00]
+    let alphabet =
+        utf8(#"{}[]:,"\ -+.eE0123456789tfnrulasu"#) + [
+            0x09, 0x0A, 0x0D, 0xC3, 0xA9,
+            0xED, 0xA0, 0xF0, 0x9F, 0x00,
+        ]
     var parsedCount = 0
     var failedCount = 0
     for iteration in 0..<5_000 {
@@ -624,8 +651,9 @@ private func checkRanges(_ node: JSONNode, within bounds: Range<Int>, input: [UI
         case (.success(let node), .success(let shallowNode)):
             parsedCount += 1
             #expect(node.range == shallowNode.range)
-            #expect(checkRanges(node, within: 0..<input.count, input: input),
-                    "bad ranges for \(input)")
+            #expect(
+                checkRanges(node, within: 0..<input.count, input: input),
+                "bad ranges for \(input)")
         case (.failure(let error), .failure(let shallowError)):
             failedCount += 1
             // Validation does not depend on how much is materialized.

@@ -2,15 +2,18 @@ import Foundation
 import PersistorCore
 import PersistorHTTP
 import Testing
+
 @testable import PersistorProtocols
 
 @Suite struct PubSubDecoderTests {
     let receivedAt = UTCTime(seconds: 1_795_719_600)
 
     func request(_ body: String, headers: [(String, String)] = [("Content-Type", "application/json")]) -> HTTPRequest {
-        HTTPRequest(head: HTTPRequestHead(method: "POST", target: "/pubsub", versionMinor: 1,
-                                          headers: HTTPHeaders([("Host", "x")] + headers.map { (name: $0.0, value: $0.1) })),
-                    body: Array(body.utf8))
+        HTTPRequest(
+            head: HTTPRequestHead(
+                method: "POST", target: "/pubsub", versionMinor: 1,
+                headers: HTTPHeaders([("Host", "x")] + headers.map { (name: $0.0, value: $0.1) })),
+            body: Array(body.utf8))
     }
 
     func decode(_ request: HTTPRequest, _ delivery: PubSubDecoder.Delivery = .auto) -> Record {
@@ -21,21 +24,23 @@ import Testing
 
     // The official example of https://cloud.google.com/pubsub/docs/push.
     @Test func officialWrappedVector() {
-        let record = decode(request("""
-        {
-            "message": {
-                "attributes": {
-                    "key": "value"
-                },
-                "data": "SGVsbG8gQ2xvdWQgUHViL1N1YiEgSGVyZSBpcyBteSBtZXNzYWdlIQ==",
-                "messageId": "2070443601311540",
-                "message_id": "2070443601311540",
-                "publishTime": "2021-02-26T19:13:55.749Z",
-                "publish_time": "2021-02-26T19:13:55.749Z"
-            },
-           "subscription": "projects/myproject/subscriptions/mysubscription"
-        }
-        """))
+        let record = decode(
+            request(
+                """
+                {
+                    "message": {
+                        "attributes": {
+                            "key": "value"
+                        },
+                        "data": "SGVsbG8gQ2xvdWQgUHViL1N1YiEgSGVyZSBpcyBteSBtZXNzYWdlIQ==",
+                        "messageId": "2070443601311540",
+                        "message_id": "2070443601311540",
+                        "publishTime": "2021-02-26T19:13:55.749Z",
+                        "publish_time": "2021-02-26T19:13:55.749Z"
+                    },
+                   "subscription": "projects/myproject/subscriptions/mysubscription"
+                }
+                """))
         #expect(record.source == .pubsub)
         #expect(record.route == "orders")
         #expect(record.id == "2070443601311540")
@@ -48,12 +53,14 @@ import Testing
 
     // All fields (constructed from https://cloud.google.com/pubsub/docs/reference/rest/v1/PubsubMessage).
     @Test func allFieldsVector() {
-        let record = decode(request("""
-        {"message":{"attributes":{"Content-Type":"application/json","k":"v"},"data":"eyJzdGF0dXMiOiAiSGVsbG8gdGhlcmUifQ==",
-         "messageId":"2070443601311540","message_id":"2070443601311540","publishTime":"2021-02-26T19:13:55.749123456Z",
-         "publish_time":"2021-02-26T19:13:55.749123456Z","orderingKey":"some-key"},
-         "subscription":"projects/myproject/subscriptions/mysubscription","deliveryAttempt":3}
-        """))
+        let record = decode(
+            request(
+                """
+                {"message":{"attributes":{"Content-Type":"application/json","k":"v"},"data":"eyJzdGF0dXMiOiAiSGVsbG8gdGhlcmUifQ==",
+                 "messageId":"2070443601311540","message_id":"2070443601311540","publishTime":"2021-02-26T19:13:55.749123456Z",
+                 "publish_time":"2021-02-26T19:13:55.749123456Z","orderingKey":"some-key"},
+                 "subscription":"projects/myproject/subscriptions/mysubscription","deliveryAttempt":3}
+                """))
         #expect(record.payload == Array(#"{"status": "Hello there"}"#.utf8))
         #expect(record.eventTime == "2021-02-26T19:13:55.749123456Z", "kept as sent")
         #expect(meta(record, "orderingKey") == .string("some-key"))
@@ -122,18 +129,21 @@ import Testing
 
     // Unwrapped with metadata (constructed from https://cloud.google.com/pubsub/docs/payload-unwrapping).
     @Test func unwrappedWithMetadataHeaders() {
-        let record = decode(request(#"{"status": "Hello there"}"#, headers: [
-            ("Content-Type", "application/json"),
-            ("x-goog-pubsub-subscription-name", "projects/myproject/subscriptions/mysubscription"),
-            ("X-Goog-PubSub-Message-Id", "2070443601311540"),
-            ("x-goog-pubsub-publish-time", "2021-02-26T19:13:55.749Z"),
-            ("x-goog-pubsub-ordering-key", "some-key"),
-            ("Authorization", "Bearer secret"),
-            ("User-Agent", "CloudPubSub-Google"),
-            ("X-Forwarded-For", "1.2.3.4"),
-            ("traceparent", "00-abc-def-01"),
-            ("Tenant", "acme"),
-        ]))
+        let record = decode(
+            request(
+                #"{"status": "Hello there"}"#,
+                headers: [
+                    ("Content-Type", "application/json"),
+                    ("x-goog-pubsub-subscription-name", "projects/myproject/subscriptions/mysubscription"),
+                    ("X-Goog-PubSub-Message-Id", "2070443601311540"),
+                    ("x-goog-pubsub-publish-time", "2021-02-26T19:13:55.749Z"),
+                    ("x-goog-pubsub-ordering-key", "some-key"),
+                    ("Authorization", "Bearer secret"),
+                    ("User-Agent", "CloudPubSub-Google"),
+                    ("X-Forwarded-For", "1.2.3.4"),
+                    ("traceparent", "00-abc-def-01"),
+                    ("Tenant", "acme"),
+                ]))
         #expect(record.id == "2070443601311540")
         #expect(record.eventTime == "2021-02-26T19:13:55.749Z")
         #expect(meta(record, "subscription") == .string("projects/myproject/subscriptions/mysubscription"))
@@ -160,12 +170,15 @@ import Testing
     }
 
     @Test func repeatedHeadersOfAnUnwrappedPushAreOneKeyWithEveryValue() {
-        let record = decode(request("x", headers: [
-            ("Region", "eu"), ("region", "us"), ("x-goog-pubsub-message-id", "9"),
-            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"), ("x-goog-pubsub-subscription", "other"),
-            ("x-goog-pubsub-extra", "1"), ("X-Goog-PubSub-Extra", "2"),
-            ("x-goog-pubsub-delivery-attempt", "2"), ("x-goog-pubsub-delivery-attempt", "3"),
-        ]), .unwrapped)
+        let record = decode(
+            request(
+                "x",
+                headers: [
+                    ("Region", "eu"), ("region", "us"), ("x-goog-pubsub-message-id", "9"),
+                    ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"), ("x-goog-pubsub-subscription", "other"),
+                    ("x-goog-pubsub-extra", "1"), ("X-Goog-PubSub-Extra", "2"),
+                    ("x-goog-pubsub-delivery-attempt", "2"), ("x-goog-pubsub-delivery-attempt", "3"),
+                ]), .unwrapped)
         #expect(record.attributes.map { [$0.key, $0.value] } == [["region", "eu, us"]])
         #expect(Set(record.meta.map(\.key)).count == record.meta.count, "no meta key twice: \(record.meta.map(\.key))")
         #expect(meta(record, "subscription") == .string("projects/p/subscriptions/s, other"))

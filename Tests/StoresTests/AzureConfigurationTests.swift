@@ -1,9 +1,10 @@
 import Foundation
 import PersistorCore
-@testable import PersistorStores
 import PersistorTestSupport
 import PersistorTesting
 import Testing
+
+@testable import PersistorStores
 
 private let devKey = AzureConnectionString.developmentKey
 
@@ -11,7 +12,7 @@ private let devKey = AzureConnectionString.developmentKey
     @Test func readsEveryKeyCaseInsensitively() throws {
         let parsed = try AzureConnectionString(
             "defaultendpointsprotocol=http; AccountName=acct1;ACCOUNTKEY=\(devKey);EndpointSuffix=core.chinacloudapi.cn;"
-            + "QueueEndpoint=https://q.example;;")
+                + "QueueEndpoint=https://q.example;;")
         #expect(parsed.accountName == "acct1")
         #expect(parsed.accountKey == devKey, "the '=' padding inside the value is kept")
         #expect(parsed.defaultEndpointsProtocol == "http")
@@ -21,7 +22,8 @@ private let devKey = AzureConnectionString.developmentKey
     }
 
     @Test func blobEndpointAndSAS() throws {
-        let parsed = try AzureConnectionString("BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;SharedAccessSignature=?sv=2025-11-05&sig=a%2Bb%3D")
+        let parsed = try AzureConnectionString(
+            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;SharedAccessSignature=?sv=2025-11-05&sig=a%2Bb%3D")
         #expect(parsed.blobEndpoint == "http://127.0.0.1:10000/devstoreaccount1")
         #expect(parsed.sharedAccessSignature == "sv=2025-11-05&sig=a%2Bb%3D")
         #expect(parsed.endpoint(account: "devstoreaccount1") == "http://127.0.0.1:10000/devstoreaccount1")
@@ -124,8 +126,10 @@ private let devKey = AzureConnectionString.developmentKey
     }
 
     @Test func aConnectionStringWithoutCredentialOnlySetsTheEndpoint() throws {
-        let access = try resolve(["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://127.0.0.1:1/acct1",
-                                  "AZURE_STORAGE_SAS_TOKEN": "?sv=1&sig=x"])
+        let access = try resolve([
+            "AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://127.0.0.1:1/acct1",
+            "AZURE_STORAGE_SAS_TOKEN": "?sv=1&sig=x",
+        ])
         #expect(access.endpoint == "http://127.0.0.1:1/acct1")
         guard case .sas(let token) = access.authorization else { Issue.record("expected SAS"); return }
         #expect(token == "sv=1&sig=x")
@@ -141,26 +145,44 @@ private let devKey = AzureConnectionString.developmentKey
 
     @Test func managedIdentityEndpoints() throws {
         let imds = try AzureManagedIdentity(environment: ["AZURE_CLIENT_ID": "1234-ab"], client: client)
-        #expect(imds.tokenURL.absoluteString == "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F&client_id=1234-ab")
+        #expect(
+            imds.tokenURL.absoluteString
+                == "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F&client_id=1234-ab"
+        )
         #expect(imds.headers.map(\.name) == ["Metadata"] && imds.headers.map(\.value) == ["true"])
         let pod = try AzureManagedIdentity(environment: ["AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:8089/"], client: client)
-        #expect(pod.tokenURL.absoluteString == "http://127.0.0.1:8089/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F")
-        let appService = try AzureManagedIdentity(environment: ["IDENTITY_ENDPOINT": "http://127.0.0.1:41741/msi/token",
-                                                                "IDENTITY_HEADER": "secret-header"], client: client)
-        #expect(appService.tokenURL.absoluteString == "http://127.0.0.1:41741/msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com%2F")
+        #expect(
+            pod.tokenURL.absoluteString
+                == "http://127.0.0.1:8089/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fstorage.azure.com%2F")
+        let appService = try AzureManagedIdentity(
+            environment: [
+                "IDENTITY_ENDPOINT": "http://127.0.0.1:41741/msi/token",
+                "IDENTITY_HEADER": "secret-header",
+            ], client: client)
+        #expect(
+            appService.tokenURL.absoluteString
+                == "http://127.0.0.1:41741/msi/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com%2F")
         #expect(appService.headers.map(\.name) == ["X-IDENTITY-HEADER"] && appService.headers.map(\.value) == ["secret-header"])
     }
 
     @Test(arguments: [
-        (["AZURE_STORAGE_CONNECTION_STRING": "AccountName=other1;AccountKey=\(devKey)"],
-         "the connection string's AccountName 'other1' is not the store URL's account 'acct1'"),
-        (["AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct1;AccountKey=abc!"],
-         "AZURE_STORAGE_CONNECTION_STRING: AccountKey is not base64"),
-        (["AZURE_STORAGE_KEY": devKey, "AZURE_STORAGE_ACCOUNT": "other1"],
-         "AZURE_STORAGE_ACCOUNT 'other1' is not the store URL's account 'acct1'"),
+        (
+            ["AZURE_STORAGE_CONNECTION_STRING": "AccountName=other1;AccountKey=\(devKey)"],
+            "the connection string's AccountName 'other1' is not the store URL's account 'acct1'"
+        ),
+        (
+            ["AZURE_STORAGE_CONNECTION_STRING": "AccountName=acct1;AccountKey=abc!"],
+            "AZURE_STORAGE_CONNECTION_STRING: AccountKey is not base64"
+        ),
+        (
+            ["AZURE_STORAGE_KEY": devKey, "AZURE_STORAGE_ACCOUNT": "other1"],
+            "AZURE_STORAGE_ACCOUNT 'other1' is not the store URL's account 'acct1'"
+        ),
         (["AZURE_STORAGE_KEY": "%%%"], "AZURE_STORAGE_KEY is not base64"),
-        (["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://blob.example.com/acct1"],
-         "managed identity tokens are sent only over https, and the blob endpoint is http://blob.example.com/acct1 (plain http is allowed for loopback endpoints only)"),
+        (
+            ["AZURE_STORAGE_CONNECTION_STRING": "BlobEndpoint=http://blob.example.com/acct1"],
+            "managed identity tokens are sent only over https, and the blob endpoint is http://blob.example.com/acct1 (plain http is allowed for loopback endpoints only)"
+        ),
     ])
     func rejectsMismatchesAndUnsafeSetups(environment: [String: String], message: String) {
         #expect(throws: AzureConfigurationError(message)) { try resolve(environment) }
@@ -233,17 +255,20 @@ private func tokenAnswers(_ answers: [(Int, String)]) -> ScriptedTransport {
 }
 
 @Suite struct AzureManagedIdentityTokenTests {
-    private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
-                                        initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2))
+    private let fast = StoreRetryPolicy(
+        attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
+        initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2))
 
     private func identity(_ environment: [String: String], _ transport: ScriptedTransport) throws -> AzureManagedIdentity {
-        try AzureManagedIdentity(environment: environment,
-                                 client: StoreHTTPClient(store: "az://acct1/c01", transport: transport, policy: fast))
+        try AzureManagedIdentity(
+            environment: environment,
+            client: StoreHTTPClient(store: "az://acct1/c01", transport: transport, policy: fast))
     }
 
     @Test func readsExpiriesGivenAsStringsOrNumbers() async throws {
-        let appService = try identity(["IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi", "IDENTITY_HEADER": "h"],
-                                      tokenAnswers([(200, #"{"access_token":"t1","expires_on":"1795694400","token_type":"Bearer"}"#)]))
+        let appService = try identity(
+            ["IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi", "IDENTITY_HEADER": "h"],
+            tokenAnswers([(200, #"{"access_token":"t1","expires_on":"1795694400","token_type":"Bearer"}"#)]))
         let first = try await appService.fetch()
         #expect(first.value == "t1" && first.expiresAt == Date(timeIntervalSince1970: 1_795_694_400))
         let imds = try identity([:], tokenAnswers([(200, #"{"access_token":"t2","expires_in":3600}"#)]))

@@ -16,7 +16,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("If-None-Match", "*"),
             ("x-ms-meta-origin", "test"),
         ],
-        stringToSign: "PUT\ngzip\n\n32\n\napplication/json\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-origin:test\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/logs/2026/a.json.gz\ntimeout:30",
+        stringToSign:
+            "PUT\ngzip\n\n32\n\napplication/json\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-origin:test\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/logs/2026/a.json.gz\ntimeout:30",
         authorization: "SharedKey devstoreaccount1:2PLGKTO73Dzh7WIJwPDbR7QwA3W4rYxM2WepIgakyNo=",
         request: nil),
     AzureSigningVector(
@@ -27,7 +28,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/logs\ncomp:list\nprefix:a/b c\nrestype:container\ntimeout:30",
+        stringToSign:
+            "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/logs\ncomp:list\nprefix:a/b c\nrestype:container\ntimeout:30",
         authorization: "SharedKey devstoreaccount1:8gqtdf81maQO8w+HahPyhXYQcQoXEw/y6H47Ci/VblI=",
         request: nil),
     AzureSigningVector(
@@ -49,7 +51,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-version", "2025-11-05"),
             ("Content-Length", "0"),
         ],
-        stringToSign: "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-blob-content-type:t\nx-ms-blob-type:BlockBlob\nx-ms-date:d\nx-ms-meta-_z:5\nx-ms-meta-a:8\nx-ms-meta-a_1:2\nx-ms-meta-a_b:4\nx-ms-meta-a1:1\nx-ms-meta-ab:3\nx-ms-meta-z9:6\nx-ms-meta-zz:7\nx-ms-version:2025-11-05\n/persistortest/c/k",
+        stringToSign:
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-blob-content-type:t\nx-ms-blob-type:BlockBlob\nx-ms-date:d\nx-ms-meta-_z:5\nx-ms-meta-a:8\nx-ms-meta-a_1:2\nx-ms-meta-a_b:4\nx-ms-meta-a1:1\nx-ms-meta-ab:3\nx-ms-meta-z9:6\nx-ms-meta-zz:7\nx-ms-version:2025-11-05\n/persistortest/c/k",
         authorization: "SharedKey persistortest:Rf+kIExy0ugw7NYZoXkv/85jvFIzQichfnL6xIzkA9Y=",
         request: nil),
     AzureSigningVector(
@@ -70,10 +73,12 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\ngzip\n\n32\nkjf3rQTpb0YM117ZlEOckw==\napplication/octet-stream\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-formatversion:1\nx-ms-meta-id:42\nx-ms-meta-route:pubsub\nx-ms-meta-source:pubsub\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/archive-c/archive/pubsub/2026/11/26/42.gz",
+        stringToSign:
+            "PUT\ngzip\n\n32\nkjf3rQTpb0YM117ZlEOckw==\napplication/octet-stream\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-formatversion:1\nx-ms-meta-id:42\nx-ms-meta-route:pubsub\nx-ms-meta-source:pubsub\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/archive-c/archive/pubsub/2026/11/26/42.gz",
         authorization: "SharedKey devstoreaccount1:+b4Aks/DqxTnBfGzk+JhqYIxstFAq4mFk64w/9FxsN0=",
         request: AzureRequestInputs(
-            storeURL: "az://devstoreaccount1/archive-c/archive", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400, operation: .putBlob,
+            storeURL: "az://devstoreaccount1/archive-c/archive", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400,
+            operation: .putBlob,
             key: "pubsub/2026/11/26/42.gz", bytesBase64: "H4t4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg=",
             contentType: "application/octet-stream", contentEncoding: "gzip",
             metadata: ["formatVersion": "1", "id": "42", "route": "pubsub", "source": "pubsub"],
@@ -90,7 +95,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\n\n\n2\nREvLOj/Pg4kpbElGfyfh1g==\ntext/plain\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/persistortest/probe-c/_persistor/probe",
+        stringToSign:
+            "PUT\n\n\n2\nREvLOj/Pg4kpbElGfyfh1g==\ntext/plain\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/persistortest/probe-c/_persistor/probe",
         authorization: "SharedKey persistortest:T2DXdFYR5kcFxQrJ48dfhkTpERE/Cz7mr1vtepBYdPI=",
         request: AzureRequestInputs(
             storeURL: "az://persistortest/probe-c", endpoint: "https://persistortest.blob.core.windows.net", date: 1795694400, operation: .putBlob,
@@ -110,7 +116,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\n\n\n\n1B2M2Y8AsgTpgAmY7PhCfg==\napplication/octet-stream\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/p/empty",
+        stringToSign:
+            "PUT\n\n\n\n1B2M2Y8AsgTpgAmY7PhCfg==\napplication/octet-stream\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/p/empty",
         authorization: "SharedKey devstoreaccount1:VKdH/EAEsi4ahfow+ahtB39W+zXwbE6uHFDUkeshf/8=",
         request: AzureRequestInputs(
             storeURL: "az://devstoreaccount1/c01/p", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400, operation: .putBlob,
@@ -130,7 +137,8 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\n\n\n2\nmZFLkyvTelC5g8XnyQrpOw==\napplication/json\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/p/q/dt%3D2026-11-26/a%20b%2B%252E%C3%A9/%2E/%2E%2E/x~y",
+        stringToSign:
+            "PUT\n\n\n2\nmZFLkyvTelC5g8XnyQrpOw==\napplication/json\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/p/q/dt%3D2026-11-26/a%20b%2B%252E%C3%A9/%2E/%2E%2E/x~y",
         authorization: "SharedKey devstoreaccount1:2+jnQdt0l/susEexOHzlbLMgH/L+Ws2RpM+90ZtKjDg=",
         request: AzureRequestInputs(
             storeURL: "az://devstoreaccount1/c01/p/q", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400, operation: .putBlob,
@@ -141,18 +149,23 @@ let azureSigningVectors: [AzureSigningVector] = [
     AzureSigningVector(
         name: "Put Block",
         account: "devstoreaccount1", key: "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
-        method: "PUT", url: "http://127.0.0.1:10000/devstoreaccount1/c01/archive/pubsub/big.ndjson.gz?comp=block&blockid=MDAwMDAwMDAwMDAwMDBmZi0wMDAwMDE%3D",
+        method: "PUT",
+        url: "http://127.0.0.1:10000/devstoreaccount1/c01/archive/pubsub/big.ndjson.gz?comp=block&blockid=MDAwMDAwMDAwMDAwMDBmZi0wMDAwMDE%3D",
         headers: [
             ("Content-MD5", "suqff86oMaSmOyE/QaiFWw=="),
             ("Content-Length", "1024"),
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\n\n\n1024\nsuqff86oMaSmOyE/QaiFWw==\n\n\n\n\n\n\n\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/archive/pubsub/big.ndjson.gz\nblockid:MDAwMDAwMDAwMDAwMDBmZi0wMDAwMDE=\ncomp:block",
+        stringToSign:
+            "PUT\n\n\n1024\nsuqff86oMaSmOyE/QaiFWw==\n\n\n\n\n\n\n\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-version:2025-11-05\n/devstoreaccount1/devstoreaccount1/c01/archive/pubsub/big.ndjson.gz\nblockid:MDAwMDAwMDAwMDAwMDBmZi0wMDAwMDE=\ncomp:block",
         authorization: "SharedKey devstoreaccount1:J2lnO/toi1Jb9TUWm5zlG2xY/QT7EgHP5GMowFEYdSI=",
         request: AzureRequestInputs(
-            storeURL: "az://devstoreaccount1/c01/archive", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400, operation: .putBlock,
-            key: "pubsub/big.ndjson.gz", bytesBase64: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp+goaKjpKWmp6ipqqusra6vsLGys7S1tre4ubq7vL2+v8DBwsPExcbHyMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5ufo6err7O3u7/Dx8vP09fb3+Pn6+/z9/v8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl9gYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoOEhYaHiImKi4yNjo+QkZKTlJWWl5iZmpucnZ6foKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr/AwcLDxMXGx8jJysvMzc7P0NHS09TV1tfY2drb3N3e3+Dh4uPk5ebn6Onq6+zt7u/w8fLz9PX29/j5+vv8/f7/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w==",
+            storeURL: "az://devstoreaccount1/c01/archive", endpoint: "http://127.0.0.1:10000/devstoreaccount1", date: 1795694400,
+            operation: .putBlock,
+            key: "pubsub/big.ndjson.gz",
+            bytesBase64:
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp+goaKjpKWmp6ipqqusra6vsLGys7S1tre4ubq7vL2+v8DBwsPExcbHyMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5ufo6err7O3u7/Dx8vP09fb3+Pn6+/z9/v8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl9gYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoOEhYaHiImKi4yNjo+QkZKTlJWWl5iZmpucnZ6foKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr/AwcLDxMXGx8jJysvMzc7P0NHS09TV1tfY2drb3N3e3+Dh4uPk5ebn6Onq6+zt7u/w8fLz9PX29/j5+vv8/f7/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w==",
             contentType: "", contentEncoding: nil,
             metadata: [:],
             createOnly: false, blockIDs: ["MDAwMDAwMDAwMDAwMDBmZi0wMDAwMDE="])),
@@ -173,10 +186,12 @@ let azureSigningVectors: [AzureSigningVector] = [
             ("x-ms-date", "Thu, 26 Nov 2026 12:00:00 GMT"),
             ("x-ms-version", "2025-11-05"),
         ],
-        stringToSign: "PUT\n\n\n159\n\napplication/xml; charset=utf-8\n\n\n\n*\n\n\nx-ms-blob-content-encoding:gzip\nx-ms-blob-content-type:application/x-ndjson\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-a_1:%C3%A9 100%25\nx-ms-meta-a1:plain\nx-ms-meta-firstreceivedat:2026-11-26T12:00:00.000Z\nx-ms-meta-z_z:%20edge%20\nx-ms-version:2025-11-05\n/persistortest/c01/archive/pubsub/big.ndjson.gz\ncomp:blocklist",
+        stringToSign:
+            "PUT\n\n\n159\n\napplication/xml; charset=utf-8\n\n\n\n*\n\n\nx-ms-blob-content-encoding:gzip\nx-ms-blob-content-type:application/x-ndjson\nx-ms-date:Thu, 26 Nov 2026 12:00:00 GMT\nx-ms-meta-a_1:%C3%A9 100%25\nx-ms-meta-a1:plain\nx-ms-meta-firstreceivedat:2026-11-26T12:00:00.000Z\nx-ms-meta-z_z:%20edge%20\nx-ms-version:2025-11-05\n/persistortest/c01/archive/pubsub/big.ndjson.gz\ncomp:blocklist",
         authorization: "SharedKey persistortest:YzjBaC9RoOnjSAn9uhxUhXwSDvO8AcC09A1SHlt2auo=",
         request: AzureRequestInputs(
-            storeURL: "az://persistortest/c01/archive", endpoint: "https://persistortest.blob.core.windows.net", date: 1795694400, operation: .putBlockList,
+            storeURL: "az://persistortest/c01/archive", endpoint: "https://persistortest.blob.core.windows.net", date: 1795694400,
+            operation: .putBlockList,
             key: "pubsub/big.ndjson.gz", bytesBase64: "",
             contentType: "application/x-ndjson", contentEncoding: "gzip",
             metadata: ["Z_z": " edge ", "a1": "plain", "a_1": "é 100%", "firstReceivedAt": "2026-11-26T12:00:00.000Z"],

@@ -83,16 +83,19 @@ private func fixtureAccount() throws -> GoogleServiceAccount {
         #expect(openError(keyFile: directory.path)?.message == "GOOGLE_APPLICATION_CREDENTIALS file \(directory.path) cannot be read")
     }
 
-    @Test(arguments: [
-        ("type", "authorized_user", "type is 'authorized_user', expected 'service_account'"),
-        ("type", nil, "type is missing, expected 'service_account'"),
-        ("client_email", nil, "client_email is missing"),
-        ("private_key", nil, "private_key is missing"),
-        ("token_uri", nil, "token_uri is missing"),
-        ("token_uri", "file:///etc/passwd", "token_uri is not an http(s) URL"),
-        ("private_key", "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAzzzz\n-----END PRIVATE KEY-----\n",
-         "private_key is not a PEM RSA private key of at least 2048 bits"),
-    ] as [(String, String?, String)])
+    @Test(
+        arguments: [
+            ("type", "authorized_user", "type is 'authorized_user', expected 'service_account'"),
+            ("type", nil, "type is missing, expected 'service_account'"),
+            ("client_email", nil, "client_email is missing"),
+            ("private_key", nil, "private_key is missing"),
+            ("token_uri", nil, "token_uri is missing"),
+            ("token_uri", "file:///etc/passwd", "token_uri is not an http(s) URL"),
+            (
+                "private_key", "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAzzzz\n-----END PRIVATE KEY-----\n",
+                "private_key is not a PEM RSA private key of at least 2048 bits"
+            ),
+        ] as [(String, String?, String)])
     func aWrongOrIncompleteKeyFile(field: String, value: String?, cause: String) throws {
         let (directory, path) = try keyFile(field, value)
         defer { directory.remove() }

@@ -1,17 +1,19 @@
 import Foundation
 import PersistorCore
-@testable import PersistorStores
 import PersistorTestSupport
 import PersistorTesting
 import Testing
+
+@testable import PersistorStores
 
 /// Records every request and answers from `answers` (then 200 `{}`); for checking what the store sends.
 private func recording(_ answers: [StoreHTTPResponse] = []) -> ScriptedTransport {
     ScriptedTransport(answers: answers, afterScript: StoreHTTPResponse(status: 200, body: Array("{}".utf8)))
 }
 
-private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 2,
-                                    initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+private let fast = StoreRetryPolicy(
+    attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 2,
+    initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
 private let emulator = ["STORAGE_EMULATOR_HOST": "http://127.0.0.1:4443"]
 
 private func json(_ status: Int, _ body: String) -> StoreHTTPResponse {
@@ -33,7 +35,9 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         }
     }
     chunks.append(Array(body[start...]))
-    guard chunks.first == [], chunks.last == Array("--\r\n".utf8) else { throw TestFailure("body does not start with a delimiter and end with the close delimiter") }
+    guard chunks.first == [], chunks.last == Array("--\r\n".utf8) else {
+        throw TestFailure("body does not start with a delimiter and end with the close delimiter")
+    }
     return try chunks.dropFirst().dropLast().map { chunk in
         let text = chunk
         guard text.starts(with: Array("\r\n".utf8)), text.suffix(2) == [0x0D, 0x0A] else { throw TestFailure("a part is not framed by CRLF") }
@@ -120,8 +124,9 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         let transport = recording()
         let store = try GCSStore(url: "gs://bkt/archive", environment: emulator, policy: fast, transport: transport)
         let bytes: [UInt8] = [0x1F, 0x8B, 0x08, 0x00, 0x0D, 0x0A, 0x2D, 0x2D, 0xFF, 0x00]
-        let blob = Blob(key: "orders/2026/x.ndjson.gz", bytes: bytes, contentType: "application/x-ndjson", contentEncoding: "gzip",
-                        metadata: ["records": "2", "route": "café/ü \"q\""], createOnly: true)
+        let blob = Blob(
+            key: "orders/2026/x.ndjson.gz", bytes: bytes, contentType: "application/x-ndjson", contentEncoding: "gzip",
+            metadata: ["records": "2", "route": "café/ü \"q\""], createOnly: true)
         #expect(try await store.put(blob) == .created)
 
         let request = try #require(transport.requests.first)
@@ -171,7 +176,9 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
 
     @Test func errorsCarryTheReasonButNotTheBody() async throws {
         let transport = recording([
-            json(403, #"{"error":{"code":403,"message":"secret-ish detail 12345","errors":[{"reason":"forbidden","message":"secret-ish detail 12345"}]}}"#),
+            json(
+                403,
+                #"{"error":{"code":403,"message":"secret-ish detail 12345","errors":[{"reason":"forbidden","message":"secret-ish detail 12345"}]}}"#),
             json(404, #"{"error":{"code":404,"message":"nope","status":"NOT_FOUND"}}"#),
         ])
         let store = try GCSStore(url: "gs://bkt/p", environment: emulator, policy: fast, transport: transport)
@@ -208,9 +215,13 @@ private func parts(of body: [UInt8], boundary: String) throws -> [(headers: [Str
         ((0..<32).map { UInt8($0) }, UInt32(0x46DD_794E)),
         ((0..<32).reversed().map { UInt8($0) }, UInt32(0x113F_DB5C)),
         // An iSCSI SCSI Read (10) command PDU.
-        ([0x01, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-          0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x18,
-          0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00], UInt32(0xD996_3A56)),
+        (
+            [
+                0x01, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x18,
+                0x28, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            ], UInt32(0xD996_3A56)
+        ),
         (Array("123456789".utf8), UInt32(0xE306_9283)),
         ([], UInt32(0)),
     ])

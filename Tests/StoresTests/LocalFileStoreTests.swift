@@ -2,6 +2,7 @@ import Foundation
 import PersistorCore
 import PersistorTestSupport
 import Testing
+
 @testable import PersistorStores
 
 @Suite struct LocalFileStoreTests {
@@ -120,7 +121,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
         let chattr = try requireTool("chattr", install: "apt-get install -y e2fsprogs")
         let flagged = try runProcess(chattr, ["+i", root])
-        try #require(flagged.status == 0, "chattr +i \(root) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)")
+        try #require(
+            flagged.status == 0,
+            "chattr +i \(root) failed (\(flagged.stderr)): the test needs a temp directory on a file system with the immutable flag (ext4, xfs, btrfs)"
+        )
         defer { _ = try? runProcess(chattr, ["-i", root]) }
         do {
             _ = try LocalFileStore(root: root)

@@ -2,112 +2,193 @@
 // and boto3 1.44.8 (request URLs). Do not edit: change the script and run it again.
 
 let sigV4Fixtures: [SigV4Fixture] = [
-    SigV4Fixture(name: "AWS example: GET /test.txt with Range", method: "GET", canonicalURI: "/test.txt",
-                 query: [],
-                 headers: [("Range", "bytes=0-9"), ("Host", "examplebucket.s3.amazonaws.com"), ("X-Amz-Date", "20130524T000000Z"), ("X-Amz-Content-SHA256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")],
-                 payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                 region: "us-east-1", amzDate: "20130524T000000Z",
-                 canonicalRequest: "GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\nx-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nx-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                 stringToSign: "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
-    SigV4Fixture(name: "query parameters: encoded, sorted by key then value, empty values", method: "GET", canonicalURI: "/",
-                 query: [("prefix", "a b/\u{e9}=%"), ("list-type", "2"), ("delimiter", "/"), ("max-keys", "10"), ("empty", ""), ("start-after", "x~y*z+"), ("a", "2"), ("a", "1")],
-                 headers: [("Host", "bkt.s3.eu-west-1.amazonaws.com"), ("X-Amz-Date", "20261126T190000Z"), ("X-Amz-Content-SHA256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")],
-                 payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                 region: "eu-west-1", amzDate: "20261126T190000Z",
-                 canonicalRequest: "GET\n/\na=1&a=2&delimiter=%2F&empty=&list-type=2&max-keys=10&prefix=a%20b%2F%C3%A9%3D%25&start-after=x~y%2Az%2B\nhost:bkt.s3.eu-west-1.amazonaws.com\nx-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nx-amz-date:20261126T190000Z\n\nhost;x-amz-content-sha256;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/eu-west-1/s3/aws4_request\nc97c7d452a9e4cc5d2c9c90df88b6e516214518b07dcd95172f4f2d53e13d3d2",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/eu-west-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=225bfa5f2d3088a1d9f67045e899444b4a12b2e2ba1014a55d8c242f1480d02f"),
-    SigV4Fixture(name: "header values trimmed, inner whitespace collapsed; session token signed", method: "PUT", canonicalURI: "/bkt/k",
-                 query: [],
-                 headers: [("Content-Type", "  text/plain;   charset=utf-8 "), ("X-Amz-Security-Token", "session/token+=="), ("X-Amz-Meta-A", "b"), ("Host", "127.0.0.1:9000"), ("X-Amz-Date", "20261126T190000Z"), ("X-Amz-Content-SHA256", "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df")],
-                 payloadHash: "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df", accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                 region: "us-east-1", amzDate: "20261126T190000Z",
-                 canonicalRequest: "PUT\n/bkt/k\n\ncontent-type:text/plain; charset=utf-8\nhost:127.0.0.1:9000\nx-amz-content-sha256:2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df\nx-amz-date:20261126T190000Z\nx-amz-meta-a:b\nx-amz-security-token:session/token+==\n\ncontent-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-a;x-amz-security-token\n2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\naeab9e137f202cbb6db3773fcadf91edef624460c8a7a2a0a03d100b374d15be",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-a;x-amz-security-token, Signature=b08f27c35f121cc03ac6ae627bd670d384ec3b6643aa096a01ea8defe2d852ed"),
+    SigV4Fixture(
+        name: "AWS example: GET /test.txt with Range", method: "GET", canonicalURI: "/test.txt",
+        query: [],
+        headers: [
+            ("Range", "bytes=0-9"), ("Host", "examplebucket.s3.amazonaws.com"), ("X-Amz-Date", "20130524T000000Z"),
+            ("X-Amz-Content-SHA256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ],
+        payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", accessKeyID: "AKIAIOSFODNN7EXAMPLE",
+        secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        region: "us-east-1", amzDate: "20130524T000000Z",
+        canonicalRequest:
+            "GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\nx-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nx-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    ),
+    SigV4Fixture(
+        name: "query parameters: encoded, sorted by key then value, empty values", method: "GET", canonicalURI: "/",
+        query: [
+            ("prefix", "a b/\u{e9}=%"), ("list-type", "2"), ("delimiter", "/"), ("max-keys", "10"), ("empty", ""), ("start-after", "x~y*z+"),
+            ("a", "2"), ("a", "1"),
+        ],
+        headers: [
+            ("Host", "bkt.s3.eu-west-1.amazonaws.com"), ("X-Amz-Date", "20261126T190000Z"),
+            ("X-Amz-Content-SHA256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ],
+        payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", accessKeyID: "AKIAIOSFODNN7EXAMPLE",
+        secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        region: "eu-west-1", amzDate: "20261126T190000Z",
+        canonicalRequest:
+            "GET\n/\na=1&a=2&delimiter=%2F&empty=&list-type=2&max-keys=10&prefix=a%20b%2F%C3%A9%3D%25&start-after=x~y%2Az%2B\nhost:bkt.s3.eu-west-1.amazonaws.com\nx-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nx-amz-date:20261126T190000Z\n\nhost;x-amz-content-sha256;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/eu-west-1/s3/aws4_request\nc97c7d452a9e4cc5d2c9c90df88b6e516214518b07dcd95172f4f2d53e13d3d2",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/eu-west-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=225bfa5f2d3088a1d9f67045e899444b4a12b2e2ba1014a55d8c242f1480d02f"
+    ),
+    SigV4Fixture(
+        name: "header values trimmed, inner whitespace collapsed; session token signed", method: "PUT", canonicalURI: "/bkt/k",
+        query: [],
+        headers: [
+            ("Content-Type", "  text/plain;   charset=utf-8 "), ("X-Amz-Security-Token", "session/token+=="), ("X-Amz-Meta-A", "b"),
+            ("Host", "127.0.0.1:9000"), ("X-Amz-Date", "20261126T190000Z"),
+            ("X-Amz-Content-SHA256", "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df"),
+        ],
+        payloadHash: "2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df", accessKeyID: "AKIAIOSFODNN7EXAMPLE",
+        secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        region: "us-east-1", amzDate: "20261126T190000Z",
+        canonicalRequest:
+            "PUT\n/bkt/k\n\ncontent-type:text/plain; charset=utf-8\nhost:127.0.0.1:9000\nx-amz-content-sha256:2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df\nx-amz-date:20261126T190000Z\nx-amz-meta-a:b\nx-amz-security-token:session/token+==\n\ncontent-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-a;x-amz-security-token\n2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\naeab9e137f202cbb6db3773fcadf91edef624460c8a7a2a0a03d100b374d15be",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-a;x-amz-security-token, Signature=b08f27c35f121cc03ac6ae627bd670d384ec3b6643aa096a01ea8defe2d852ed"
+    ),
 ]
 
 let s3PutFixtures: [S3PutFixture] = [
-    S3PutFixture(name: "path-style endpoint, ndjson batch with metadata", storeURL: "s3://bkt/archive",
-                 environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"],
-                 key: "pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz", body: "batch bytes", contentType: "application/x-ndjson",
-                 contentEncoding: "gzip", metadata: ["records": "3", "firstReceivedAt": "2026-11-26T19:00:00.123Z", "lastReceivedAt": "2026-11-26T19:00:00.456Z", "formatVersion": "1"], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "http://127.0.0.1:9000/bkt/archive/pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz",
-                 canonicalRequest: "PUT\n/bkt/archive/pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz\n\ncontent-encoding:gzip\ncontent-type:application/x-ndjson\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:K/OStVp/DDJ22Eh8S5+U1kZXKx5jbQtW30yNvmfUUms=\nx-amz-content-sha256:2bf392b55a7f0c3276d8487c4b9f94d646572b1e636d0b56df4c8dbe67d4526b\nx-amz-date:20261126T190000Z\nx-amz-meta-firstreceivedat:2026-11-26T19:00:00.123Z\nx-amz-meta-formatversion:1\nx-amz-meta-lastreceivedat:2026-11-26T19:00:00.456Z\nx-amz-meta-records:3\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-firstreceivedat;x-amz-meta-formatversion;x-amz-meta-lastreceivedat;x-amz-meta-records;x-amz-sdk-checksum-algorithm\n2bf392b55a7f0c3276d8487c4b9f94d646572b1e636d0b56df4c8dbe67d4526b",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n6d3a352322613d5239377c1a094cfd79490c94244e8ca3371c54c1d7dcf34972",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-firstreceivedat;x-amz-meta-formatversion;x-amz-meta-lastreceivedat;x-amz-meta-records;x-amz-sdk-checksum-algorithm, Signature=2a875e4aab80858a64bbd1307bfc3d66c5752b2b11abf1923d0a08a7ba970cd2"),
-    S3PutFixture(name: "virtual-hosted AWS, create-only raw payload", storeURL: "s3://my-archive/raw/",
-                 environment: ["AWS_REGION": "eu-west-1"],
-                 key: "pubsub/2026/11/26/42.gz", body: "payload", contentType: "application/octet-stream",
-                 contentEncoding: "gzip", metadata: ["id": "42", "route": "orders"], createOnly: true,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795737662,
-                 url: "https://my-archive.s3.eu-west-1.amazonaws.com/raw/pubsub/2026/11/26/42.gz",
-                 canonicalRequest: "PUT\n/raw/pubsub/2026/11/26/42.gz\n\ncontent-encoding:gzip\ncontent-type:application/octet-stream\nhost:my-archive.s3.eu-west-1.amazonaws.com\nif-none-match:*\nx-amz-checksum-sha256:I59Z7VXnN8dxR89VrQwbAwttfudIp0JpUvm4UtWpNeU=\nx-amz-content-sha256:239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5\nx-amz-date:20261127T000102Z\nx-amz-meta-id:42\nx-amz-meta-route:orders\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-id;x-amz-meta-route;x-amz-sdk-checksum-algorithm\n239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261127T000102Z\n20261127/eu-west-1/s3/aws4_request\nb3848c001ee69fa666b6091a4b38de736952db936c3c1122d338a7548a5c4da7",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/eu-west-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-id;x-amz-meta-route;x-amz-sdk-checksum-algorithm, Signature=7cd91ce0a03ce28c2bb20009230d88137deb372a8ecd0427e7e5586f5319788b"),
-    S3PutFixture(name: "dotted bucket goes path-style on AWS; AWS_DEFAULT_REGION", storeURL: "s3://my.archive.example/p",
-                 environment: ["AWS_DEFAULT_REGION": "us-west-2"],
-                 key: "k.json", body: "{}", contentType: "application/json",
-                 contentEncoding: nil, metadata: [:], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "https://s3.us-west-2.amazonaws.com/my.archive.example/p/k.json",
-                 canonicalRequest: "PUT\n/my.archive.example/p/k.json\n\ncontent-type:application/json\nhost:s3.us-west-2.amazonaws.com\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-west-2/s3/aws4_request\naed95ccf666e7e7f2bf3e8dae8bfd390cc13675b1f187d42ae787f5a3d991776",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-west-2/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=0fa6633d43da6ca3cc0d134f9eaa8e714f31991a88820caecf7e77a15a77e14c"),
-    S3PutFixture(name: "default region us-east-1, regional virtual host, empty prefix", storeURL: "s3://bkt",
-                 environment: [:],
-                 key: "_persistor/probe", body: "ok", contentType: "text/plain",
-                 contentEncoding: nil, metadata: [:], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "https://bkt.s3.us-east-1.amazonaws.com/_persistor/probe",
-                 canonicalRequest: "PUT\n/_persistor/probe\n\ncontent-type:text/plain\nhost:bkt.s3.us-east-1.amazonaws.com\nx-amz-checksum-sha256:Jok2eyBcFs4y7UIAlCuLix4mLfxw2byfvHfElpmk8d8=\nx-amz-content-sha256:2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n61c36f43c382436777bdde00bafbf6ef7897c11ef2d3f4b43c83625ac76da7d8",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=28dae0446d68068594ace49e386afc215b63fc25a456272a9c3ccf2b56ccea23"),
-    S3PutFixture(name: "session token (temporary keys)", storeURL: "s3://bkt/archive",
-                 environment: ["AWS_ENDPOINT_URL": "http://localhost:4566"],
-                 key: "a.json", body: "{}", contentType: "application/json",
-                 contentEncoding: nil, metadata: [:], createOnly: true,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: "IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars", date: 1795719600,
-                 url: "http://localhost:4566/bkt/archive/a.json",
-                 canonicalRequest: "PUT\n/bkt/archive/a.json\n\ncontent-type:application/json\nhost:localhost:4566\nif-none-match:*\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars\n\ncontent-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm;x-amz-security-token\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nce572d5551b1df7622f3a7e34835a08347519207976f883ebf0b4394e98adbe9",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm;x-amz-security-token, Signature=018da7e977d5cdae106c41b0a92a1dd08e5e7b5419f299b39d4c5a4ae0d413d3"),
-    S3PutFixture(name: "metadata: unicode, percent, edge spaces, upper-case names", storeURL: "s3://bkt/archive",
-                 environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"],
-                 key: "m.json", body: "{}", contentType: "application/json",
-                 contentEncoding: nil, metadata: ["Route": "bestellungen-gr\u{f6}\u{df}e", "id": " 100% sure ", "Note": "tab\u{9}here", "emoji": "\u{2713} ok"], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "http://127.0.0.1:9000/bkt/archive/m.json",
-                 canonicalRequest: "PUT\n/bkt/archive/m.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-meta-emoji:%E2%9C%93 ok\nx-amz-meta-id:%20100%25 sure%20\nx-amz-meta-note:tab%09here\nx-amz-meta-route:bestellungen-gr%C3%B6%C3%9Fe\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-emoji;x-amz-meta-id;x-amz-meta-note;x-amz-meta-route;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nc9b11cbf359e8926bd10b994ced5c63a9555bc8f83f255eb1df1aa289b50a3c1",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-emoji;x-amz-meta-id;x-amz-meta-note;x-amz-meta-route;x-amz-sdk-checksum-algorithm, Signature=84f07a75b59040da4417d6794a2e2712066f5deac9ee2bfa5aa5730f78a5d379"),
-    S3PutFixture(name: "keys with spaces, unicode, '=', '%', '~', '+'", storeURL: "s3://bkt/pre fix",
-                 environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000/"],
-                 key: "dt=2026-11-26/a b/\u{fc}n\u{ef}/100%/x~y+z.json", body: "{}", contentType: "application/json",
-                 contentEncoding: nil, metadata: [:], createOnly: true,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "http://127.0.0.1:9000/bkt/pre%20fix/dt%3D2026-11-26/a%20b/%C3%BCn%C3%AF/100%25/x~y%2Bz.json",
-                 canonicalRequest: "PUT\n/bkt/pre%20fix/dt%3D2026-11-26/a%20b/%C3%BCn%C3%AF/100%25/x~y%2Bz.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nif-none-match:*\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nc0aa564fe965d2b1e06ca9a4ac352f02c99bfd555e34d36adfc7d2ef6dde4621",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=450090fef8807624b3873356aa75480a587d3d9509f496cdaf89767cc3f1741b"),
-    S3PutFixture(name: "endpoint with a path and an explicit default port", storeURL: "s3://bkt/archive",
-                 environment: ["AWS_ENDPOINT_URL_S3": "https://minio.example.com:443/s3/", "AWS_REGION": "eu-central-1"],
-                 key: "k.gz", body: "gzip bytes", contentType: "application/octet-stream",
-                 contentEncoding: "gzip", metadata: [:], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "https://minio.example.com:443/s3/bkt/archive/k.gz",
-                 canonicalRequest: "PUT\n/s3/bkt/archive/k.gz\n\ncontent-encoding:gzip\ncontent-type:application/octet-stream\nhost:minio.example.com\nx-amz-checksum-sha256:v9CpOoJqxpREgtiKzAFIhOLJkHx4npVUefo6+R/Yu8k=\nx-amz-content-sha256:bfd0a93a826ac6944482d88acc014884e2c9907c789e955479fa3af91fd8bbc9\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\nbfd0a93a826ac6944482d88acc014884e2c9907c789e955479fa3af91fd8bbc9",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/eu-central-1/s3/aws4_request\n087a45dcd5f0abb94a82c842e1e74f30f58cdf5b8d9ec85d10ba8729f9171fdf",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/eu-central-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=6ed95c2284476bddc12709c4d1515294f40a250bdbd852e3a673769d732254aa"),
-    S3PutFixture(name: "AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL; non-default port in Host", storeURL: "s3://bkt/archive",
-                 environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"],
-                 key: "k.json", body: "{}", contentType: "application/json",
-                 contentEncoding: nil, metadata: [:], createOnly: false,
-                 accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
-                 url: "http://127.0.0.1:9000/bkt/archive/k.json",
-                 canonicalRequest: "PUT\n/bkt/archive/k.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-                 stringToSign: "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n42a2851d8d0c4f84421fe1f9c4029e600ae7dd257287ff9505b348d60fa35ac3",
-                 authorization: "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=1dbb3973e4f47533e3163cb44cab7157260443074da425e2bed6977e7f7f7eea"),
+    S3PutFixture(
+        name: "path-style endpoint, ndjson batch with metadata", storeURL: "s3://bkt/archive",
+        environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"],
+        key: "pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz", body: "batch bytes", contentType: "application/x-ndjson",
+        contentEncoding: "gzip",
+        metadata: [
+            "records": "3", "firstReceivedAt": "2026-11-26T19:00:00.123Z", "lastReceivedAt": "2026-11-26T19:00:00.456Z", "formatVersion": "1",
+        ], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "http://127.0.0.1:9000/bkt/archive/pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz",
+        canonicalRequest:
+            "PUT\n/bkt/archive/pubsub/2026/11/26/20261126T190000.123Z-abcdef012345-000001.ndjson.gz\n\ncontent-encoding:gzip\ncontent-type:application/x-ndjson\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:K/OStVp/DDJ22Eh8S5+U1kZXKx5jbQtW30yNvmfUUms=\nx-amz-content-sha256:2bf392b55a7f0c3276d8487c4b9f94d646572b1e636d0b56df4c8dbe67d4526b\nx-amz-date:20261126T190000Z\nx-amz-meta-firstreceivedat:2026-11-26T19:00:00.123Z\nx-amz-meta-formatversion:1\nx-amz-meta-lastreceivedat:2026-11-26T19:00:00.456Z\nx-amz-meta-records:3\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-firstreceivedat;x-amz-meta-formatversion;x-amz-meta-lastreceivedat;x-amz-meta-records;x-amz-sdk-checksum-algorithm\n2bf392b55a7f0c3276d8487c4b9f94d646572b1e636d0b56df4c8dbe67d4526b",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n6d3a352322613d5239377c1a094cfd79490c94244e8ca3371c54c1d7dcf34972",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-firstreceivedat;x-amz-meta-formatversion;x-amz-meta-lastreceivedat;x-amz-meta-records;x-amz-sdk-checksum-algorithm, Signature=2a875e4aab80858a64bbd1307bfc3d66c5752b2b11abf1923d0a08a7ba970cd2"
+    ),
+    S3PutFixture(
+        name: "virtual-hosted AWS, create-only raw payload", storeURL: "s3://my-archive/raw/",
+        environment: ["AWS_REGION": "eu-west-1"],
+        key: "pubsub/2026/11/26/42.gz", body: "payload", contentType: "application/octet-stream",
+        contentEncoding: "gzip", metadata: ["id": "42", "route": "orders"], createOnly: true,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795737662,
+        url: "https://my-archive.s3.eu-west-1.amazonaws.com/raw/pubsub/2026/11/26/42.gz",
+        canonicalRequest:
+            "PUT\n/raw/pubsub/2026/11/26/42.gz\n\ncontent-encoding:gzip\ncontent-type:application/octet-stream\nhost:my-archive.s3.eu-west-1.amazonaws.com\nif-none-match:*\nx-amz-checksum-sha256:I59Z7VXnN8dxR89VrQwbAwttfudIp0JpUvm4UtWpNeU=\nx-amz-content-sha256:239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5\nx-amz-date:20261127T000102Z\nx-amz-meta-id:42\nx-amz-meta-route:orders\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-id;x-amz-meta-route;x-amz-sdk-checksum-algorithm\n239f59ed55e737c77147cf55ad0c1b030b6d7ee748a7426952f9b852d5a935e5",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261127T000102Z\n20261127/eu-west-1/s3/aws4_request\nb3848c001ee69fa666b6091a4b38de736952db936c3c1122d338a7548a5c4da7",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261127/eu-west-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-id;x-amz-meta-route;x-amz-sdk-checksum-algorithm, Signature=7cd91ce0a03ce28c2bb20009230d88137deb372a8ecd0427e7e5586f5319788b"
+    ),
+    S3PutFixture(
+        name: "dotted bucket goes path-style on AWS; AWS_DEFAULT_REGION", storeURL: "s3://my.archive.example/p",
+        environment: ["AWS_DEFAULT_REGION": "us-west-2"],
+        key: "k.json", body: "{}", contentType: "application/json",
+        contentEncoding: nil, metadata: [:], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "https://s3.us-west-2.amazonaws.com/my.archive.example/p/k.json",
+        canonicalRequest:
+            "PUT\n/my.archive.example/p/k.json\n\ncontent-type:application/json\nhost:s3.us-west-2.amazonaws.com\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-west-2/s3/aws4_request\naed95ccf666e7e7f2bf3e8dae8bfd390cc13675b1f187d42ae787f5a3d991776",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-west-2/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=0fa6633d43da6ca3cc0d134f9eaa8e714f31991a88820caecf7e77a15a77e14c"
+    ),
+    S3PutFixture(
+        name: "default region us-east-1, regional virtual host, empty prefix", storeURL: "s3://bkt",
+        environment: [:],
+        key: "_persistor/probe", body: "ok", contentType: "text/plain",
+        contentEncoding: nil, metadata: [:], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "https://bkt.s3.us-east-1.amazonaws.com/_persistor/probe",
+        canonicalRequest:
+            "PUT\n/_persistor/probe\n\ncontent-type:text/plain\nhost:bkt.s3.us-east-1.amazonaws.com\nx-amz-checksum-sha256:Jok2eyBcFs4y7UIAlCuLix4mLfxw2byfvHfElpmk8d8=\nx-amz-content-sha256:2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n61c36f43c382436777bdde00bafbf6ef7897c11ef2d3f4b43c83625ac76da7d8",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=28dae0446d68068594ace49e386afc215b63fc25a456272a9c3ccf2b56ccea23"
+    ),
+    S3PutFixture(
+        name: "session token (temporary keys)", storeURL: "s3://bkt/archive",
+        environment: ["AWS_ENDPOINT_URL": "http://localhost:4566"],
+        key: "a.json", body: "{}", contentType: "application/json",
+        contentEncoding: nil, metadata: [:], createOnly: true,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        sessionToken: "IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars", date: 1795719600,
+        url: "http://localhost:4566/bkt/archive/a.json",
+        canonicalRequest:
+            "PUT\n/bkt/archive/a.json\n\ncontent-type:application/json\nhost:localhost:4566\nif-none-match:*\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\nx-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLE/token+with=chars\n\ncontent-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm;x-amz-security-token\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nce572d5551b1df7622f3a7e34835a08347519207976f883ebf0b4394e98adbe9",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm;x-amz-security-token, Signature=018da7e977d5cdae106c41b0a92a1dd08e5e7b5419f299b39d4c5a4ae0d413d3"
+    ),
+    S3PutFixture(
+        name: "metadata: unicode, percent, edge spaces, upper-case names", storeURL: "s3://bkt/archive",
+        environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000"],
+        key: "m.json", body: "{}", contentType: "application/json",
+        contentEncoding: nil,
+        metadata: ["Route": "bestellungen-gr\u{f6}\u{df}e", "id": " 100% sure ", "Note": "tab\u{9}here", "emoji": "\u{2713} ok"], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "http://127.0.0.1:9000/bkt/archive/m.json",
+        canonicalRequest:
+            "PUT\n/bkt/archive/m.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-meta-emoji:%E2%9C%93 ok\nx-amz-meta-id:%20100%25 sure%20\nx-amz-meta-note:tab%09here\nx-amz-meta-route:bestellungen-gr%C3%B6%C3%9Fe\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-emoji;x-amz-meta-id;x-amz-meta-note;x-amz-meta-route;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nc9b11cbf359e8926bd10b994ced5c63a9555bc8f83f255eb1df1aa289b50a3c1",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-emoji;x-amz-meta-id;x-amz-meta-note;x-amz-meta-route;x-amz-sdk-checksum-algorithm, Signature=84f07a75b59040da4417d6794a2e2712066f5deac9ee2bfa5aa5730f78a5d379"
+    ),
+    S3PutFixture(
+        name: "keys with spaces, unicode, '=', '%', '~', '+'", storeURL: "s3://bkt/pre fix",
+        environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000/"],
+        key: "dt=2026-11-26/a b/\u{fc}n\u{ef}/100%/x~y+z.json", body: "{}", contentType: "application/json",
+        contentEncoding: nil, metadata: [:], createOnly: true,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "http://127.0.0.1:9000/bkt/pre%20fix/dt%3D2026-11-26/a%20b/%C3%BCn%C3%AF/100%25/x~y%2Bz.json",
+        canonicalRequest:
+            "PUT\n/bkt/pre%20fix/dt%3D2026-11-26/a%20b/%C3%BCn%C3%AF/100%25/x~y%2Bz.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nif-none-match:*\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\nc0aa564fe965d2b1e06ca9a4ac352f02c99bfd555e34d36adfc7d2ef6dde4621",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=450090fef8807624b3873356aa75480a587d3d9509f496cdaf89767cc3f1741b"
+    ),
+    S3PutFixture(
+        name: "endpoint with a path and an explicit default port", storeURL: "s3://bkt/archive",
+        environment: ["AWS_ENDPOINT_URL_S3": "https://minio.example.com:443/s3/", "AWS_REGION": "eu-central-1"],
+        key: "k.gz", body: "gzip bytes", contentType: "application/octet-stream",
+        contentEncoding: "gzip", metadata: [:], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "https://minio.example.com:443/s3/bkt/archive/k.gz",
+        canonicalRequest:
+            "PUT\n/s3/bkt/archive/k.gz\n\ncontent-encoding:gzip\ncontent-type:application/octet-stream\nhost:minio.example.com\nx-amz-checksum-sha256:v9CpOoJqxpREgtiKzAFIhOLJkHx4npVUefo6+R/Yu8k=\nx-amz-content-sha256:bfd0a93a826ac6944482d88acc014884e2c9907c789e955479fa3af91fd8bbc9\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\nbfd0a93a826ac6944482d88acc014884e2c9907c789e955479fa3af91fd8bbc9",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/eu-central-1/s3/aws4_request\n087a45dcd5f0abb94a82c842e1e74f30f58cdf5b8d9ec85d10ba8729f9171fdf",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/eu-central-1/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=6ed95c2284476bddc12709c4d1515294f40a250bdbd852e3a673769d732254aa"
+    ),
+    S3PutFixture(
+        name: "AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL; non-default port in Host", storeURL: "s3://bkt/archive",
+        environment: ["AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"],
+        key: "k.json", body: "{}", contentType: "application/json",
+        contentEncoding: nil, metadata: [:], createOnly: false,
+        accessKeyID: "AKIAIOSFODNN7EXAMPLE", secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil, date: 1795719600,
+        url: "http://127.0.0.1:9000/bkt/archive/k.json",
+        canonicalRequest:
+            "PUT\n/bkt/archive/k.json\n\ncontent-type:application/json\nhost:127.0.0.1:9000\nx-amz-checksum-sha256:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=\nx-amz-content-sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\nx-amz-date:20261126T190000Z\nx-amz-sdk-checksum-algorithm:SHA256\n\ncontent-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        stringToSign:
+            "AWS4-HMAC-SHA256\n20261126T190000Z\n20261126/us-east-1/s3/aws4_request\n42a2851d8d0c4f84421fe1f9c4029e600ae7dd257287ff9505b348d60fa35ac3",
+        authorization:
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261126/us-east-1/s3/aws4_request, SignedHeaders=content-type;host;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-sdk-checksum-algorithm, Signature=1dbb3973e4f47533e3163cb44cab7157260443074da425e2bed6977e7f7f7eea"
+    ),
 ]

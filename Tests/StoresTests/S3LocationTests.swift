@@ -1,9 +1,10 @@
 import Foundation
 import PersistorCore
-@testable import PersistorStores
 import PersistorTestSupport
 import PersistorTesting
 import Testing
+
+@testable import PersistorStores
 
 private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"]
 
@@ -13,15 +14,22 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
         let cases: [(url: String, env: [String: String], host: String, basePath: String, region: String, scheme: String)] = [
             ("s3://bkt/archive", [:], "bkt.s3.us-east-1.amazonaws.com", "", "us-east-1", "https"),
             ("s3://bkt/archive", ["AWS_DEFAULT_REGION": "eu-west-1"], "bkt.s3.eu-west-1.amazonaws.com", "", "eu-west-1", "https"),
-            ("s3://bkt", ["AWS_REGION": "ap-south-1", "AWS_DEFAULT_REGION": "eu-west-1"], "bkt.s3.ap-south-1.amazonaws.com", "", "ap-south-1", "https"),
+            (
+                "s3://bkt", ["AWS_REGION": "ap-south-1", "AWS_DEFAULT_REGION": "eu-west-1"], "bkt.s3.ap-south-1.amazonaws.com", "", "ap-south-1",
+                "https"
+            ),
             ("s3://bkt", ["AWS_REGION": "cn-north-1"], "bkt.s3.cn-north-1.amazonaws.com.cn", "", "cn-north-1", "https"),
             ("s3://my.bucket/x", ["AWS_REGION": "us-west-2"], "s3.us-west-2.amazonaws.com", "/my.bucket", "us-west-2", "https"),
             ("s3://Legacy_Bucket/x", [:], "s3.us-east-1.amazonaws.com", "/Legacy_Bucket", "us-east-1", "https"),
             ("s3://bkt/x", ["AWS_ENDPOINT_URL": "http://127.0.0.1:9000"], "127.0.0.1:9000", "/bkt", "us-east-1", "http"),
-            ("s3://bkt/x", ["AWS_ENDPOINT_URL_S3": "https://S3.Example.com:443/base/", "AWS_ENDPOINT_URL": "http://other"],
-             "s3.example.com", "/base/bkt", "us-east-1", "https"),
-            ("s3://bkt/x", ["AWS_ENDPOINT_URL_S3": "", "AWS_ENDPOINT_URL": "http://[::1]:9000", "AWS_REGION": ""],
-             "[::1]:9000", "/bkt", "us-east-1", "http"),
+            (
+                "s3://bkt/x", ["AWS_ENDPOINT_URL_S3": "https://S3.Example.com:443/base/", "AWS_ENDPOINT_URL": "http://other"],
+                "s3.example.com", "/base/bkt", "us-east-1", "https"
+            ),
+            (
+                "s3://bkt/x", ["AWS_ENDPOINT_URL_S3": "", "AWS_ENDPOINT_URL": "http://[::1]:9000", "AWS_REGION": ""],
+                "[::1]:9000", "/bkt", "us-east-1", "http"
+            ),
         ]
         for c in cases {
             let location = try S3Location(url: c.url, environment: c.env)
@@ -79,20 +87,25 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
         #expect(S3Store.headerSafe(" 100% ", isValue: true) == "%20100%25%20")
         #expect(S3Store.headerSafe("a\tb\r\nc", isValue: true) == "a%09b%0D%0Ac")
         #expect(S3Store.headerSafe("first received:at é", isValue: false) == "first%20received%3Aat%20%C3%A9")
-        #expect(Data(S3Store.headerSafe("größe ✓ %41", isValue: true).removingPercentEncoding!.utf8) == Data("größe ✓ %41".utf8),
-                "any percent-decoder gives the value back")
+        #expect(
+            Data(S3Store.headerSafe("größe ✓ %41", isValue: true).removingPercentEncoding!.utf8) == Data("größe ✓ %41".utf8),
+            "any percent-decoder gives the value back")
     }
 
     @Test func credentialsComeFromTheEnvironmentElseIMDSUnlessDisabled() throws {
         let client = StoreHTTPClient(store: "s3://bkt", transport: ScriptedTransport.unused)
-        guard case .fixed(let fixed) = try S3CredentialProvider.resolve(
-            environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"], client: client) else {
+        guard
+            case .fixed(let fixed) = try S3CredentialProvider.resolve(
+                environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"], client: client)
+        else {
             Issue.record("environment keys must be used as they are")
             return
         }
         #expect(fixed == S3Credentials(accessKeyID: "AKID", secretAccessKey: "s", sessionToken: "t"))
-        guard case .instanceMetadata = try S3CredentialProvider.resolve(
-            environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:1/"], client: client) else {
+        guard
+            case .instanceMetadata = try S3CredentialProvider.resolve(
+                environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:1/"], client: client)
+        else {
             Issue.record("without keys, IMDS is used")
             return
         }
@@ -113,10 +126,11 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
     }
 
     @Test func errorAnswersGiveS3sCodeAndMessage() {
-        let body = Array("""
-        <?xml version="1.0" encoding="UTF-8"?>
-        <Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><StringToSign>AWS4-HMAC-SHA256...</StringToSign></Error>
-        """.utf8)
+        let body = Array(
+            """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><StringToSign>AWS4-HMAC-SHA256...</StringToSign></Error>
+            """.utf8)
         let detail = S3Store.errorDetail(StoreHTTPResponse(status: 403, body: body))
         #expect(detail.code == "SignatureDoesNotMatch")
         #expect(detail.message == "The request signature we calculated does not match the signature you provided.")
@@ -136,8 +150,9 @@ private let keys = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secre
 
         // Through the store: the conflict is retried, re-signed, and the final 412 means "already there".
         let transport = ScriptedTransport(answers: [answer(409, "ConditionalRequestConflict"), answer(412, "PreconditionFailed")])
-        let policy = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
-                                      initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(1))
+        let policy = StoreRetryPolicy(
+            attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 3,
+            initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(1))
         let store = try S3Store(url: "s3://bkt/p", environment: keys, policy: policy, transport: transport)
         let outcome = try await store.put(Blob(key: "k.gz", bytes: [1, 2], contentType: "application/octet-stream", createOnly: true))
         #expect(outcome == .alreadyExists)

@@ -1,9 +1,10 @@
 import Foundation
 import PersistorCore
-@testable import PersistorStores
 import PersistorTestSupport
 import PersistorTesting
 import Testing
+
+@testable import PersistorStores
 
 /// A SigV4 vector from botocore's `S3SigV4Auth` (S3Fixtures.swift, made by Tests/tools/make_s3_fixtures.py).
 struct SigV4Fixture: CustomTestStringConvertible, Sendable {
@@ -48,11 +49,12 @@ struct S3PutFixture: CustomTestStringConvertible, Sendable {
 @Suite struct S3SigningTests {
     @Test(arguments: sigV4Fixtures)
     func signerMatchesBotocore(_ fixture: SigV4Fixture) {
-        let signature = SigV4.sign(method: fixture.method, canonicalURI: fixture.canonicalURI,
-                                   query: fixture.query.map { (name: $0.0, value: $0.1) },
-                                   headers: fixture.headers.map { (name: $0.0, value: $0.1) }, payloadHash: fixture.payloadHash,
-                                   credentials: S3Credentials(accessKeyID: fixture.accessKeyID, secretAccessKey: fixture.secret),
-                                   region: fixture.region, amzDate: fixture.amzDate)
+        let signature = SigV4.sign(
+            method: fixture.method, canonicalURI: fixture.canonicalURI,
+            query: fixture.query.map { (name: $0.0, value: $0.1) },
+            headers: fixture.headers.map { (name: $0.0, value: $0.1) }, payloadHash: fixture.payloadHash,
+            credentials: S3Credentials(accessKeyID: fixture.accessKeyID, secretAccessKey: fixture.secret),
+            region: fixture.region, amzDate: fixture.amzDate)
         #expect(signature.canonicalRequest == fixture.canonicalRequest)
         #expect(signature.stringToSign == fixture.stringToSign)
         #expect(signature.authorization == fixture.authorization)
@@ -60,19 +62,24 @@ struct S3PutFixture: CustomTestStringConvertible, Sendable {
 
     @Test(arguments: s3PutFixtures)
     func putObjectMatchesBoto3AddressingAndBotocoreSignature(_ fixture: S3PutFixture) throws {
-        let store = try S3Store(url: fixture.storeURL, environment: fixture.environment.merging([
-            "AWS_ACCESS_KEY_ID": fixture.accessKeyID, "AWS_SECRET_ACCESS_KEY": fixture.secret,
-        ]) { $1 }, policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
-        let blob = Blob(key: fixture.key, bytes: Array(fixture.body.utf8), contentType: fixture.contentType,
-                        contentEncoding: fixture.contentEncoding, metadata: fixture.metadata, createOnly: fixture.createOnly)
+        let store = try S3Store(
+            url: fixture.storeURL,
+            environment: fixture.environment.merging([
+                "AWS_ACCESS_KEY_ID": fixture.accessKeyID, "AWS_SECRET_ACCESS_KEY": fixture.secret,
+            ]) { $1 }, policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
+        let blob = Blob(
+            key: fixture.key, bytes: Array(fixture.body.utf8), contentType: fixture.contentType,
+            contentEncoding: fixture.contentEncoding, metadata: fixture.metadata, createOnly: fixture.createOnly)
         let credentials = S3Credentials(accessKeyID: fixture.accessKeyID, secretAccessKey: fixture.secret, sessionToken: fixture.sessionToken)
-        let (request, signature) = store.request(for: blob, credentials: credentials,
-                                                 date: Date(timeIntervalSince1970: TimeInterval(fixture.date)))
+        let (request, signature) = store.request(
+            for: blob, credentials: credentials,
+            date: Date(timeIntervalSince1970: TimeInterval(fixture.date)))
         #expect(signature.canonicalRequest == fixture.canonicalRequest)
         #expect(signature.stringToSign == fixture.stringToSign)
         #expect(signature.authorization == fixture.authorization)
         // boto3 keeps an explicit default port in the URL; the Host header (signed above) never has it.
-        #expect(request.url.absoluteString == fixture.url.replacingOccurrences(of: "https://minio.example.com:443/", with: "https://minio.example.com/"))
+        #expect(
+            request.url.absoluteString == fixture.url.replacingOccurrences(of: "https://minio.example.com:443/", with: "https://minio.example.com/"))
         #expect(request.method == "PUT")
         #expect(request.body == blob.bytes)
         #expect(request.header("Authorization") == fixture.authorization)
@@ -84,8 +91,9 @@ struct S3PutFixture: CustomTestStringConvertible, Sendable {
     }
 
     @Test func eachAttemptIsSignedWithItsOwnDate() throws {
-        let store = try S3Store(url: "s3://bkt/p", environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"],
-                                policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
+        let store = try S3Store(
+            url: "s3://bkt/p", environment: ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"],
+            policy: StoreRetryPolicy(), transport: ScriptedTransport.unused)
         let blob = Blob(key: "k", bytes: [1], contentType: "application/octet-stream")
         let keys = S3Credentials(accessKeyID: "AKID", secretAccessKey: "secret")
         let first = store.request(for: blob, credentials: keys, date: Date(timeIntervalSince1970: 1_800_000_000)).request

@@ -12,8 +12,9 @@ private func scripted(_ steps: [ScriptedTransport.Step]) -> ScriptedTransport {
 
 // Generous time limits: the scripted answers come at once, and a test process running hundreds of
 // tests on two cores can delay a task's wake-up by seconds.
-private let fast = StoreRetryPolicy(attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 4,
-                                    initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+private let fast = StoreRetryPolicy(
+    attemptTimeout: .seconds(10), totalTimeout: .seconds(30), maxAttempts: 4,
+    initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
 private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://127.0.0.1:1/b/k")!)
 
 @Suite struct StoreHTTPClientTests {
@@ -21,7 +22,9 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
         let transport = scripted([.status(503), .refuse, .status(500), .status(201)])
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: fast)
         var builds = 0
-        let response = try await client.send(key: "k") { builds += 1; return request }
+        let response = try await client.send(key: "k") {
+            builds += 1; return request
+        }
         #expect(response.status == 201)
         #expect(transport.requests.count == 4)
         #expect(builds == 4, "each attempt builds (and signs) its request afresh")
@@ -61,8 +64,9 @@ private let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://1
 
     @Test func staysWithinTheTotalBudget() async throws {
         let transport = scripted(Array(repeating: .status(503, headers: ["retry-after": "1"]), count: 10))
-        let policy = StoreRetryPolicy(attemptTimeout: .seconds(1), totalTimeout: .milliseconds(1500), maxAttempts: 10,
-                                      initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+        let policy = StoreRetryPolicy(
+            attemptTimeout: .seconds(1), totalTimeout: .milliseconds(1500), maxAttempts: 10,
+            initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
         let client = StoreHTTPClient(store: "test://s", transport: transport, policy: policy)
         let started = ContinuousClock.now
         await #expect(throws: BlobStoreError.self) { _ = try await client.send(key: "k") { request } }
@@ -90,7 +94,9 @@ private struct CountingSource: CredentialSource {
     let fetches = LockedBox(0)
     let lifetime: TimeInterval
     func fetch() async throws(BlobStoreError) -> Expiring<String> {
-        let n = fetches.update { $0 += 1; return $0 }
+        let n = fetches.update {
+            $0 += 1; return $0
+        }
         try? await Task.sleep(for: .milliseconds(50))
         return Expiring("t\(n)", expiresAt: Date().addingTimeInterval(lifetime))
     }

@@ -1,10 +1,11 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import PersistorStores
 import PersistorTestSupport
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A TCP listener on 127.0.0.1 that never accepts or answers: connections complete (backlog)
 /// and then hang, like a store that stopped responding.
@@ -42,8 +43,9 @@ private final class SilentListener: @unchecked Sendable {
     func attemptsAgainstASilentStoreTimeOutOnTimeEveryTime() async throws {
         let listener = try SilentListener()
         let transport = URLSessionTransport()
-        let request = StoreHTTPRequest(method: "PUT", url: URL(string: "http://127.0.0.1:\(listener.port)/bkt/k")!,
-                                       headers: [("Content-Type", "text/plain")], body: Array("ok".utf8))
+        let request = StoreHTTPRequest(
+            method: "PUT", url: URL(string: "http://127.0.0.1:\(listener.port)/bkt/k")!,
+            headers: [("Content-Type", "text/plain")], body: Array("ok".utf8))
         for _ in 0..<5 {
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -2,16 +2,16 @@ import Foundation
 
 /// Reads an archive directory the way a user would: every `*.ndjson.gz` object decompressed with
 /// the system gzip, every line parsed as JSON.
-public struct ArchiveReader {
-    public let directory: TemporaryDirectory
+package struct ArchiveReader {
+    package let directory: TemporaryDirectory
 
-    public init(_ directory: TemporaryDirectory) { self.directory = directory }
+    package init(_ directory: TemporaryDirectory) { self.directory = directory }
 
-    public func objectPaths() -> [String] {
+    package func objectPaths() -> [String] {
         directory.files().filter { $0.hasSuffix(".ndjson.gz") }
     }
 
-    public func records() throws -> [[String: Any]] {
+    package func records() throws -> [[String: Any]] {
         var records: [[String: Any]] = []
         for object in objectPaths() {
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory.path + "/" + object)))
@@ -28,7 +28,7 @@ public struct ArchiveReader {
     }
 
     /// The exact payload bytes of a record (`data` or `dataBase64`).
-    public static func payload(_ record: [String: Any]) -> [UInt8]? {
+    package static func payload(_ record: [String: Any]) -> [UInt8]? {
         if let text = record["data"] as? String { return Array(text.utf8) }
         if let base64 = record["dataBase64"] as? String { return Data(base64Encoded: base64).map { [UInt8]($0) } }
         return nil

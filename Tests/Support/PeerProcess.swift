@@ -1,30 +1,34 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A test peer (an emulator, a fake token endpoint) run as a child process on a loopback port.
 ///
 /// Output goes to a log file; start-up waits until the port accepts connections. The process is
 /// SIGKILLed in `deinit` (or by `stop()`) — some peers ignore SIGTERM while serving.
-public final class PeerProcess: @unchecked Sendable {
-    public let name: String
-    public let port: Int
-    public let logPath: String
+package final class PeerProcess: @unchecked Sendable {
+    package let name: String
+    package let port: Int
+    package let logPath: String
     private let process: Process
 
     /// - Parameters:
     ///   - executable: the program (e.g. `try testPython()`).
     ///   - arguments: its arguments; use `port` from `PersistorProcess.freePort()` in them.
     ///   - environment: added to the inherited environment.
-    public init(_ name: String, executable: String, arguments: [String], port: Int,
-                environment: [String: String] = [:], startupTimeout: Double = 30) throws {
+    package init(
+        _ name: String, executable: String, arguments: [String], port: Int,
+        environment: [String: String] = [:], startupTimeout: Double = 30
+    ) throws {
         self.name = name
         self.port = port
         let directory = try TemporaryDirectory("persistor-peer-\(name)")
         logPath = directory.path + "/\(name).log"
         guard FileManager.default.createFile(atPath: logPath, contents: nil),
-              let log = FileHandle(forWritingAtPath: logPath) else { throw TestFailure("cannot create \(logPath)") }
+            let log = FileHandle(forWritingAtPath: logPath)
+        else { throw TestFailure("cannot create \(logPath)") }
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -46,18 +50,18 @@ public final class PeerProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    public var isRunning: Bool { process.isRunning }
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    package var isRunning: Bool { process.isRunning }
+    package var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Kills the peer (SIGKILL) and reaps it.
-    public func stop() {
+    package func stop() {
         guard process.isRunning else { return }
         _ = Glibc.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 
     /// Whether something accepts TCP connections on 127.0.0.1:`port`.
-    public static func accepts(port: Int) -> Bool {
+    package static func accepts(port: Int) -> Bool {
         guard let client = try? RawHTTPClient(port: port, timeout: 1) else { return false }
         client.close()
         return true

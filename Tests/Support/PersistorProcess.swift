@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Process ids of servers started by this test process and not yet reaped; killed at exit so a
@@ -18,14 +19,14 @@ private let killLiveServersAtExit: Void = {
 /// when YAML is given), and waits until `GET /healthz` answers 200 and the process has logged
 /// that it serves on that port. Stdout and stderr go to a log file (`log`). The process is
 /// SIGKILLed in `deinit` if it is still running.
-public final class PersistorProcess: @unchecked Sendable {
-    public let port: Int
+package final class PersistorProcess: @unchecked Sendable {
+    package let port: Int
     /// The archive directory (`--store`).
-    public let store: TemporaryDirectory
+    package let store: TemporaryDirectory
     /// Holds the log file and the config file.
-    public let workDirectory: TemporaryDirectory
-    public let logPath: String
-    public let binary: String
+    package let workDirectory: TemporaryDirectory
+    package let logPath: String
+    package let binary: String
     private let process: Process
     private let ownsStore: Bool
 
@@ -41,9 +42,11 @@ public final class PersistorProcess: @unchecked Sendable {
     ///   - port: listen on this port instead of a free one picked now, e.g. to restart a server
     ///     where a sender (a push subscription) expects it. A port still in use is tried again for a
     ///     few seconds.
-    public init(config: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
-                store existingStore: TemporaryDirectory? = nil, storeURL: String? = nil, port fixedPort: Int? = nil,
-                startupTimeout: Double = 20) throws {
+    package init(
+        config: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
+        store existingStore: TemporaryDirectory? = nil, storeURL: String? = nil, port fixedPort: Int? = nil,
+        startupTimeout: Double = 20
+    ) throws {
         _ = killLiveServersAtExit
         let binary = try Self.locateBinary()
         let workDirectory = try TemporaryDirectory("persistor-e2e-run")
@@ -67,11 +70,13 @@ public final class PersistorProcess: @unchecked Sendable {
             let port = try fixedPort ?? Self.freePort()
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", storeURL ?? store.path]
+            process.arguments =
+                ["serve", "--host", "127.0.0.1", "--port", String(port), "--store", storeURL ?? store.path]
                 + configArguments + arguments
             process.environment = childEnvironment
             guard FileManager.default.createFile(atPath: logPath, contents: nil),
-                  let logHandle = FileHandle(forWritingAtPath: logPath) else { throw TestFailure("cannot create \(logPath)") }
+                let logHandle = FileHandle(forWritingAtPath: logPath)
+            else { throw TestFailure("cannot create \(logPath)") }
             process.standardOutput = logHandle
             process.standardError = logHandle
             process.standardInput = FileHandle.nullDevice
@@ -97,7 +102,9 @@ public final class PersistorProcess: @unchecked Sendable {
                 livePersistorPIDs.update { _ = $0.remove(pid) }
                 workDirectory.remove()
                 if existingStore == nil { store.remove() }
-                throw TestFailure("persistor did not answer 200 on GET /healthz at 127.0.0.1:\(port) (and log that it serves there) within \(startupTimeout) s; its log:\n\(log)")
+                throw TestFailure(
+                    "persistor did not answer 200 on GET /healthz at 127.0.0.1:\(port) (and log that it serves there) within \(startupTimeout) s; its log:\n\(log)"
+                )
             }
             livePersistorPIDs.update { _ = $0.remove(pid) }
             // Another process may have taken the port between our probe and the server's bind (or,
@@ -125,26 +132,26 @@ public final class PersistorProcess: @unchecked Sendable {
         }
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    package var pid: Int32 { process.processIdentifier }
+    package var isRunning: Bool { process.isRunning }
 
     /// Everything the process wrote to stdout and stderr so far.
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    package var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Sends SIGTERM (graceful shutdown).
-    public func terminate() {
+    package func terminate() {
         if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGTERM) }
     }
 
     /// Sends SIGKILL.
-    public func kill() {
+    package func kill() {
         if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Waits for the process to exit and returns its exit status (128 + the signal number if a
     /// signal ended it). Throws (after SIGKILLing it) if it is still running after `timeout` seconds.
     @discardableResult
-    public func waitForExit(timeout: Double) throws -> Int32 {
+    package func waitForExit(timeout: Double) throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() >= deadline {
@@ -162,14 +169,14 @@ public final class PersistorProcess: @unchecked Sendable {
     }
 
     /// A new keep-alive client connected to this server.
-    public func connect(timeout: Double = 10) throws -> RawHTTPClient {
+    package func connect(timeout: Double = 10) throws -> RawHTTPClient {
         try RawHTTPClient(port: port, timeout: timeout)
     }
 
     // MARK: Start-up helpers
 
     /// `PERSISTOR_BIN` if set, else the `persistor` executable next to the running test bundle.
-    public static func locateBinary() throws -> String {
+    package static func locateBinary() throws -> String {
         let fileManager = FileManager.default
         func isExecutableFile(_ path: String) -> Bool {
             var isDirectory: ObjCBool = false
@@ -197,11 +204,13 @@ public final class PersistorProcess: @unchecked Sendable {
                 directory = directory.deletingLastPathComponent()
             }
         }
-        throw TestFailure("the persistor executable was not found next to the test bundle (looked in \(looked.joined(separator: ", "))); build it with `swift build` (the same --scratch-path as `swift test`), or set PERSISTOR_BIN to its path")
+        throw TestFailure(
+            "the persistor executable was not found next to the test bundle (looked in \(looked.joined(separator: ", "))); build it with `swift build` (the same --scratch-path as `swift test`), or set PERSISTOR_BIN to its path"
+        )
     }
 
     /// A port that was free a moment ago (bind 127.0.0.1:0, read the port, close).
-    public static func freePort() throws -> Int {
+    package static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError("socket") }
         defer { close(fd) }
@@ -229,8 +238,9 @@ public final class PersistorProcess: @unchecked Sendable {
         while Date() < deadline {
             guard process.isRunning else { return false }
             if let client = try? RawHTTPClient(port: port, timeout: 2),
-               let response = try? client.perform("GET", "/healthz", headers: [("Connection", "close")]),
-               response.status == 200 {
+                let response = try? client.perform("GET", "/healthz", headers: [("Connection", "close")]),
+                response.status == 200
+            {
                 _ = client.waitForClose(seconds: 2)
                 let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
                 if logSaysServing(log, port: port) && process.isRunning { return true }

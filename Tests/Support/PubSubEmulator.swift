@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Process groups started by this test process and not yet killed; killed at exit, so a test that
@@ -23,20 +24,21 @@ private let killLiveGroupsAtExit: Void = {
 ///
 /// A missing gcloud, emulator component or Java is a failure that says how to install them: the
 /// test that needs the emulator must not pass (or skip) on a machine without it.
-public final class PubSubEmulator: @unchecked Sendable {
-    public static let installHint = "install it on Debian with `apt-get install google-cloud-cli google-cloud-cli-pubsub-emulator openjdk-17-jre-headless` from Google's Cloud SDK apt repository (or, with a Cloud SDK from an archive, `gcloud components install pubsub-emulator` and a Java 17 runtime)"
+package final class PubSubEmulator: @unchecked Sendable {
+    package static let installHint =
+        "install it on Debian with `apt-get install google-cloud-cli google-cloud-cli-pubsub-emulator openjdk-17-jre-headless` from Google's Cloud SDK apt repository (or, with a Cloud SDK from an archive, `gcloud components install pubsub-emulator` and a Java 17 runtime)"
 
-    public let project: String
-    public let port: Int
+    package let project: String
+    package let port: Int
     /// `host:port`, the value for `PUBSUB_EMULATOR_HOST`.
-    public var hostPort: String { "127.0.0.1:\(port)" }
-    public let logPath: String
+    package var hostPort: String { "127.0.0.1:\(port)" }
+    package let logPath: String
     /// The process group's id (the gcloud wrapper's pid).
-    public let processGroup: pid_t
+    package let processGroup: pid_t
     private let directory: TemporaryDirectory
     private let exited = LockedBox(false)
 
-    public init(project: String = "persistor-e2e", startupTimeout: Double = 60) throws {
+    package init(project: String = "persistor-e2e", startupTimeout: Double = 60) throws {
         _ = killLiveGroupsAtExit
         let (gcloud, _) = try Self.requireInstallation()
         self.project = project
@@ -50,9 +52,11 @@ public final class PubSubEmulator: @unchecked Sendable {
         // `sh -c SCRIPT sh PARENT gcloud ARGS…`: a watchdog subshell that kills the group once this
         // test process is gone, then exec gcloud, which stays the group's leader.
         let script = #"parent=$1; shift; ( while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -KILL 0 ) & exec "$@""#
-        let arguments = ["/bin/sh", "-c", script, "sh", String(getpid()), gcloud,
-                         "beta", "emulators", "pubsub", "start", "--host-port=127.0.0.1:\(port)",
-                         "--project=\(project)", "--data-dir=\(dataDirectory)"]
+        let arguments = [
+            "/bin/sh", "-c", script, "sh", String(getpid()), gcloud,
+            "beta", "emulators", "pubsub", "start", "--host-port=127.0.0.1:\(port)",
+            "--project=\(project)", "--data-dir=\(dataDirectory)",
+        ]
         var environment = ProcessInfo.processInfo.environment
         environment["CLOUDSDK_CORE_DISABLE_PROMPTS"] = "1"
         environment["CLOUDSDK_CORE_DISABLE_USAGE_REPORTING"] = "true"
@@ -66,7 +70,9 @@ public final class PubSubEmulator: @unchecked Sendable {
             guard isRunning, Date() < deadline else {
                 let running = isRunning
                 stop()
-                var message = running ? "the Pub/Sub emulator did not start on \(hostPort) within \(startupTimeout) s"
+                var message =
+                    running
+                    ? "the Pub/Sub emulator did not start on \(hostPort) within \(startupTimeout) s"
                     : "the Pub/Sub emulator exited during start-up"
                 message += "; its log:\n\(log)"
                 if log.contains("component") || log.contains("java") || log.contains("Java") {
@@ -80,10 +86,10 @@ public final class PubSubEmulator: @unchecked Sendable {
 
     deinit { stop() }
 
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    package var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Whether the gcloud wrapper (the group's leader) is still running; reaps it once it exited.
-    public var isRunning: Bool {
+    package var isRunning: Bool {
         exited.update { exited in
             if exited { return false }
             var status: Int32 = 0
@@ -97,7 +103,7 @@ public final class PubSubEmulator: @unchecked Sendable {
     /// SIGKILLs the whole group (wrapper, Java, watchdog), reaps the wrapper, and waits (up to 10 s)
     /// until no member of the group is left. Removes the temporary directory unless
     /// PERSISTOR_E2E_KEEP is set.
-    public func stop() {
+    package func stop() {
         let group = processGroup
         guard liveProcessGroups.update({ $0.remove(group) }) != nil else { return }
         _ = Glibc.kill(-group, SIGKILL)
@@ -114,13 +120,14 @@ public final class PubSubEmulator: @unchecked Sendable {
     }
 
     /// Pids of live (not zombie) processes in process group `group`, read from /proc.
-    public static func groupMembers(_ group: pid_t) -> [pid_t] {
+    package static func groupMembers(_ group: pid_t) -> [pid_t] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         var members: [pid_t] = []
         for entry in entries {
             guard let pid = pid_t(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.range(of: ")", options: .backwards) else { continue }
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.range(of: ")", options: .backwards)
+            else { continue }
             // After "(comm)": state ppid pgrp …
             let fields = stat[close.upperBound...].split(separator: " ")
             guard fields.count > 2, fields[0] != "Z", pid_t(fields[2]) == group else { continue }
@@ -131,7 +138,7 @@ public final class PubSubEmulator: @unchecked Sendable {
 
     /// gcloud's path and the emulator's launcher, or a failure that says what is missing and how to
     /// install it.
-    public static func requireInstallation() throws -> (gcloud: String, emulator: String) {
+    package static func requireInstallation() throws -> (gcloud: String, emulator: String) {
         func missing(_ what: String) -> TestFailure {
             TestFailure("the Google Cloud Pub/Sub emulator is needed for this test and \(what); \(installHint)")
         }

@@ -1,51 +1,52 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A failed socket call, with the `errno` it left (so callers can tell a refused connection from a
 /// timeout or a reset).
-public struct SocketError: Error, CustomStringConvertible {
-    public let operation: String
-    public let code: Int32
+package struct SocketError: Error, CustomStringConvertible {
+    package let operation: String
+    package let code: Int32
 
-    public init(_ operation: String, code: Int32 = errno) {
+    package init(_ operation: String, code: Int32 = errno) {
         self.operation = operation
         self.code = code
     }
 
-    public var isTimeout: Bool { code == EAGAIN || code == EWOULDBLOCK }
-    public var isRefused: Bool { code == ECONNREFUSED }
-    public var isReset: Bool { code == ECONNRESET || code == EPIPE }
+    package var isTimeout: Bool { code == EAGAIN || code == EWOULDBLOCK }
+    package var isRefused: Bool { code == ECONNREFUSED }
+    package var isReset: Bool { code == ECONNRESET || code == EPIPE }
 
-    public var description: String {
+    package var description: String {
         isTimeout ? "\(operation): timed out" : "\(operation): \(String(cString: strerror(code))) (errno \(code))"
     }
 }
 
 /// One HTTP/1.1 response as it came off the wire.
-public struct RawHTTPResponse: Sendable {
-    public var version: String
-    public var status: Int
-    public var reason: String
+package struct RawHTTPResponse: Sendable {
+    package var version: String
+    package var status: Int
+    package var reason: String
     /// Header fields in wire order, names as sent.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
     /// The first value of a header (case-insensitive name), or nil.
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
     /// Every value of a header (case-insensitive name).
-    public func headerValues(_ name: String) -> [String] {
+    package func headerValues(_ name: String) -> [String] {
         headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
     }
 
-    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+    package var bodyText: String { String(decoding: body, as: UTF8.self) }
 
     /// True when the response says the server closes the connection after it.
-    public var closesConnection: Bool {
+    package var closesConnection: Bool {
         headerValues("Connection").contains { value in
             value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
         }
@@ -58,21 +59,21 @@ public struct RawHTTPResponse: Sendable {
 /// Every socket has receive and send timeouts, so no test can hang on it: a read that gets no data
 /// for `timeout` seconds throws a `SocketError` whose `isTimeout` is true.
 /// Not thread-safe: use one client per thread.
-public final class RawHTTPClient {
-    public let port: Int
-    public let timeout: Double
+package final class RawHTTPClient {
+    package let port: Int
+    package let timeout: Double
     private var fd: Int32
     /// Received bytes not yet consumed by a parsed response.
     private var buffer: [UInt8] = []
     private var sawEOF = false
     private var sawReset = false
     /// Status codes of the interim (1xx) responses seen so far, in order.
-    public private(set) var interimStatuses: [Int] = []
+    package private(set) var interimStatuses: [Int] = []
 
     /// Connects to `host:port` (IPv4 literal). Throws `SocketError` (e.g. `isRefused`).
     /// `receiveBufferBytes` shrinks the socket's receive buffer (SO_RCVBUF, before connecting, so
     /// the advertised window is small too): a peer that reads little fills up soon.
-    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10, receiveBufferBytes: Int? = nil) throws {
+    package init(host: String = "127.0.0.1", port: Int, timeout: Double = 10, receiveBufferBytes: Int? = nil) throws {
         self.port = port
         self.timeout = timeout
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
@@ -106,7 +107,7 @@ public final class RawHTTPClient {
     deinit { close() }
 
     /// Closes the socket (idempotent).
-    public func close() {
+    package func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -122,7 +123,7 @@ public final class RawHTTPClient {
     // MARK: Sending
 
     /// Writes all of `bytes` (blocking, bounded by the send timeout).
-    public func send(_ bytes: [UInt8]) throws {
+    package func send(_ bytes: [UInt8]) throws {
         guard fd >= 0 else { throw SocketError("send", code: EBADF) }
         var offset = 0
         while offset < bytes.count {
@@ -137,10 +138,10 @@ public final class RawHTTPClient {
         }
     }
 
-    public func send(_ text: String) throws { try send(Array(text.utf8)) }
+    package func send(_ text: String) throws { try send(Array(text.utf8)) }
 
     /// Aborts the connection: the server gets a TCP reset (RST) instead of an orderly close.
-    public func reset() {
+    package func reset() {
         guard fd >= 0 else { return }
         var abort = linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
@@ -148,7 +149,7 @@ public final class RawHTTPClient {
     }
 
     /// Half-closes: the server sees end of input, the client can still read.
-    public func shutdownWrite() {
+    package func shutdownWrite() {
         if fd >= 0 { Glibc.shutdown(fd, Int32(SHUT_WR)) }
     }
 
@@ -184,7 +185,7 @@ public final class RawHTTPClient {
     /// Reads one response. Interim `1xx` responses (other than 101) are recorded in
     /// `interimStatuses` and skipped unless `returnInterim` is true. `headRequest` says the request
     /// was HEAD, so the response has no body whatever its headers say.
-    public func readResponse(headRequest: Bool = false, returnInterim: Bool = false) throws -> RawHTTPResponse {
+    package func readResponse(headRequest: Bool = false, returnInterim: Bool = false) throws -> RawHTTPResponse {
         while true {
             let headEnd = try readHead()
             let headText = String(decoding: buffer[0..<headEnd], as: UTF8.self)
@@ -200,8 +201,9 @@ public final class RawHTTPClient {
                 guard let colon = line.firstIndex(of: ":") else { throw TestFailure("malformed header line: \(line.debugDescription)") }
                 headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
             }
-            var response = RawHTTPResponse(version: String(parts[0]), status: status,
-                                           reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: [])
+            var response = RawHTTPResponse(
+                version: String(parts[0]), status: status,
+                reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: [])
             if (100...199).contains(status) && status != 101 {
                 interimStatuses.append(status)
                 if returnInterim { return response }
@@ -235,7 +237,9 @@ public final class RawHTTPClient {
                 searchFrom = max(0, buffer.count - 3)
             }
             if try fill() == 0 {
-                throw TestFailure("connection closed\(sawReset ? " (reset)" : "") before a complete response head; received \(buffer.count) bytes: \(String(decoding: buffer.prefix(200), as: UTF8.self).debugDescription)")
+                throw TestFailure(
+                    "connection closed\(sawReset ? " (reset)" : "") before a complete response head; received \(buffer.count) bytes: \(String(decoding: buffer.prefix(200), as: UTF8.self).debugDescription)"
+                )
             }
         }
     }
@@ -281,7 +285,7 @@ public final class RawHTTPClient {
 
     /// Reads at most `count` bytes straight from the socket (blocking, bounded by the receive
     /// timeout) and discards them; returns how many, 0 at end of input or after a reset.
-    public func receiveAndDiscard(upTo count: Int) throws -> Int {
+    package func receiveAndDiscard(upTo count: Int) throws -> Int {
         guard fd >= 0 else { throw SocketError("recv", code: EBADF) }
         var chunk = [UInt8](repeating: 0, count: count)
         while true {
@@ -294,7 +298,7 @@ public final class RawHTTPClient {
     }
 
     /// Every byte until the peer closes (a reset counts as closed); throws on timeout.
-    public func readUntilClosed() throws -> [UInt8] {
+    package func readUntilClosed() throws -> [UInt8] {
         while try fill() > 0 {}
         let bytes = buffer
         buffer = []
@@ -303,7 +307,7 @@ public final class RawHTTPClient {
 
     /// Waits up to `seconds` for the peer to close, discarding anything it sends.
     /// Returns true if it closed (or reset), false if it was still open at the deadline.
-    public func waitForClose(seconds: Double) -> Bool {
+    package func waitForClose(seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         buffer = []
         while !sawEOF {
@@ -324,7 +328,7 @@ public final class RawHTTPClient {
 
     /// True when the peer has closed the connection (end of input or reset seen, now or before),
     /// and no unread response bytes remain. Does not block.
-    public var isClosedByPeer: Bool {
+    package var isClosedByPeer: Bool {
         if !buffer.isEmpty { return false }
         if sawEOF { return true }
         guard fd >= 0 else { return true }
@@ -336,7 +340,7 @@ public final class RawHTTPClient {
     }
 
     /// Bytes received and not yet consumed, including any waiting in the kernel. Does not block.
-    public var pendingByteCount: Int {
+    package var pendingByteCount: Int {
         guard fd >= 0 else { return buffer.count }
         var available: Int32 = 0
         _ = ioctl(fd, UInt(FIONREAD), &available)
@@ -344,35 +348,42 @@ public final class RawHTTPClient {
     }
 
     /// The connection ended with a TCP reset rather than an orderly close.
-    public var wasReset: Bool { sawReset }
+    package var wasReset: Bool { sawReset }
 
     // MARK: Requests
 
     /// The bytes of a request. `Host` and `Content-Length` are added unless `headers` already has
     /// them (or `Transfer-Encoding`); `Content-Length` is added when there is a body or the method
     /// usually has one (POST, PUT, PATCH).
-    public static func request(_ method: String, _ path: String, headers: [(String, String)] = [],
-                               body: [UInt8] = [], version: String = "HTTP/1.1") -> [UInt8] {
+    package static func request(
+        _ method: String, _ path: String, headers: [(String, String)] = [],
+        body: [UInt8] = [], version: String = "HTTP/1.1"
+    ) -> [UInt8] {
         var head = "\(method) \(path) \(version)\r\n"
         let names = Set(headers.map { $0.0.lowercased() })
         if !names.contains("host") && version == "HTTP/1.1" { head += "Host: 127.0.0.1\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !names.contains("content-length") && !names.contains("transfer-encoding")
-            && (!body.isEmpty || ["POST", "PUT", "PATCH"].contains(method)) {
+            && (!body.isEmpty || ["POST", "PUT", "PATCH"].contains(method))
+        {
             head += "Content-Length: \(body.count)\r\n"
         }
         head += "\r\n"
         return Array(head.utf8) + body
     }
 
-    public static func request(_ method: String, _ path: String, headers: [(String, String)] = [],
-                               body: String, version: String = "HTTP/1.1") -> [UInt8] {
+    package static func request(
+        _ method: String, _ path: String, headers: [(String, String)] = [],
+        body: String, version: String = "HTTP/1.1"
+    ) -> [UInt8] {
         request(method, path, headers: headers, body: Array(body.utf8), version: version)
     }
 
     /// Sends one request and reads its response.
-    public func perform(_ method: String, _ path: String, headers: [(String, String)] = [],
-                        body: [UInt8] = []) throws -> RawHTTPResponse {
+    package func perform(
+        _ method: String, _ path: String, headers: [(String, String)] = [],
+        body: [UInt8] = []
+    ) throws -> RawHTTPResponse {
         try send(Self.request(method, path, headers: headers, body: body))
         return try readResponse(headRequest: method == "HEAD")
     }

@@ -8,15 +8,15 @@ import Synchronization
 ///
 /// It keeps the `BlobWriter` contract: a put that returns has "stored" its blob, and `createOnly`
 /// on an existing key stores nothing and answers `.alreadyExists`.
-public final class InMemoryBlobWriter: BlobWriter {
+package final class InMemoryBlobWriter: BlobWriter {
     /// How a scripted put or probe fails; the key (for a put) is filled in.
-    public struct Failure: Sendable {
-        public var status: Int?
-        public var code: String?
-        public var message: String
-        public var retryable: Bool
+    package struct Failure: Sendable {
+        package var status: Int?
+        package var code: String?
+        package var message: String
+        package var retryable: Bool
 
-        public init(status: Int? = nil, code: String? = nil, message: String, retryable: Bool) {
+        package init(status: Int? = nil, code: String? = nil, message: String, retryable: Bool) {
             self.status = status
             self.code = code
             self.message = message
@@ -24,7 +24,7 @@ public final class InMemoryBlobWriter: BlobWriter {
         }
 
         /// What an overloaded cloud store answers: HTTP 503, worth retrying.
-        public static let unavailable = Failure(status: 503, message: "down", retryable: true)
+        package static let unavailable = Failure(status: 503, message: "down", retryable: true)
     }
 
     private struct Script {
@@ -32,15 +32,15 @@ public final class InMemoryBlobWriter: BlobWriter {
         var probeFailure: Failure?
     }
 
-    public let name: String
+    package let name: String
     /// How long each put takes before it succeeds or fails.
-    public let delay: Duration
+    package let delay: Duration
     private let script = Mutex(Script())
     private let written = Mutex<[Blob]>([])
     private let probeCount = Atomic<Int>(0)
     private let inFlight = Mutex((now: 0, most: 0))
 
-    public init(name: String = "memory://", delay: Duration = .zero) {
+    package init(name: String = "memory://", delay: Duration = .zero) {
         self.name = name
         self.delay = delay
     }
@@ -48,37 +48,37 @@ public final class InMemoryBlobWriter: BlobWriter {
     // MARK: Scripting
 
     /// From now on, puts of blobs that `matches` selects (all by default) fail with `failure`.
-    public func failPuts(_ failure: Failure = .unavailable, where matches: @escaping @Sendable (Blob) -> Bool = { _ in true }) {
+    package func failPuts(_ failure: Failure = .unavailable, where matches: @escaping @Sendable (Blob) -> Bool = { _ in true }) {
         script.withLock { $0.putFailure = (failure, matches) }
     }
 
     /// From now on, probes fail with `failure`.
-    public func failProbes(_ failure: Failure = .unavailable) {
+    package func failProbes(_ failure: Failure = .unavailable) {
         script.withLock { $0.probeFailure = failure }
     }
 
     /// Puts and probes succeed again.
-    public func heal() {
+    package func heal() {
         script.withLock { $0 = Script() }
     }
 
     // MARK: What happened
 
     /// Every blob stored, in the order the puts finished (failed puts and `.alreadyExists` are not in it).
-    public var puts: [Blob] { written.withLock { $0 } }
+    package var puts: [Blob] { written.withLock { $0 } }
 
     /// The blob stored last at `key`, if any.
-    public func object(_ key: String) -> Blob? { written.withLock { $0.last { $0.key == key } } }
+    package func object(_ key: String) -> Blob? { written.withLock { $0.last { $0.key == key } } }
 
     /// Probes answered so far (failed or not).
-    public var probes: Int { probeCount.load(ordering: .relaxed) }
+    package var probes: Int { probeCount.load(ordering: .relaxed) }
 
     /// Puts in progress now, and the most there ever were at once.
-    public var putsInFlight: (now: Int, most: Int) { inFlight.withLock { $0 } }
+    package var putsInFlight: (now: Int, most: Int) { inFlight.withLock { $0 } }
 
     /// The records of every NDJSON object stored (`archive.format: ndjson`), decompressed with the
     /// system gzip, in put order.
-    public func records() throws -> [[String: Any]] {
+    package func records() throws -> [[String: Any]] {
         try puts.filter { $0.contentType == "application/x-ndjson" }.flatMap { blob in
             try systemGunzip(blob.bytes).split(separator: 0x0A).map { line in
                 guard let record = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
@@ -91,8 +91,10 @@ public final class InMemoryBlobWriter: BlobWriter {
 
     // MARK: BlobWriter
 
-    public func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
-        inFlight.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+    package func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+        inFlight.withLock {
+            $0.now += 1; $0.most = max($0.most, $0.now)
+        }
         defer { inFlight.withLock { $0.now -= 1 } }
         if delay > .zero { try? await Task.sleep(for: delay) }
         if let scripted = script.withLock({ $0.putFailure }), scripted.matches(blob) {
@@ -105,13 +107,14 @@ public final class InMemoryBlobWriter: BlobWriter {
         }
     }
 
-    public func probe() async throws(BlobStoreError) {
+    package func probe() async throws(BlobStoreError) {
         probeCount.add(1, ordering: .relaxed)
         if let failure = script.withLock({ $0.probeFailure }) { throw error(failure, key: nil) }
     }
 
     private func error(_ failure: Failure, key: String?) -> BlobStoreError {
-        BlobStoreError(store: name, key: key, status: failure.status, code: failure.code,
-                       message: failure.message, retryable: failure.retryable)
+        BlobStoreError(
+            store: name, key: key, status: failure.status, code: failure.code,
+            message: failure.message, retryable: failure.retryable)
     }
 }

@@ -4,11 +4,11 @@ import PersistorTestSupport
 /// A client for the server under test: real HTTP/1.1 over loopback sockets (`RawHTTPClient`), one
 /// connection per request, run on a thread of its own so a test waiting for an answer never
 /// holds a thread of the cooperative pool the in-process server's archive needs.
-public struct PersistorTestClient: Sendable {
-    public let mode: PersistorTestMode
-    public let port: Int
+package struct PersistorTestClient: Sendable {
+    package let mode: PersistorTestMode
+    package let port: Int
     /// The archive directory, when the store is a temporary directory.
-    public let storeDirectory: TemporaryDirectory?
+    package let storeDirectory: TemporaryDirectory?
     private let logText: @Sendable () -> String
 
     init(mode: PersistorTestMode, port: Int, storeDirectory: TemporaryDirectory?, log: @escaping @Sendable () -> String) {
@@ -19,16 +19,18 @@ public struct PersistorTestClient: Sendable {
     }
 
     /// `http://127.0.0.1:<port>`, for senders that take a URL.
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// What the server logged so far: the binary's stdout and stderr; in process, one line per
     /// event at or above `log.level`, `level message key=value…`.
-    public var log: String { logText() }
+    package var log: String { logText() }
 
     /// Sends one request on a new connection and returns the response. `Host` and
     /// `Content-Length` are added as `RawHTTPClient.request` adds them.
-    public func execute(_ method: String, _ path: String, headers: [(String, String)] = [],
-                        body: [UInt8] = [], timeout: Double = 10) async throws -> RawHTTPResponse {
+    package func execute(
+        _ method: String, _ path: String, headers: [(String, String)] = [],
+        body: [UInt8] = [], timeout: Double = 10
+    ) async throws -> RawHTTPResponse {
         let port = self.port
         return try await offThePool {
             let connection = try RawHTTPClient(port: port, timeout: timeout)
@@ -37,8 +39,10 @@ public struct PersistorTestClient: Sendable {
         }
     }
 
-    public func execute(_ method: String, _ path: String, headers: [(String, String)] = [],
-                        body: String, timeout: Double = 10) async throws -> RawHTTPResponse {
+    package func execute(
+        _ method: String, _ path: String, headers: [(String, String)] = [],
+        body: String, timeout: Double = 10
+    ) async throws -> RawHTTPResponse {
         try await execute(method, path, headers: headers, body: Array(body.utf8), timeout: timeout)
     }
 }

@@ -9,14 +9,14 @@ import Testing
 ///
 /// When the script is used up it answers `afterScript`; without one, a further request is a test
 /// failure (recorded as an issue) and throws as if the host refused the connection.
-public final class ScriptedTransport: StoreHTTPTransport, Sendable {
-    public enum Step: Sendable {
+package final class ScriptedTransport: StoreHTTPTransport, Sendable {
+    package enum Step: Sendable {
         case answer(StoreHTTPResponse)
         /// No answer: the connection is refused (`URLError.cannotConnectToHost`).
         case refuse
 
         /// An answer with no body.
-        public static func status(_ status: Int, headers: [String: String] = [:]) -> Step {
+        package static func status(_ status: Int, headers: [String: String] = [:]) -> Step {
             .answer(StoreHTTPResponse(status: status, headers: headers))
         }
     }
@@ -25,23 +25,23 @@ public final class ScriptedTransport: StoreHTTPTransport, Sendable {
     private let afterScript: StoreHTTPResponse?
     private let sent = LockedBox<[StoreHTTPRequest]>([])
 
-    public init(_ steps: [Step] = [], afterScript: StoreHTTPResponse? = nil) {
+    package init(_ steps: [Step] = [], afterScript: StoreHTTPResponse? = nil) {
         self.steps = LockedBox(steps)
         self.afterScript = afterScript
     }
 
     /// Answers `answers` in order.
-    public convenience init(answers: [StoreHTTPResponse], afterScript: StoreHTTPResponse? = nil) {
+    package convenience init(answers: [StoreHTTPResponse], afterScript: StoreHTTPResponse? = nil) {
         self.init(answers.map(Step.answer), afterScript: afterScript)
     }
 
     /// For building requests only: sending any is a test failure.
-    public static var unused: ScriptedTransport { ScriptedTransport() }
+    package static var unused: ScriptedTransport { ScriptedTransport() }
 
     /// Every request sent so far, in order.
-    public var requests: [StoreHTTPRequest] { sent.get() }
+    package var requests: [StoreHTTPRequest] { sent.get() }
 
-    public func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
+    package func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
         sent.update { $0.append(request) }
         let step = steps.update { $0.isEmpty ? afterScript.map(Step.answer) : $0.removeFirst() }
         switch step {

@@ -5,7 +5,7 @@ import PersistorCore
 import PersistorTestSupport
 
 /// How `withPersistor` runs the server.
-public enum PersistorTestMode: Sendable, CustomStringConvertible {
+package enum PersistorTestMode: Sendable, CustomStringConvertible {
     /// `Persistor` in this test process, under the same service group the CLI runs (start-up
     /// probe, store health, graceful shutdown), on a free loopback port. Fast, and it can take
     /// fakes: an `InMemoryBlobWriter` as its store, a `StaticJWKSFetcher` for its token routes.
@@ -14,11 +14,11 @@ public enum PersistorTestMode: Sendable, CustomStringConvertible {
     /// the same YAML through `--config`, stopped with SIGTERM.
     case binary
 
-    public var description: String { self == .inProcess ? "in process" : "binary" }
+    package var description: String { self == .inProcess ? "in process" : "binary" }
 }
 
 /// The store `withPersistor` gives the server.
-public enum PersistorTestStore: Sendable {
+package enum PersistorTestStore: Sendable {
     /// A fresh temporary directory (a local store), removed afterwards; the client names it.
     case temporaryDirectory
     /// This writer instead of the store the configuration names (in process only: the binary
@@ -47,7 +47,7 @@ public enum PersistorTestStore: Sendable {
 ///     `PORT` and `PERSISTOR_*`; the binary also runs with it.
 ///   - jwks: the fetcher of the token routes' signing keys (in process only; the binary fetches
 ///     from each route's `jwksURL`).
-public func withPersistor<Value>(
+package func withPersistor<Value>(
     _ mode: PersistorTestMode,
     config: String = "",
     environment: [String: String] = [:],
@@ -81,9 +81,11 @@ enum InProcessPersistor {
         case timedOut
     }
 
-    static func run<Value>(config yaml: String, environment: [String: String], store: PersistorTestStore,
-                           jwks: StaticJWKSFetcher?, isolation: isolated (any Actor)? = #isolation,
-                           _ body: (PersistorTestClient) async throws -> Value) async throws -> Value {
+    static func run<Value>(
+        config yaml: String, environment: [String: String], store: PersistorTestStore,
+        jwks: StaticJWKSFetcher?, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PersistorTestClient) async throws -> Value
+    ) async throws -> Value {
         var config = try ConfigLoader.parse(yaml: yaml, source: "withPersistor config", environment: serverEnvironment(environment))
         // What the binary gets from PersistorProcess's flags: --host 127.0.0.1 --port <free> --store.
         config.server.host = "127.0.0.1"
@@ -97,7 +99,7 @@ enum InProcessPersistor {
             config.store = created.path
         case .writer(let given):
             writer = given
-            config.store = given.name   // what the log names as the store
+            config.store = given.name  // what the log names as the store
         case .url(let url):
             config.store = url
         }
@@ -164,7 +166,8 @@ final class LogRecorder: Sendable {
         // The line the binary's harness waits for too (PersistorProcess): the start-up probe has
         // answered and the listener is bound. It is seen whatever the configured level.
         if event.message.description == "persistor serving", let address = metadata["address"]?.description,
-           let port = address.split(separator: ":").last.flatMap({ Int($0) }) {
+            let port = address.split(separator: ":").last.flatMap({ Int($0) })
+        {
             onServing(port)
         }
         guard event.level >= level else { return }
@@ -194,9 +197,11 @@ enum BinaryPersistor {
     /// Longer than the default `shutdownGrace` (10 s), so a slow drain is told apart from a hang.
     static let exitTimeout: Double = 30
 
-    static func run<Value>(config yaml: String, environment: [String: String], store: PersistorTestStore,
-                           jwks: StaticJWKSFetcher?, isolation: isolated (any Actor)? = #isolation,
-                           _ body: (PersistorTestClient) async throws -> Value) async throws -> Value {
+    static func run<Value>(
+        config yaml: String, environment: [String: String], store: PersistorTestStore,
+        jwks: StaticJWKSFetcher?, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PersistorTestClient) async throws -> Value
+    ) async throws -> Value {
         let storeURL: String?
         switch store {
         case .temporaryDirectory: storeURL = nil
@@ -211,8 +216,10 @@ enum BinaryPersistor {
         let process = try await offThePool {
             try PersistorProcess(config: config, environment: environment, storeURL: storeURL)
         }
-        let client = PersistorTestClient(mode: .binary, port: process.port,
-                                         storeDirectory: storeURL == nil ? process.store : nil) { process.log }
+        let client = PersistorTestClient(
+            mode: .binary, port: process.port,
+            storeDirectory: storeURL == nil ? process.store : nil
+        ) { process.log }
         let outcome: Result<Value, any Error>
         do {
             outcome = .success(try await body(client))

@@ -3,13 +3,21 @@ import PersistorArchive
 extension ConfigReader {
     /// The `archive` section; the path template is parsed here, so its errors carry file:line.
     func archive(_ field: ConfigField) throws(ConfigError) -> ArchiveSettings {
-        let section = try section(of: field, path: "archive", allowed: ["format", "batch", "path", "time", "gzipLevel",
-                                                                         "maxPendingRecords", "maxPendingBytes"])
+        let section = try section(
+            of: field, path: "archive",
+            allowed: [
+                "format", "batch", "path", "time", "gzipLevel",
+                "maxPendingRecords", "maxPendingBytes",
+            ])
         var archive = ArchiveSettings()
         if let f = section["format"] { archive.format = try choice(f, ArchiveSettings.Format.self) }
         if let f = section["batch"] {
-            let batch = try self.section(of: f, path: "archive.batch", allowed: ["maxRecords", "maxBytes", "maxDelay",
-                                                                                  "concurrentWrites"])
+            let batch = try self.section(
+                of: f, path: "archive.batch",
+                allowed: [
+                    "maxRecords", "maxBytes", "maxDelay",
+                    "concurrentWrites",
+                ])
             if let f = batch["maxRecords"] { archive.batch.maxRecords = try integer(f, in: 1...Int.max) }
             if let f = batch["maxBytes"] { archive.batch.maxBytes = try size(f) }
             if let f = batch["maxDelay"] { archive.batch.maxDelay = try duration(f, zeroAllowed: true) }

@@ -5,7 +5,9 @@ extension ConfigReader {
     func auth(_ field: ConfigField, path: String, routePath: String) throws(ConfigError) -> AuthSettings {
         let section = try section(of: field, path: path, allowed: ["oidc", "entra", "querySecret", "headerSecret", "clockSkew"])
         guard section.fields.keys.contains(where: { $0 != "clockSkew" }) else {
-            throw fail(field.line, "'auth' in \(routePath) must name at least one method (oidc, entra, querySecret, headerSecret); leave 'auth' out for an open route")
+            throw fail(
+                field.line,
+                "'auth' in \(routePath) must name at least one method (oidc, entra, querySecret, headerSecret); leave 'auth' out for an open route")
         }
         var auth = AuthSettings()
         if let f = section["oidc"] { auth.oidc = try oidc(f, path: "\(path).oidc") }
@@ -22,8 +24,9 @@ extension ConfigReader {
 
     func oidc(_ field: ConfigField, path: String) throws(ConfigError) -> OIDCSettings {
         let section = try section(of: field, path: path, allowed: ["audience", "serviceAccounts", "issuers", "jwksURL"])
-        var oidc = OIDCSettings(audience: try string(try require("audience", in: section)),
-                                  serviceAccounts: try stringList(try require("serviceAccounts", in: section)))
+        var oidc = OIDCSettings(
+            audience: try string(try require("audience", in: section)),
+            serviceAccounts: try stringList(try require("serviceAccounts", in: section)))
         if let f = section["issuers"] { oidc.issuers = try stringList(f) }
         if let f = section["jwksURL"] { oidc.jwksURL = try jwksURL(f) }
         return oidc
@@ -52,8 +55,9 @@ extension ConfigReader {
         if let f = section["issuers"] { issuers = try stringList(f) }
         if let f = section["role"] { role = try string(f) }
         if let f = section["jwksURL"] { jwksURL = try self.jwksURL(f) }
-        return EntraSettings(tenant: tenant, audiences: audiences, appId: appId,
-                               issuers: issuers, role: role, jwksURL: jwksURL)
+        return EntraSettings(
+            tenant: tenant, audiences: audiences, appId: appId,
+            issuers: issuers, role: role, jwksURL: jwksURL)
     }
 
     /// Keys must come over https; plain http only from this machine (tests, local proxies).

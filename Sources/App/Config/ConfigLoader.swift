@@ -8,21 +8,21 @@ import Yams
 
 /// A configuration problem, formatted for the user as `"<source>:<line>: <message>"` (or
 /// `"cannot read config file '<path>': <reason>"` when the file itself cannot be read).
-public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
-    public var description: String
+package struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+    package var description: String
 
-    public init(_ description: String) {
+    package init(_ description: String) {
         self.description = description
     }
 }
 
 /// Reads and validates the YAML configuration (docs/configuration.md).
-public enum ConfigLoader {
+package enum ConfigLoader {
     /// Config files larger than this are refused (protects against pointing `--config` at a device).
     static let maxFileBytes = 4 * 1024 * 1024
 
     /// Reads `path` (UTF-8) and parses it; error messages use `path` as the source name.
-    public static func load(file path: String, environment: [String: String]) throws(ConfigError) -> PersistorConfig {
+    package static func load(file path: String, environment: [String: String]) throws(ConfigError) -> PersistorConfig {
         let text = try readFile(path)
         return try parse(yaml: text, source: path, environment: environment)
     }
@@ -31,7 +31,7 @@ public enum ConfigLoader {
     /// - Parameters:
     ///   - source: the name errors start with (usually the file path).
     ///   - environment: the variables `${VAR}` expands from.
-    public static func parse(yaml: String, source: String, environment: [String: String]) throws(ConfigError) -> PersistorConfig {
+    package static func parse(yaml: String, source: String, environment: [String: String]) throws(ConfigError) -> PersistorConfig {
         // libyaml only skips a byte-order mark when it detects the encoding itself.
         let yaml = yaml.hasPrefix("\u{FEFF}") ? String(yaml.dropFirst()) : yaml
         let root: Node?

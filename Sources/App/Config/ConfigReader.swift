@@ -56,7 +56,7 @@ struct ConfigReader {
     static func isASCIIAlphanumeric(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return false
@@ -82,7 +82,7 @@ struct ConfigReader {
                 guard allowed.contains(key.string) else {
                     throw fail(keyLine, "unknown key '\(Self.display(key.string))' \(Self.location(path))")
                 }
-                if let earlier = fields[key.string] {   // normally caught by Yams already
+                if let earlier = fields[key.string] {  // normally caught by Yams already
                     throw fail(keyLine, "duplicate key '\(key.string)' \(Self.location(path)) (first on line \(earlier.line))")
                 }
                 fields[key.string] = ConfigField(key: key.string, line: keyLine, value: value)
@@ -101,7 +101,6 @@ struct ConfigReader {
         }
         return field
     }
-
 
     // MARK: Scalars
 
@@ -198,7 +197,6 @@ struct ConfigReader {
         return value
     }
 
-
     // MARK: ${VAR} expansion
 
     /// Replaces `${NAME}` with the variable's value and `$$` with `$`; any other `$` stays as is.
@@ -241,7 +239,6 @@ struct ConfigReader {
         return name.utf8.allSatisfy { isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "_") }
     }
 
-
     // MARK: Node helpers
 
     func lineOf(_ node: Node, or fallback: Int) -> Int {
@@ -263,4 +260,3 @@ struct ConfigReader {
         }
     }
 }
-

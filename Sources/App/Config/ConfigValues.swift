@@ -2,9 +2,9 @@
 // sizes (`32MiB`, `8 MB`, `65536`) and durations (`0`, `200ms`, `1.5s`, `2m`, `1h`).
 
 /// Size and duration parsing for the config loader.
-public enum ConfigValues {
+package enum ConfigValues {
     /// Why a size or duration was rejected.
-    public enum ParseError: Error, Sendable, Equatable {
+    package enum ParseError: Error, Sendable, Equatable {
         /// Not of the accepted form at all.
         case malformed
         /// A size of zero or below (sizes must be > 0).
@@ -27,7 +27,7 @@ public enum ConfigValues {
     /// decimals are not allowed. The result is > 0.
     ///
     /// `"32MiB"` → 33554432, `"8 MB"` → 8000000, `"65536"` → 65536.
-    public static func parseSize(_ text: String) throws(ParseError) -> Int {
+    package static func parseSize(_ text: String) throws(ParseError) -> Int {
         var rest = Substring(text)
         let negative = rest.first == "-"
         if negative { rest = rest.dropFirst() }
@@ -41,7 +41,7 @@ public enum ConfigValues {
             multiplier = unit
         }
         if negative { throw .notPositive }
-        guard let number = Int(digits) else { throw .tooLarge }   // digits only: nil = overflow
+        guard let number = Int(digits) else { throw .tooLarge }  // digits only: nil = overflow
         let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
         guard !overflow else { throw .tooLarge }
         guard bytes > 0 else { throw .notPositive }
@@ -58,7 +58,7 @@ public enum ConfigValues {
     /// nanosecond is truncated.
     ///
     /// `"200ms"`, `"1.5s"`, `"10s"`, `"2m"`, `"1h"`, `"0"`.
-    public static func parseDuration(_ text: String) throws(ParseError) -> Duration {
+    package static func parseDuration(_ text: String) throws(ParseError) -> Duration {
         if text == "0" { return .zero }
         var rest = Substring(text)
         let negative = rest.first == "-"

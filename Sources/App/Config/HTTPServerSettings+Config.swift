@@ -3,10 +3,12 @@ import PersistorHTTP
 extension ConfigReader {
     /// The `server` section: the listener's settings, and the shutdown timing that the App applies.
     func server(_ field: ConfigField) throws(ConfigError) -> (HTTPServerSettings, ShutdownSettings) {
-        let section = try section(of: field, path: "server", allowed: [
-            "host", "port", "maxBodyBytes", "maxHeaderBytes", "headerTimeout", "bodyTimeout",
-            "idleTimeout", "maxConnections", "probeConnections", "maxInFlightBodyBytes", "maxConcurrentStreams", "drainDelay", "shutdownGrace",
-        ])
+        let section = try section(
+            of: field, path: "server",
+            allowed: [
+                "host", "port", "maxBodyBytes", "maxHeaderBytes", "headerTimeout", "bodyTimeout",
+                "idleTimeout", "maxConnections", "probeConnections", "maxInFlightBodyBytes", "maxConcurrentStreams", "drainDelay", "shutdownGrace",
+            ])
         var server = HTTPServerSettings()
         var shutdown = ShutdownSettings()
         if let f = section["host"] { server.host = try string(f) }

@@ -10,39 +10,41 @@ import PersistorStores
 import Yams
 
 /// The whole Persistor configuration.
-public struct PersistorConfig: Sendable, Equatable {
+package struct PersistorConfig: Sendable, Equatable {
     /// The store URL (`gs://…`, `az://…`, `s3://…`, `file:///…`, `./dir`). URL validation
     /// happens where the store is opened.
-    public var store: String
+    package var store: String
     /// Timeouts and retries of a cloud store's requests (`storeRetry`).
-    public var storeRetry: StoreRetryPolicy
+    package var storeRetry: StoreRetryPolicy
     /// The listener: address, request limits and timeouts (`server`).
-    public var server: HTTPServerSettings
+    package var server: HTTPServerSettings
     /// Drain and grace periods after SIGTERM (`server.drainDelay`, `server.shutdownGrace`).
-    public var shutdown: ShutdownSettings
+    package var shutdown: ShutdownSettings
     /// The routes, in file order. Without a `routes` key these are `defaultRoutes`.
-    public var routes: [RouteConfig]
+    package var routes: [RouteConfig]
     /// How records are batched, encoded and named in the store (`archive`).
-    public var archive: ArchiveSettings
+    package var archive: ArchiveSettings
     /// Log output format and level (`log`).
-    public var log: LogSettings
+    package var log: LogSettings
 
-    public static let defaultStore = "./persistor-data"
+    package static let defaultStore = "./persistor-data"
 
     /// The routes used when the file has no `routes` key: `POST /pubsub` (kind `pubsub`) and
     /// `POST /eventgrid` (kind `eventgrid`), both without auth.
-    public static let defaultRoutes: [RouteConfig] = [
+    package static let defaultRoutes: [RouteConfig] = [
         RouteConfig(name: "pubsub", path: "/pubsub", kind: .pubsub),
         RouteConfig(name: "eventgrid", path: "/eventgrid", kind: .eventgrid),
     ]
 
-    public init(store: String = PersistorConfig.defaultStore,
-                storeRetry: StoreRetryPolicy = StoreRetryPolicy(),
-                server: HTTPServerSettings = HTTPServerSettings(),
-                shutdown: ShutdownSettings = ShutdownSettings(),
-                routes: [RouteConfig] = PersistorConfig.defaultRoutes,
-                archive: ArchiveSettings = ArchiveSettings(),
-                log: LogSettings = LogSettings()) {
+    package init(
+        store: String = PersistorConfig.defaultStore,
+        storeRetry: StoreRetryPolicy = StoreRetryPolicy(),
+        server: HTTPServerSettings = HTTPServerSettings(),
+        shutdown: ShutdownSettings = ShutdownSettings(),
+        routes: [RouteConfig] = PersistorConfig.defaultRoutes,
+        archive: ArchiveSettings = ArchiveSettings(),
+        log: LogSettings = LogSettings()
+    ) {
         self.store = store
         self.storeRetry = storeRetry
         self.server = server
@@ -59,11 +61,13 @@ extension PersistorConfig {
         self.init()
         guard let root, !reader.isNull(root) else { return }
         guard case .mapping = root else {
-            throw reader.fail(reader.lineOf(root, or: 1),
-                              "the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got \(reader.describe(root))")
+            throw reader.fail(
+                reader.lineOf(root, or: 1),
+                "the configuration must be a mapping (store, storeRetry, server, routes, archive, log), got \(reader.describe(root))")
         }
-        let top = try reader.section(root, label: "the configuration", path: "", line: 1,
-                                     allowed: ["store", "storeRetry", "server", "routes", "archive", "log"])
+        let top = try reader.section(
+            root, label: "the configuration", path: "", line: 1,
+            allowed: ["store", "storeRetry", "server", "routes", "archive", "log"])
         if let field = top["store"] { store = try reader.string(field) }
         if let field = top["storeRetry"] { storeRetry = try reader.storeRetry(field) }
         if let field = top["server"] { (server, shutdown) = try reader.server(field) }

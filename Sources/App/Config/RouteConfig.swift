@@ -3,7 +3,7 @@ import PersistorProtocols
 import Yams
 
 /// Which delivery protocol a route speaks.
-public enum RouteKind: String, Sendable, Equatable, CaseIterable {
+package enum RouteKind: String, Sendable, Equatable, CaseIterable {
     /// Google Pub/Sub push (wrapped or unwrapped).
     case pubsub
     /// Azure Event Grid schema and CloudEvents (structured, batch, binary).
@@ -11,30 +11,32 @@ public enum RouteKind: String, Sendable, Equatable, CaseIterable {
 }
 
 /// One HTTP endpoint (`POST path`) and how its deliveries are authenticated and decoded.
-public struct RouteConfig: Sendable, Equatable {
+package struct RouteConfig: Sendable, Equatable {
     /// Route name, `[A-Za-z0-9._-]{1,64}` (not `.` or `..`); used in object keys and logs.
-    public var name: String
+    package var name: String
     /// Request path: starts with `/`, no `?`, `#` or whitespace, not `/healthz` or `/readyz`.
-    public var path: String
+    package var path: String
     /// The delivery protocol.
-    public var kind: RouteKind
+    package var kind: RouteKind
     /// Accepted credentials; `nil` means the route is open to anyone. A loaded configuration
     /// never holds empty settings here (`auth:` must name a method).
-    public var auth: AuthSettings?
+    package var auth: AuthSettings?
     /// Pub/Sub push shape; only settable on `pubsub` routes.
-    public var delivery: PubSubDecoder.Delivery
+    package var delivery: PubSubDecoder.Delivery
     /// Origins answered in the CloudEvents `OPTIONS` handshake; only settable on `eventgrid` routes.
-    public var allowedOrigins: [String]?
+    package var allowedOrigins: [String]?
     /// Per-route replacement for `server.maxBodyBytes`.
-    public var maxBodyBytes: Int?
+    package var maxBodyBytes: Int?
 
-    public init(name: String,
-                path: String,
-                kind: RouteKind,
-                auth: AuthSettings? = nil,
-                delivery: PubSubDecoder.Delivery = .auto,
-                allowedOrigins: [String]? = nil,
-                maxBodyBytes: Int? = nil) {
+    package init(
+        name: String,
+        path: String,
+        kind: RouteKind,
+        auth: AuthSettings? = nil,
+        delivery: PubSubDecoder.Delivery = .auto,
+        allowedOrigins: [String]? = nil,
+        maxBodyBytes: Int? = nil
+    ) {
         self.name = name
         self.path = path
         self.kind = kind
@@ -82,9 +84,11 @@ extension ConfigReader {
         guard case .mapping = node else {
             throw fail(line, "\(path) must be a mapping, got \(describe(node))")
         }
-        let section = try section(node, label: path, path: path, line: line, allowed: [
-            "name", "path", "kind", "auth", "delivery", "allowedOrigins", "maxBodyBytes",
-        ])
+        let section = try section(
+            node, label: path, path: path, line: line,
+            allowed: [
+                "name", "path", "kind", "auth", "delivery", "allowedOrigins", "maxBodyBytes",
+            ])
 
         let nameField = try require("name", in: section)
         let name = try string(nameField)

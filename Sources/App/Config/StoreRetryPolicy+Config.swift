@@ -3,9 +3,11 @@ import PersistorStores
 extension ConfigReader {
     /// The `storeRetry` section.
     func storeRetry(_ field: ConfigField) throws(ConfigError) -> StoreRetryPolicy {
-        let section = try section(of: field, path: "storeRetry", allowed: [
-            "attemptTimeout", "totalTimeout", "maxAttempts", "initialBackoff", "maxBackoff",
-        ])
+        let section = try section(
+            of: field, path: "storeRetry",
+            allowed: [
+                "attemptTimeout", "totalTimeout", "maxAttempts", "initialBackoff", "maxBackoff",
+            ])
         var policy = StoreRetryPolicy()
         if let f = section["attemptTimeout"] { policy.attemptTimeout = try duration(f, zeroAllowed: false) }
         if let f = section["totalTimeout"] { policy.totalTimeout = try duration(f, zeroAllowed: false) }

@@ -9,8 +9,8 @@ extension ConfigError {
         }
         switch yamlError {
         case let .scanner(context, problem, mark, _),
-             let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
+            let .parser(context, problem, mark, _),
+            let .composer(context, problem, mark, _):
             var message = "\(source):\(mark.line): invalid YAML: \(problem)"
             if let context {
                 message += " (\(context.text) on line \(context.mark.line))"

@@ -1,19 +1,19 @@
 import Logging
 
 /// The `log` section: line format and minimum level.
-public struct LogSettings: Sendable, Equatable {
+package struct LogSettings: Sendable, Equatable {
     /// Log line format.
-    public enum Format: String, Sendable, Equatable, CaseIterable {
+    package enum Format: String, Sendable, Equatable, CaseIterable {
         /// Human-readable lines (swift-log's stream handler).
         case text
         /// One JSON object per line (`JSONLogHandler`).
         case json
     }
 
-    public var format: Format
-    public var level: Logger.Level
+    package var format: Format
+    package var level: Logger.Level
 
-    public init(format: Format = .text, level: Logger.Level = .info) {
+    package init(format: Format = .text, level: Logger.Level = .info) {
         self.format = format
         self.level = level
     }

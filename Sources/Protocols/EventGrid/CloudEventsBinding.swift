@@ -7,9 +7,9 @@ import PersistorHTTP
 /// the webhook abuse-protection handshake (CloudEvents webhook spec §4,
 /// https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/http-webhook.md;
 /// docs/deliveries-and-auth.md#the-options-handshake).
-public enum CloudEventsBinding {
-    public struct HeaderValueError: Error, Equatable, Sendable {
-        public var reason: String
+package enum CloudEventsBinding {
+    package struct HeaderValueError: Error, Equatable, Sendable {
+        package var reason: String
     }
 
     /// Decodes one `ce-*` header value into the attribute value: an RFC 7230 quoted-string
@@ -18,7 +18,7 @@ public enum CloudEventsBinding {
     ///
     /// Raw non-ASCII bytes (against the spec) arrive from the HTTP/1 parser as UTF-8 text when
     /// they are valid UTF-8 and as ISO-8859-1 otherwise; either way they are kept as that text.
-    public static func decodeHeaderValue(_ value: String) throws(HeaderValueError) -> String {
+    package static func decodeHeaderValue(_ value: String) throws(HeaderValueError) -> String {
         var bytes = Array(value.utf8)
         let quote = UInt8(ascii: "\"")
         if bytes.count >= 2, bytes.first == quote, bytes.last == quote {
@@ -40,7 +40,7 @@ public enum CloudEventsBinding {
     static func unquote(_ bytes: [UInt8]) throws(HeaderValueError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count - 2)
-        let end = bytes.count - 1 // the closing quote
+        let end = bytes.count - 1  // the closing quote
         var index = 1
         while index < end {
             let byte = bytes[index]
@@ -74,8 +74,9 @@ extension EventGridDecoder {
         let headers = request.head.headers
         let contentType = headers["content-type"]
         func quarantine(_ reason: String) -> Delivery {
-            Self.quarantine(route: route, body: request.body, receivedAt: receivedAt, reason: reason,
-                            contentType: contentType)
+            Self.quarantine(
+                route: route, body: request.body, receivedAt: receivedAt, reason: reason,
+                contentType: contentType)
         }
         var fields: [(name: String, attribute: String, value: String)] = []
         var fieldIndex: [String: Int] = [:]
@@ -116,9 +117,12 @@ extension EventGridDecoder {
         meta.append(contentsOf: Self.headerMeta(headers))
         let id = attribute("id")
         if id == nil { meta.append(("idAssigned", .bool(true))) }
-        delivery.records = [Record(id: id ?? Record.assignedID(), source: .cloudevents, route: route,
-                                   receivedAt: receivedAt, eventTime: attribute("time"), attributes: attributes,
-                                   meta: meta, payload: request.body)]
+        delivery.records = [
+            Record(
+                id: id ?? Record.assignedID(), source: .cloudevents, route: route,
+                receivedAt: receivedAt, eventTime: attribute("time"), attributes: attributes,
+                meta: meta, payload: request.body)
+        ]
         if let failure = validationMismatch(headers, delivery: delivery) {
             return quarantine(failure)
         }
@@ -138,7 +142,7 @@ extension EventGridDecoder {
     ///   asked with `WebHook-Request-Rate`, as the spec's SHOULD advises).
     /// Every answer carries `Allow: POST, OPTIONS`. A `WebHook-Request-Callback` does not change
     /// the answer: permission is granted synchronously through the headers (see `callbackURL`).
-    public func handshake(_ head: HTTPRequestHead) -> HTTPResponse {
+    package func handshake(_ head: HTTPRequestHead) -> HTTPResponse {
         var headers = HTTPHeaders()
         guard let origin = head.headers["webhook-request-origin"], !origin.isEmpty else {
             headers.add("Allow", "POST, OPTIONS")
@@ -152,8 +156,9 @@ extension EventGridDecoder {
                 granted = origin
             } else {
                 headers.add("Allow", "POST, OPTIONS")
-                return .text(403, "WebHook-Request-Origin \(origin) is not an allowed origin for this route",
-                             headers: headers)
+                return .text(
+                    403, "WebHook-Request-Origin \(origin) is not an allowed origin for this route",
+                    headers: headers)
             }
         } else {
             granted = origin
@@ -165,7 +170,7 @@ extension EventGridDecoder {
     }
 
     /// The `WebHook-Request-Callback` URL of a handshake request, for logging.
-    public static func callbackURL(_ head: HTTPRequestHead) -> String? {
+    package static func callbackURL(_ head: HTTPRequestHead) -> String? {
         guard let url = head.headers["webhook-request-callback"], !url.isEmpty else { return nil }
         return url
     }

@@ -31,35 +31,37 @@ import PersistorJSON
 /// Validation events (`Microsoft.EventGrid.SubscriptionValidationEvent`, also accepted as a
 /// CloudEvents `type`) are answered, not archived; `SubscriptionDeletedEvent`s are archived and
 /// counted. Anything that cannot be decoded becomes a single `unparsed` record of the whole body.
-public struct EventGridDecoder: Sendable {
-    public var route: String
+package struct EventGridDecoder: Sendable {
+    package var route: String
     /// Origins granted by the OPTIONS handshake; nil grants any origin, `"*"` grants with `*`.
-    public var allowedOrigins: [String]?
+    package var allowedOrigins: [String]?
     /// The `WebHook-Allowed-Rate` to grant; nil grants `*`.
-    public var allowedRate: String?
+    package var allowedRate: String?
 
-    public init(route: String, allowedOrigins: [String]?, allowedRate: String? = nil) {
+    package init(route: String, allowedOrigins: [String]?, allowedRate: String? = nil) {
         self.route = route
         self.allowedOrigins = allowedOrigins
         self.allowedRate = allowedRate
     }
 
     /// What to do with one POST.
-    public struct Delivery: Sendable {
+    package struct Delivery: Sendable {
         /// Records to archive (all-or-none) before answering.
-        public var records: [Record]
+        package var records: [Record]
         /// Set when the delivery contained a SubscriptionValidationEvent: answer 200 with
         /// `{"validationResponse":"<code>"}` after the records are durable.
-        public var validationCode: String?
-        public var validationURL: String?
+        package var validationCode: String?
+        package var validationURL: String?
         /// Counts for logging: validation events seen (not archived), subscription-deleted events seen (archived).
-        public var validationEvents: Int
-        public var deletionEvents: Int
+        package var validationEvents: Int
+        package var deletionEvents: Int
         /// Non-nil when the body was quarantined (the single record is `source: .unparsed`); safe to log.
-        public var quarantineReason: String?
+        package var quarantineReason: String?
 
-        public init(records: [Record], validationCode: String? = nil, validationURL: String? = nil,
-                    validationEvents: Int = 0, deletionEvents: Int = 0, quarantineReason: String? = nil) {
+        package init(
+            records: [Record], validationCode: String? = nil, validationURL: String? = nil,
+            validationEvents: Int = 0, deletionEvents: Int = 0, quarantineReason: String? = nil
+        ) {
             self.records = records
             self.validationCode = validationCode
             self.validationURL = validationURL
@@ -69,8 +71,8 @@ public struct EventGridDecoder: Sendable {
         }
     }
 
-    public static let validationEventType = "Microsoft.EventGrid.SubscriptionValidationEvent"
-    public static let deletedEventType = "Microsoft.EventGrid.SubscriptionDeletedEvent"
+    package static let validationEventType = "Microsoft.EventGrid.SubscriptionValidationEvent"
+    package static let deletedEventType = "Microsoft.EventGrid.SubscriptionDeletedEvent"
 
     /// `aeg-*` delivery headers copied into every record's meta, in this order
     /// (docs/deliveries-and-auth.md#event-grid-delivery-headers).
@@ -90,7 +92,7 @@ public struct EventGridDecoder: Sendable {
         var source: RecordSource { self == .eventGrid ? .eventgrid : .cloudevents }
     }
 
-    public func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Delivery {
+    package func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Delivery {
         let headers = request.head.headers
         let body = request.body
         let contentType = headers["content-type"]
@@ -150,7 +152,8 @@ public struct EventGridDecoder: Sendable {
                 }
             }
             if let withVersion, let withoutVersion {
-                return quarantine("batch mixes CloudEvents and Event Grid events: element \(withVersion) has 'specversion', element \(withoutVersion) has none")
+                return quarantine(
+                    "batch mixes CloudEvents and Event Grid events: element \(withVersion) has 'specversion', element \(withoutVersion) has none")
             }
             schema = withVersion == nil ? .eventGrid : .cloudEvents
             events = elements
@@ -166,16 +169,20 @@ public struct EventGridDecoder: Sendable {
         case (.none, _):
             return quarantine("body is \(Self.describe(root)); expected an array of events or an event object")
         }
-        return decodeEvents(events, schema: schema, body: body, headers: headers, receivedAt: receivedAt,
-                            contentType: contentType)
+        return decodeEvents(
+            events, schema: schema, body: body, headers: headers, receivedAt: receivedAt,
+            contentType: contentType)
     }
 
     /// One record per event object, validation events set aside.
-    private func decodeEvents(_ events: [JSONNode], schema: Schema, body: [UInt8], headers: HTTPHeaders,
-                              receivedAt: UTCTime, contentType: String?) -> Delivery {
+    private func decodeEvents(
+        _ events: [JSONNode], schema: Schema, body: [UInt8], headers: HTTPHeaders,
+        receivedAt: UTCTime, contentType: String?
+    ) -> Delivery {
         let headerMeta = Self.headerMeta(headers)
         // Fields read from each event: id, time, data, then the meta fields in meta order.
-        let metaKeys = schema == .eventGrid
+        let metaKeys =
+            schema == .eventGrid
             ? ["topic", "subject", "eventType", "dataVersion", "metadataVersion"]
             : ["type", "source", "subject", "specversion", "datacontenttype", "dataschema"]
         let keys = ["id", schema == .eventGrid ? "eventTime" : "time", "data"] + metaKeys
@@ -185,7 +192,7 @@ public struct EventGridDecoder: Sendable {
         delivery.records.reserveCapacity(events.count)
         var fields: [JSONNode?] = Array(repeating: nil, count: keys.count)
         for (index, event) in events.enumerated() {
-            guard case .object(let members) = event.value else { continue } // checked by the caller
+            guard case .object(let members) = event.value else { continue }  // checked by the caller
             // One pass over the top-level members; the first occurrence of a key wins (as `node[key]`).
             for slot in fields.indices { fields[slot] = nil }
             for (key, value) in members {
@@ -198,9 +205,10 @@ public struct EventGridDecoder: Sendable {
 
             if let type, type.caseInsensitiveEquals(Self.validationEventType) {
                 guard let data, let code = Self.string(member: "validationCode", of: data, body: body) else {
-                    return Self.quarantine(route: route, body: body, receivedAt: receivedAt,
-                                           reason: "\(Self.validationEventType) (event \(index)) has no string data.validationCode",
-                                           contentType: contentType)
+                    return Self.quarantine(
+                        route: route, body: body, receivedAt: receivedAt,
+                        reason: "\(Self.validationEventType) (event \(index)) has no string data.validationCode",
+                        contentType: contentType)
                 }
                 delivery.validationEvents += 1
                 if delivery.validationCode == nil {
@@ -220,13 +228,16 @@ public struct EventGridDecoder: Sendable {
             }
             meta.append(contentsOf: headerMeta)
             if id == nil { meta.append(("idAssigned", .bool(true))) }
-            delivery.records.append(Record(id: id ?? Record.assignedID(), source: schema.source, route: route,
-                                           receivedAt: receivedAt, eventTime: time, meta: meta,
-                                           payload: Array(body[event.range])))
+            delivery.records.append(
+                Record(
+                    id: id ?? Record.assignedID(), source: schema.source, route: route,
+                    receivedAt: receivedAt, eventTime: time, meta: meta,
+                    payload: Array(body[event.range])))
         }
         if let failure = validationMismatch(headers, delivery: delivery) {
-            return Self.quarantine(route: route, body: body, receivedAt: receivedAt, reason: failure,
-                                   contentType: contentType)
+            return Self.quarantine(
+                route: route, body: body, receivedAt: receivedAt, reason: failure,
+                contentType: contentType)
         }
         return delivery
     }
@@ -235,14 +246,15 @@ public struct EventGridDecoder: Sendable {
     /// not what Event Grid sends, so it is quarantined rather than archived as notifications.
     func validationMismatch(_ headers: HTTPHeaders, delivery: Delivery) -> String? {
         guard let eventType = headers["aeg-event-type"], eventType.caseInsensitiveEquals("SubscriptionValidation"),
-              delivery.validationEvents == 0 else { return nil }
+            delivery.validationEvents == 0
+        else { return nil }
         return "aeg-event-type is SubscriptionValidation but the body has no \(Self.validationEventType)"
     }
 
     // MARK: Helpers
 
     /// The 200 body for a validation code: `{"validationResponse":"<code>"}` (JSON-escaped).
-    public static func validationResponseBody(_ code: String) -> [UInt8] {
+    package static func validationResponseBody(_ code: String) -> [UInt8] {
         var out = Array(#"{"validationResponse":"#.utf8)
         JSONString.append(code, to: &out)
         out.append(UInt8(ascii: "}"))
@@ -312,11 +324,17 @@ public struct EventGridDecoder: Sendable {
         }
     }
 
-    static func quarantine(route: String, body: [UInt8], receivedAt: UTCTime, reason: String,
-                           contentType: String?) -> Delivery {
-        Delivery(records: [Quarantine.record(route: route, body: body, receivedAt: receivedAt, reason: reason,
-                                             contentType: contentType)],
-                 quarantineReason: reason)
+    static func quarantine(
+        route: String, body: [UInt8], receivedAt: UTCTime, reason: String,
+        contentType: String?
+    ) -> Delivery {
+        Delivery(
+            records: [
+                Quarantine.record(
+                    route: route, body: body, receivedAt: receivedAt, reason: reason,
+                    contentType: contentType)
+            ],
+            quarantineReason: reason)
     }
 
 }

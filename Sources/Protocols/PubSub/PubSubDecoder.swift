@@ -14,9 +14,9 @@ import PersistorJSON
 /// `data`, `attributes`, `messageId` or `message_id`; anything else is archived as unwrapped.
 /// An envelope that cannot be decoded (bad JSON when `wrapped` is forced, bad base64, wrong field
 /// types) becomes an `unparsed` record of the whole body.
-public struct PubSubDecoder: Sendable {
+package struct PubSubDecoder: Sendable {
     /// How the route recognises the push shape (a route's `delivery` key).
-    public enum Delivery: String, Sendable, CaseIterable {
+    package enum Delivery: String, Sendable, CaseIterable {
         /// Sniff, as described above.
         case auto
         /// Always the JSON push envelope (`{"message": …, "subscription": …}`).
@@ -25,15 +25,15 @@ public struct PubSubDecoder: Sendable {
         case unwrapped
     }
 
-    public var route: String
-    public var delivery: Delivery
+    package var route: String
+    package var delivery: Delivery
 
-    public init(route: String, delivery: Delivery) {
+    package init(route: String, delivery: Delivery) {
         self.route = route
         self.delivery = delivery
     }
 
-    public func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
+    package func decode(_ request: HTTPRequest, receivedAt: UTCTime) -> Record {
         let headers = request.head.headers
         let hasMetadataHeaders = headers.contains { $0.name.hasCaseInsensitivePrefix("x-goog-pubsub-") }
         switch delivery {
@@ -57,8 +57,9 @@ public struct PubSubDecoder: Sendable {
         do {
             root = try JSONScanner.parse(body, materializeDepth: 3)
         } catch {
-            return strict ? quarantine("invalid JSON at byte \(error.offset): \(error.reason)")
-                          : unwrapped(request, receivedAt: receivedAt)
+            return strict
+                ? quarantine("invalid JSON at byte \(error.offset): \(error.reason)")
+                : unwrapped(request, receivedAt: receivedAt)
         }
         guard let message = root["message"], message.isObject else {
             return strict ? quarantine("envelope has no 'message' object") : unwrapped(request, receivedAt: receivedAt)
@@ -114,8 +115,9 @@ public struct PubSubDecoder: Sendable {
                 meta.append(("deliveryAttempt", .int(n)))
             }
             if id == nil { meta.append(("idAssigned", .bool(true))) }
-            return Record(id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
-                          eventTime: publishTime, attributes: attributes, meta: meta, payload: payload)
+            return Record(
+                id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+                eventTime: publishTime, attributes: attributes, meta: meta, payload: payload)
         } catch {
             return quarantine(error.reason)
         }
@@ -142,11 +144,12 @@ public struct PubSubDecoder: Sendable {
                 meta.append((key, key == "deliveryAttempt" ? Int(value).map(MetaValue.int) ?? .string(value) : .string(value)))
                 return
             }
-            let previous = switch meta[index].value {
-            case .string(let text): text
-            case .int(let n): String(n)
-            case .bool(let b): String(b)
-            }
+            let previous =
+                switch meta[index].value {
+                case .string(let text): text
+                case .int(let n): String(n)
+                case .bool(let b): String(b)
+                }
             meta[index].value = .string(previous + ", " + value)
         }
         for (rawName, value) in request.head.headers {
@@ -166,20 +169,20 @@ public struct PubSubDecoder: Sendable {
             }
         }
         if id == nil { meta.append(("idAssigned", .bool(true))) }
-        return Record(id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
-                      eventTime: publishTime, attributes: attributes, meta: meta, payload: request.body)
+        return Record(
+            id: id ?? Record.assignedID(), source: .pubsub, route: route, receivedAt: receivedAt,
+            eventTime: publishTime, attributes: attributes, meta: meta, payload: request.body)
     }
 
     private static let envelopeKeys = ["data", "attributes", "messageId", "message_id"]
-
 
     struct DecodeFailure: Error { var reason: String }
 }
 
 /// Request headers that are never message attributes of an unwrapped push: transport and
 /// hop-by-hop fields, credentials, and proxy and tracing headers added on the way.
-public enum UnwrappedHeaders {
-    public static let excluded: Set<String> = [
+package enum UnwrappedHeaders {
+    package static let excluded: Set<String> = [
         "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
         "te", "trailer", "upgrade", "expect", "authorization", "proxy-authorization", "cookie",
         "user-agent", "accept", "accept-encoding", "from", "via", "forwarded", "x-real-ip",
@@ -187,9 +190,9 @@ public enum UnwrappedHeaders {
         "b3", "x-request-id", "cdn-loop",
     ]
     /// Prefixes of excluded headers (`x-forwarded-for`, `x-b3-traceid`, `x-envoy-…`).
-    public static let excludedPrefixes = ["x-forwarded-", "x-b3-", "x-envoy-"]
+    package static let excludedPrefixes = ["x-forwarded-", "x-b3-", "x-envoy-"]
 
-    public static func isExcluded(_ lowercasedName: String) -> Bool {
+    package static func isExcluded(_ lowercasedName: String) -> Bool {
         excluded.contains(lowercasedName) || excludedPrefixes.contains { lowercasedName.hasPrefix($0) }
     }
 }

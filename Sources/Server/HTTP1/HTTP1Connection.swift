@@ -1,7 +1,8 @@
 import Dispatch
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One HTTP/1.1 connection: reads and parses requests, hands them to the service, and writes the
@@ -33,9 +34,10 @@ final class HTTP1Connection: @unchecked Sendable, SocketChannelOwner {
 
     func start() {
         loop.register(self)
-        channel.start(readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
-                      writable: { @Sendable in self.writeOutput() },
-                      closed: { @Sendable in self.socketClosed() })
+        channel.start(
+            readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
+            writable: { @Sendable in self.writeOutput() },
+            closed: { @Sendable in self.socketClosed() })
         // Accepted while the server drains: serve one request, answered with `Connection: close`.
         if server.isDraining { _ = state.drain(.announce, parserIdle: parser.isIdle, outputFlushed: channel.isFlushed) }
     }
@@ -112,8 +114,10 @@ final class HTTP1Connection: @unchecked Sendable, SocketChannelOwner {
             case .request(let request):
                 var action = state.requestReceived(bodyBytes: request.body.count, parserIdle: parser.isIdle)
                 if case .upgrade(let settings) = action {
-                    if let upgraded = HTTP2Connection(fd: channel.fd, loop: loop, server: server, upgrading: request,
-                                                      settings: settings, unsent: channel.unsentOutput) {
+                    if let upgraded = HTTP2Connection(
+                        fd: channel.fd, loop: loop, server: server, upgrading: request,
+                        settings: settings, unsent: channel.unsentOutput)
+                    {
                         handOff(to: upgraded)
                         return
                     }
@@ -135,8 +139,10 @@ final class HTTP1Connection: @unchecked Sendable, SocketChannelOwner {
                 }
             }
         }
-        switch state.inputProcessed(bodyBytesReceived: parser.bodyBytesReceived, parserIdle: parser.isIdle,
-                                    overHighWater: channel.isOverHighWater, now: now) {
+        switch state.inputProcessed(
+            bodyBytesReceived: parser.bodyBytesReceived, parserIdle: parser.isIdle,
+            overHighWater: channel.isOverHighWater, now: now)
+        {
         case .none:
             break
         case .pauseReading:
@@ -192,8 +198,9 @@ final class HTTP1Connection: @unchecked Sendable, SocketChannelOwner {
 
     private func flushResponses() {
         while let next = state.nextResponse() {
-            loop.encoder.encode(next.response, headRequest: next.isHead, keepAlive: next.keepAlive, http10: next.http10,
-                                into: &channel.output)
+            loop.encoder.encode(
+                next.response, headRequest: next.isHead, keepAlive: next.keepAlive, http10: next.http10,
+                into: &channel.output)
             if !next.keepAlive { channel.suspendReading() }
             if next.continueAfter { channel.output.append(contentsOf: HTTPResponseEncoder.continueLine) }
         }

@@ -272,8 +272,10 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
         return .parse
     }
 
-    private mutating func matchPreface(held: [UInt8], since: MonotonicTime?, _ chunk: UnsafeRawBufferPointer,
-                                       now: MonotonicTime) -> ReceiveAction {
+    private mutating func matchPreface(
+        held: [UInt8], since: MonotonicTime?, _ chunk: UnsafeRawBufferPointer,
+        now: MonotonicTime
+    ) -> ReceiveAction {
         switch HTTP2Handoff.matchPreface(held: held, chunk: chunk) {
         case .mismatch:
             // HTTP/1: bytes held so far are a head in progress like any other.
@@ -309,8 +311,9 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
         let hasBody = Self.hasBody(head)
         if let probePaths {
             guard Self.isProbe(head, probePaths) else {
-                let admission = Admission(slot: slot, expectsContinue: false, hasBody: hasBody, upgrade: nil, since: now,
-                                          verdict: .checking)
+                let admission = Admission(
+                    slot: slot, expectsContinue: false, hasBody: hasBody, upgrade: nil, since: now,
+                    verdict: .checking)
                 guard case .answer(let stopReading) = apply(admission, .tooManyConnections, now: now) else {
                     preconditionFailure("a refusal is answered")
                 }
@@ -318,8 +321,10 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
             }
         }
         let upgrade = slot.id == 0 && probePaths == nil ? HTTP2Handoff.upgradeSettings(head) : nil
-        phase = .admission(Admission(slot: slot, expectsContinue: head.expectsContinue, hasBody: hasBody,
-                                     upgrade: upgrade, since: now, verdict: .checking))
+        phase = .admission(
+            Admission(
+                slot: slot, expectsContinue: head.expectsContinue, hasBody: hasBody,
+                upgrade: upgrade, since: now, verdict: .checking))
         return .check(id: slot.id)
     }
 
@@ -369,8 +374,10 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
             slots.append(slot)
             return .answer(stopReading: admission.hasBody)
         }
-        phase = .body(Body(id: slot.id, progressAt: admission.hasBody ? now : admission.since, answered: false,
-                           upgrade: admission.upgrade))
+        phase = .body(
+            Body(
+                id: slot.id, progressAt: admission.hasBody ? now : admission.since, answered: false,
+                upgrade: admission.upgrade))
         var action = AdmissionAction.readBody
         if admission.expectsContinue {
             if slots.isEmpty { action = .sendContinue } else { slot.needsContinue = true }
@@ -414,8 +421,10 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
     }
 
     /// The parser has delivered what it can from the input so far.
-    mutating func inputProcessed(bodyBytesReceived: Int, parserIdle: Bool, overHighWater: Bool,
-                                 now: MonotonicTime) -> InputAction {
+    mutating func inputProcessed(
+        bodyBytesReceived: Int, parserIdle: Bool, overHighWater: Bool,
+        now: MonotonicTime
+    ) -> InputAction {
         guard acceptsRequests else { return .none }
         if case .body(let body) = phase, !body.answered, !reserveBody(upTo: bodyBytesReceived) {
             refuseBodyInProgress()
@@ -493,8 +502,9 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
             // is read any more (RFC 9112 §9.6).
             removeSlots(0..<slots.count)
             stopAccepting()
-            return OutgoingResponse(response: response, isHead: slot.isHead, keepAlive: false, http10: slot.http10,
-                                    continueAfter: false)
+            return OutgoingResponse(
+                response: response, isHead: slot.isHead, keepAlive: false, http10: slot.http10,
+                continueAfter: false)
         }
         removeSlots(0..<1)
         var continueAfter = false
@@ -502,8 +512,9 @@ struct HTTP1ConnectionState<Budget: HTTP1BodyBudget> {
             slots[0].needsContinue = false
             continueAfter = true
         }
-        return OutgoingResponse(response: response, isHead: slot.isHead, keepAlive: true, http10: slot.http10,
-                                continueAfter: continueAfter)
+        return OutgoingResponse(
+            response: response, isHead: slot.isHead, keepAlive: true, http10: slot.http10,
+            continueAfter: continueAfter)
     }
 
     /// All output is sent.

@@ -18,33 +18,33 @@ import PersistorCore
 // are parsed, and body bytes are copied once from the buffer into the request body.
 
 /// Size limits of a request.
-public struct HTTPParserLimits: Sendable, Equatable {
+package struct HTTPParserLimits: Sendable, Equatable {
     /// Request line + all header lines + trailer section (including leading empty lines and the
     /// terminating empty line), in bytes.
-    public var maxHeaderBytes: Int
+    package var maxHeaderBytes: Int
     /// Decoded body bytes.
-    public var maxBodyBytes: Int
+    package var maxBodyBytes: Int
 
-    public init(maxHeaderBytes: Int = 64 * 1024, maxBodyBytes: Int = 32 * 1024 * 1024) {
+    package init(maxHeaderBytes: Int = 64 * 1024, maxBodyBytes: Int = 32 * 1024 * 1024) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
     }
 }
 
 /// A protocol violation: the server answers `status` with `reason` as text and closes the connection.
-public struct HTTPParseError: Error, Equatable, Sendable {
+package struct HTTPParseError: Error, Equatable, Sendable {
     /// 400, 413, 414, 431, 501 or 505.
-    public var status: Int
+    package var status: Int
     /// Short, specific and safe to show a client (never contains bytes of the request).
-    public var reason: String
+    package var reason: String
 
-    public init(status: Int, reason: String) {
+    package init(status: Int, reason: String) {
         self.status = status
         self.reason = reason
     }
 }
 
-public enum HTTPParserEvent: Sendable {
+package enum HTTPParserEvent: Sendable {
     /// Request line and headers are complete and valid; the body (if any) follows.
     /// The connection uses this to send `100 Continue` or reject early.
     case head(HTTPRequestHead)
@@ -52,7 +52,7 @@ public enum HTTPParserEvent: Sendable {
     case request(HTTPRequest)
 }
 
-public struct HTTPRequestParser: Sendable {
+package struct HTTPRequestParser: Sendable {
     private enum State: Sendable {
         /// Waiting for the request line (leading empty lines are skipped).
         case requestLine
@@ -122,7 +122,7 @@ public struct HTTPRequestParser: Sendable {
     private var head = HTTPRequestHead(method: "", target: "", versionMinor: 1, headers: HTTPHeaders())
     private var body: [UInt8] = []
 
-    public init(limits: HTTPParserLimits = HTTPParserLimits()) {
+    package init(limits: HTTPParserLimits = HTTPParserLimits()) {
         maxHeaderBytes = max(0, limits.maxHeaderBytes)
         maxBodyBytes = max(0, limits.maxBodyBytes)
     }
@@ -130,21 +130,21 @@ public struct HTTPRequestParser: Sendable {
     // MARK: - Public API
 
     /// Appends bytes read from the socket.
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         guard failure == nil, !bytes.isEmpty else { return }
         compact()
         buffer.append(contentsOf: bytes)
     }
 
     /// Appends bytes (convenience for tests).
-    public mutating func feed(_ bytes: [UInt8]) {
+    package mutating func feed(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { feed($0) }
     }
 
     /// Next event from the buffered bytes, or nil when more bytes are needed.
     /// For every request it returns `.head` first, then `.request`.
     /// After an error every later call throws the same error (the parser is poisoned).
-    public mutating func next() throws(HTTPParseError) -> HTTPParserEvent? {
+    package mutating func next() throws(HTTPParseError) -> HTTPParserEvent? {
         if let failure { throw failure }
         do {
             return try step()
@@ -161,14 +161,14 @@ public struct HTTPRequestParser: Sendable {
 
     /// Bytes buffered but not yet consumed (for the caller's memory accounting and tests).
     /// Body bytes already copied into the request in progress are not counted.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    package var bufferedByteCount: Int { buffer.count - readIndex }
 
     /// Body bytes of the request in progress decoded so far (the caller counts them against its
     /// in-flight budget as they arrive).
-    public var bodyBytesReceived: Int { body.count }
+    package var bodyBytesReceived: Int { body.count }
 
     /// True when no request is partially received (nothing buffered for a request in progress).
-    public var isIdle: Bool {
+    package var isIdle: Bool {
         guard failure == nil, case .requestLine = state else { return false }
         return readIndex == buffer.count
     }
@@ -196,7 +196,7 @@ public struct HTTPRequestParser: Sendable {
                 scanOffset = 0
                 switch state {
                 case .requestLine:
-                    if length == 0 { continue } // leading empty line
+                    if length == 0 { continue }  // leading empty line
                     try parseRequestLine(start: start, length: length)
                     state = .headerFields
                 case .headerFields:
@@ -300,7 +300,7 @@ public struct HTTPRequestParser: Sendable {
     private mutating func copyBody(upTo limit: Int) -> Int {
         let count = min(buffer.count - readIndex, limit)
         if count > 0 {
-            body.append(contentsOf: buffer[readIndex ..< readIndex + count])
+            body.append(contentsOf: buffer[readIndex..<readIndex + count])
             readIndex += count
         }
         return count
@@ -314,7 +314,7 @@ public struct HTTPRequestParser: Sendable {
             buffer.removeAll(keepingCapacity: buffer.capacity <= Self.retainedBufferCapacity)
             readIndex = 0
         } else if readIndex >= buffer.count / 2 {
-            buffer.removeSubrange(0 ..< readIndex)
+            buffer.removeSubrange(0..<readIndex)
             readIndex = 0
         }
     }
@@ -323,7 +323,7 @@ public struct HTTPRequestParser: Sendable {
 
     private mutating func parseRequestLine(start: Int, length: Int) throws(HTTPParseError) {
         let parsed = try buffer.withUnsafeBufferPointer { (storage) throws(HTTPParseError) -> (String, String, Int) in
-            let line = UnsafeBufferPointer(rebasing: storage[start ..< start + length])
+            let line = UnsafeBufferPointer(rebasing: storage[start..<start + length])
             let count = line.count
 
             // method = token, then exactly one SP
@@ -344,19 +344,21 @@ public struct HTTPRequestParser: Sendable {
             index += 1
             let version = UnsafeBufferPointer(rebasing: line[index...])
             guard version.count == 8,
-                  version[0] == 0x48, version[1] == 0x54, version[2] == 0x54, version[3] == 0x50, // HTTP
-                  version[4] == 0x2F, version[6] == 0x2E, // "/" "."
-                  isDigit(version[5]), isDigit(version[7])
+                version[0] == 0x48, version[1] == 0x54, version[2] == 0x54, version[3] == 0x50,  // HTTP
+                version[4] == 0x2F, version[6] == 0x2E,  // "/" "."
+                isDigit(version[5]), isDigit(version[7])
             else { throw .malformedVersion }
             let major = version[5] &- 0x30, minor = version[7] &- 0x30
             guard major == 1, minor <= 1 else { throw .versionNotSupported }
 
-            let methodBytes = UnsafeBufferPointer(rebasing: line[0 ..< methodEnd])
-            let targetBytes = UnsafeBufferPointer(rebasing: line[targetStart ..< targetEnd])
+            let methodBytes = UnsafeBufferPointer(rebasing: line[0..<methodEnd])
+            let targetBytes = UnsafeBufferPointer(rebasing: line[targetStart..<targetEnd])
             try checkTargetForm(targetBytes, method: methodBytes)
-            return (String(decoding: methodBytes, as: UTF8.self),
-                    String(decoding: targetBytes, as: UTF8.self),
-                    Int(minor))
+            return (
+                String(decoding: methodBytes, as: UTF8.self),
+                String(decoding: targetBytes, as: UTF8.self),
+                Int(minor)
+            )
         }
         (method, target, versionMinor) = parsed
         fields.reserveCapacity(16)
@@ -369,7 +371,7 @@ public struct HTTPRequestParser: Sendable {
         if fieldCount > Self.maxFieldCount { throw .tooManyFields }
 
         let field = try buffer.withUnsafeBufferPointer { (storage) throws(HTTPParseError) -> ParsedField in
-            let line = UnsafeBufferPointer(rebasing: storage[start ..< start + length])
+            let line = UnsafeBufferPointer(rebasing: storage[start..<start + length])
             return try parseFieldLine(line, decode: !isTrailer)
         }
         guard !isTrailer else { return }
@@ -426,8 +428,9 @@ public struct HTTPRequestParser: Sendable {
             next = .complete
         }
 
-        head = HTTPRequestHead(method: method, target: target, versionMinor: versionMinor,
-                               headers: HTTPHeaders(fields))
+        head = HTTPRequestHead(
+            method: method, target: target, versionMinor: versionMinor,
+            headers: HTTPHeaders(fields))
         fields = []
         state = next
         return head
@@ -460,11 +463,11 @@ public struct HTTPRequestParser: Sendable {
     /// chunk-size [ BWS ";" chunk-ext ]; the extension is validated for allowed bytes and ignored.
     private func parseChunkSize(start: Int, length: Int) throws(HTTPParseError) -> UInt64 {
         try buffer.withUnsafeBufferPointer { (storage) throws(HTTPParseError) -> UInt64 in
-            let line = UnsafeBufferPointer(rebasing: storage[start ..< start + length])
+            let line = UnsafeBufferPointer(rebasing: storage[start..<start + length])
             var size: UInt64 = 0
             var index = 0
             while index < line.count, let digit = Hex.value(line[index]) {
-                if index == 16 { throw .invalidChunkSize } // at most 16 hex digits: no overflow
+                if index == 16 { throw .invalidChunkSize }  // at most 16 hex digits: no overflow
                 size = size << 4 | UInt64(digit)
                 index += 1
             }
@@ -522,14 +525,14 @@ private func parseFieldLine(_ line: UnsafeBufferPointer<UInt8>, decode: Bool) th
     while valueEnd > valueStart, line[valueEnd - 1] == .space || line[valueEnd - 1] == .tab { valueEnd -= 1 }
 
     var highBits: UInt8 = 0
-    for index in valueStart ..< valueEnd {
+    for index in valueStart..<valueEnd {
         let byte = line[index]
         if !isFieldValueByte(byte) { throw .invalidFieldValue }
         highBits |= byte
     }
 
-    let nameBytes = UnsafeBufferPointer(rebasing: line[0 ..< colon])
-    let valueBytes = UnsafeBufferPointer(rebasing: line[valueStart ..< valueEnd])
+    let nameBytes = UnsafeBufferPointer(rebasing: line[0..<colon])
+    let valueBytes = UnsafeBufferPointer(rebasing: line[valueStart..<valueEnd])
     var field = ParsedField()
     if equalsLowercased(nameBytes, "host") {
         field.kind = .host
@@ -560,7 +563,7 @@ private func parseFieldLine(_ line: UnsafeBufferPointer<UInt8>, decode: Bool) th
 
 /// 1...19 ASCII digits, nothing else (no sign, spaces, or lists). 19 digits always fit in UInt64.
 private func parseContentLength(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
-    guard (1 ... 19).contains(bytes.count) else { return nil }
+    guard (1...19).contains(bytes.count) else { return nil }
     var value: UInt64 = 0
     for byte in bytes {
         guard isDigit(byte) else { return nil }
@@ -581,7 +584,7 @@ private func countCodings(_ bytes: UnsafeBufferPointer<UInt8>, into field: inout
         while lower < upper, bytes[lower] == .space || bytes[lower] == .tab { lower += 1 }
         while upper > lower, bytes[upper - 1] == .space || bytes[upper - 1] == .tab { upper -= 1 }
         if upper > lower {
-            let chunked = equalsLowercased(UnsafeBufferPointer(rebasing: bytes[lower ..< upper]), "chunked")
+            let chunked = equalsLowercased(UnsafeBufferPointer(rebasing: bytes[lower..<upper]), "chunked")
             if chunked {
                 field.chunkedCodings += 1
             } else {
@@ -600,7 +603,7 @@ private func countCodings(_ bytes: UnsafeBufferPointer<UInt8>, into field: inout
 private func isValidHost(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
     var index = 0
     let count = bytes.count
-    if index < count && bytes[index] == 0x5B { // "[" IP-literal "]"
+    if index < count && bytes[index] == 0x5B {  // "[" IP-literal "]"
         index += 1
         while index < count && bytes[index] != 0x5D {
             // IPv6address and IPvFuture use only these.
@@ -613,7 +616,7 @@ private func isValidHost(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         while index < count && isRegNameByte(bytes[index]) { index += 1 }
     }
     guard index < count else { return true }
-    guard bytes[index] == 0x3A else { return false } // ":" port
+    guard bytes[index] == 0x3A else { return false }  // ":" port
     index += 1
     while index < count {
         guard isDigit(bytes[index]) else { return false }
@@ -626,10 +629,10 @@ private func isValidHost(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
 @inline(__always)
 private func isRegNameByte(_ byte: UInt8) -> Bool {
     switch byte {
-    case 0x30 ... 0x39, 0x41 ... 0x5A, 0x61 ... 0x7A, // DIGIT ALPHA
-         0x2D, 0x2E, 0x5F, 0x7E, // - . _ ~
-         0x25, // % (pct-encoded)
-         0x21, 0x24, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B, 0x3B, 0x3D: // ! $ & ' ( ) * + ; =
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A,  // DIGIT ALPHA
+        0x2D, 0x2E, 0x5F, 0x7E,  // - . _ ~
+        0x25,  // % (pct-encoded)
+        0x21, 0x24, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B, 0x3B, 0x3D:  // ! $ & ' ( ) * + ; =
         return true
     default:
         return false
@@ -641,15 +644,16 @@ private func isRegNameByte(_ byte: UInt8) -> Bool {
 private func checkTargetForm(_ target: UnsafeBufferPointer<UInt8>, method: UnsafeBufferPointer<UInt8>) throws(HTTPParseError) {
     // target is non-empty here.
     switch target[0] {
-    case 0x2F: // "/"
+    case 0x2F:  // "/"
         return
-    case 0x2A: // "*"
+    case 0x2A:  // "*"
         guard target.count == 1, method.elementsEqual("OPTIONS".utf8) else { throw .invalidTarget }
     default:
         for scheme in ["http://", "https://"] as [StaticString] {
             let prefixLength = scheme.utf8CodeUnitCount
             if target.count > prefixLength,
-               equalsLowercased(UnsafeBufferPointer(rebasing: target[0 ..< prefixLength]), scheme) {
+                equalsLowercased(UnsafeBufferPointer(rebasing: target[0..<prefixLength]), scheme)
+            {
                 return
             }
         }
@@ -666,7 +670,7 @@ private func equalsLowercased(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: 
     let count = lowercase.utf8CodeUnitCount
     guard bytes.count == count else { return false }
     let literal = lowercase.utf8Start
-    for index in 0 ..< count where bytes[index] | 0x20 != literal[index] {
+    for index in 0..<count where bytes[index] | 0x20 != literal[index] {
         return false
     }
     return true
@@ -677,8 +681,8 @@ private func equalsLowercased(_ bytes: UnsafeBufferPointer<UInt8>, _ lowercase: 
 @inline(__always)
 private func isTokenByte(_ byte: UInt8) -> Bool {
     switch byte {
-    case 0x30 ... 0x39, 0x41 ... 0x5A, 0x61 ... 0x7A,
-         0x21, 0x23 ... 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A,
+        0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:
         return true
     default:
         return false

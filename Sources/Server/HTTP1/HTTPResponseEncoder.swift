@@ -1,6 +1,7 @@
 import PersistorCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Serialises responses: status line, the handler's headers, then `Date`, `Content-Length` and
@@ -48,9 +49,10 @@ struct HTTPResponseEncoder {
     }
 
     /// `HTTP/1.1 {status} {reason}\r\n`, built once per status code in use.
-    private static let statusLines: [Int: [UInt8]] = Dictionary(uniqueKeysWithValues: knownStatuses.map {
-        ($0, Array("HTTP/1.1 \($0) \(reason($0))\r\n".utf8))
-    })
+    private static let statusLines: [Int: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: knownStatuses.map {
+            ($0, Array("HTTP/1.1 \($0) \(reason($0))\r\n".utf8))
+        })
 
     private static func statusLine(_ status: Int) -> [UInt8] {
         statusLines[status] ?? Array("HTTP/1.1 \(status) \(reason(status))\r\n".utf8)
@@ -67,8 +69,10 @@ struct HTTPResponseEncoder {
         UTCTime(seconds: Int64(t)).httpDate
     }
 
-    private static let knownStatuses = [100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 411, 413, 415,
-                                        429, 431, 500, 501, 503, 505]
+    private static let knownStatuses = [
+        100, 101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 408, 411, 413, 415,
+        429, 431, 500, 501, 503, 505,
+    ]
 
     static func reason(_ status: Int) -> String {
         switch status {

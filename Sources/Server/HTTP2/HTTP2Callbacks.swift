@@ -27,9 +27,10 @@ final class HTTP2Callbacks: @unchecked Sendable {
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
             let frame = frame!.pointee
             if frame.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.headers.cat == NGHTTP2_HCAT_REQUEST {
-                HTTP2Callbacks.connection(userData).header(frame.hd.stream_id,
-                                                           name: UnsafeBufferPointer(start: name, count: nameLength),
-                                                           value: UnsafeBufferPointer(start: value, count: valueLength))
+                HTTP2Callbacks.connection(userData).header(
+                    frame.hd.stream_id,
+                    name: UnsafeBufferPointer(start: name, count: nameLength),
+                    value: UnsafeBufferPointer(start: value, count: valueLength))
             }
             return 0
         }
@@ -65,12 +66,15 @@ final class HTTP2Callbacks: @unchecked Sendable {
             let frame = frame!.pointee
             let type = UInt32(frame.hd.type)
             if (type == NGHTTP2_HEADERS.rawValue || type == NGHTTP2_DATA.rawValue)
-                && frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+                && frame.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            {
                 HTTP2Callbacks.connection(userData).responseSent(frame.hd.stream_id)
             } else if type == NGHTTP2_GOAWAY.rawValue && frame.goaway.error_code != NGHTTP2_NO_ERROR.rawValue {
                 let code = String(cString: nghttp2_http2_strerror(frame.goaway.error_code))
-                let detail = frame.goaway.opaque_data_len > 0
-                    ? ": " + String(decoding: UnsafeBufferPointer(start: frame.goaway.opaque_data, count: frame.goaway.opaque_data_len), as: UTF8.self)
+                let detail =
+                    frame.goaway.opaque_data_len > 0
+                    ? ": "
+                        + String(decoding: UnsafeBufferPointer(start: frame.goaway.opaque_data, count: frame.goaway.opaque_data_len), as: UTF8.self)
                     : ""
                 HTTP2Callbacks.connection(userData).connectionError("\(code)\(detail)")
             }

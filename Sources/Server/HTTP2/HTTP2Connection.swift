@@ -1,8 +1,9 @@
 import CNghttp2
 import Dispatch
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One HTTP/2 cleartext connection, taken over from an `HTTP1Connection` that saw the preface
@@ -54,13 +55,16 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     /// A connection upgraded by `request` (complete, with `HTTP2-Settings` decoded as
     /// `settings`); `unsent` is output the HTTP/1.1 connection had not written yet. Nil when
     /// nghttp2 refuses the settings or the body is too large: the request then stays HTTP/1.1.
-    convenience init?(fd: Int32, loop: EventLoop, server: HTTPServer, upgrading request: HTTPRequest,
-                      settings: [UInt8], unsent: [UInt8]) {
+    convenience init?(
+        fd: Int32, loop: EventLoop, server: HTTPServer, upgrading request: HTTPRequest,
+        settings: [UInt8], unsent: [UInt8]
+    ) {
         guard request.body.count <= HTTP2Handoff.maxUpgradeBodyBytes else { return nil }
         self.init(fd: fd, loop: loop, server: server, received: [], unsent: unsent + HTTP2Handoff.switchingProtocols)
         let status = settings.withUnsafeBufferPointer {
-            nghttp2_session_upgrade2(session, $0.baseAddress, $0.count,
-                                     request.head.method == "HEAD" ? 1 : 0, nil)
+            nghttp2_session_upgrade2(
+                session, $0.baseAddress, $0.count,
+                request.head.method == "HEAD" ? 1 : 0, nil)
         }
         guard status == 0 else { return nil }
         upgradeRequest = HTTP2Handoff.upgradedRequest(request)
@@ -82,10 +86,12 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
         let settings = server.settings
         let entries = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
-                                   value: UInt32(clamping: settings.maxConcurrentStreams)),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
-                                   value: UInt32(clamping: settings.limits.maxHeaderBytes)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: UInt32(clamping: settings.maxConcurrentStreams)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: UInt32(clamping: settings.limits.maxHeaderBytes)),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
         entries.withUnsafeBufferPointer {
@@ -101,9 +107,10 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     /// upgrade's request on stream 1.
     func start() {
         loop.register(self)
-        channel.start(readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
-                      writable: { @Sendable in self.flush() },
-                      closed: { @Sendable in self.socketClosed() })
+        channel.start(
+            readable: { @Sendable hungUp in self.readable(hungUp: hungUp) },
+            writable: { @Sendable in self.flush() },
+            closed: { @Sendable in self.socketClosed() })
         if server.isDraining { drain(.announce) }
         if let request = upgradeRequest {
             upgradeRequest = nil
@@ -240,7 +247,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             } else if !server.reserveBodyBytes(bytes.count, holding: stream.heldBytes) {
                 respond(id, .bodyBudgetSpent)
             } else {
-                streams[id] = nil // keep the body uniquely referenced while it grows
+                streams[id] = nil  // keep the body uniquely referenced while it grows
                 stream.body.append(contentsOf: bytes)
                 stream.heldBytes += bytes.count
                 stream.progressAt = .now
@@ -328,10 +335,13 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             HTTP2Callbacks.connection(userData).readResponse(id, into: buffer!, length: length, flags: flags!)
         }
         let hasBody = !stream.responseBody.isEmpty
-        let status = HTTP2ResponseHead.withFields(status: response.status, headers: response.headers, date: dateValue(),
-                                                  contentLength: bodyless ? nil : response.body.count) { fields, count in
-            hasBody ? nghttp2_submit_response(session, id, fields, count, &provider)
-                    : nghttp2_submit_response(session, id, fields, count, nil)
+        let status = HTTP2ResponseHead.withFields(
+            status: response.status, headers: response.headers, date: dateValue(),
+            contentLength: bodyless ? nil : response.body.count
+        ) { fields, count in
+            hasBody
+                ? nghttp2_submit_response(session, id, fields, count, &provider)
+                : nghttp2_submit_response(session, id, fields, count, nil)
         }
         if status != 0 {
             nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_INTERNAL_ERROR.rawValue)
@@ -346,8 +356,10 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     }
 
     /// nghttp2's data provider: copies the next part of the stream's response body.
-    func readResponse(_ id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
-                      flags: UnsafeMutablePointer<UInt32>) -> Int {
+    func readResponse(
+        _ id: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
+        flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
         guard var stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         let count = min(length, stream.responseBody.count - stream.responseOffset)
         if count > 0 {
@@ -366,7 +378,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
     }
 
     private func dateValue() -> ArraySlice<UInt8> {
-        let line = loop.encoder.dateLine() // "Date: …\r\n"
+        let line = loop.encoder.dateLine()  // "Date: …\r\n"
         return line[6..<(line.count - 2)]
     }
 
@@ -438,7 +450,7 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
                 server.protocolError(status: 408, reason: "request header timeout")
                 nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR.rawValue)
             case .body where now - stream.progressAt > settings.bodyTimeout,
-                 .admitting where now - stream.progressAt > settings.bodyTimeout:
+                .admitting where now - stream.progressAt > settings.bodyTimeout:
                 server.protocolError(status: 408, reason: "request body timeout")
                 respond(id, .text(408, "request body timeout"))
             case .answered where !stream.responseBody.isEmpty && now - stream.progressAt > settings.idleTimeout:
@@ -475,8 +487,9 @@ final class HTTP2Connection: @unchecked Sendable, SocketChannelOwner {
             nghttp2_submit_shutdown_notice(session)
         case (.finish, .serving), (.finish, .noticeSent):
             drainPhase = .closing
-            nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-                                  NGHTTP2_NO_ERROR.rawValue, nil, 0)
+            nghttp2_submit_goaway(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                NGHTTP2_NO_ERROR.rawValue, nil, 0)
         case (.announce, _), (.finish, .closing):
             return
         }

@@ -36,7 +36,8 @@ enum HTTP2Handoff {
     /// holds base64url-encoded SETTINGS parameters. Nil for anything else.
     static func upgradeSettings(_ head: HTTPRequestHead) -> [UInt8]? {
         guard head.versionMinor == 1, let upgrade = head.headers["upgrade"],
-              tokens(upgrade).contains("h2c") else { return nil }
+            tokens(upgrade).contains("h2c")
+        else { return nil }
         let connection = head.headers.values(for: "connection").flatMap(tokens)
         guard connection.contains("upgrade"), connection.contains("http2-settings") else { return nil }
         let values = head.headers.values(for: "http2-settings")
@@ -51,8 +52,10 @@ enum HTTP2Handoff {
     static func upgradedRequest(_ request: HTTPRequest) -> HTTPRequest {
         var headers = HTTPHeaders()
         for (name, value) in request.head.headers
-        where !(name.caseInsensitiveEquals("connection") || name.caseInsensitiveEquals("upgrade")
-                || name.caseInsensitiveEquals("http2-settings")) {
+        where
+            !(name.caseInsensitiveEquals("connection") || name.caseInsensitiveEquals("upgrade")
+            || name.caseInsensitiveEquals("http2-settings"))
+        {
             headers.add(name, value)
         }
         var upgraded = request

@@ -106,8 +106,10 @@ enum HTTP2ResponseHead {
 
     /// Calls `body` with `:status`, the handler's fields (names lowercased), `date`, and
     /// `content-length` when given.
-    static func withFields<R>(status: Int, headers: HTTPHeaders, date: ArraySlice<UInt8>, contentLength: Int?,
-                              _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    static func withFields<R>(
+        status: Int, headers: HTTPHeaders, date: ArraySlice<UInt8>, contentLength: Int?,
+        _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
+    ) -> R {
         var storage: [UInt8] = []
         var ranges: [(name: Range<Int>, value: Range<Int>)] = []
         func add(_ name: some Sequence<UInt8>, _ value: some Sequence<UInt8>) {
@@ -123,12 +125,13 @@ enum HTTP2ResponseHead {
         }
         add("date".utf8, date)
         if let contentLength { add("content-length".utf8, String(contentLength).utf8) }
-        storage.append(0) // never empty, so the base address exists
+        storage.append(0)  // never empty, so the base address exists
         return storage.withUnsafeMutableBufferPointer { buffer in
             let base = buffer.baseAddress!
             let fields = ranges.map {
-                nghttp2_nv(name: base + $0.name.lowerBound, value: base + $0.value.lowerBound,
-                           namelen: $0.name.count, valuelen: $0.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                nghttp2_nv(
+                    name: base + $0.name.lowerBound, value: base + $0.value.lowerBound,
+                    namelen: $0.name.count, valuelen: $0.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
             }
             return fields.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }

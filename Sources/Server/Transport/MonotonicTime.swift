@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A reading of the monotonic clock, in nanoseconds. The connections take one per read and

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Thin wrappers over the socket system calls the server needs.
@@ -81,7 +82,7 @@ enum Socket {
             }
             switch errno {
             case EINTR, ECONNABORTED, EPROTO: continue
-            default: return nil   // EAGAIN, or EMFILE/ENFILE: the next readiness event retries
+            default: return nil  // EAGAIN, or EMFILE/ENFILE: the next readiness event retries
             }
         }
     }

@@ -1,7 +1,8 @@
 import Dispatch
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A connection whose socket is a `SocketChannel`: the timeout sweep checks the socket's own
@@ -112,8 +113,10 @@ struct SocketChannel {
     /// Starts watching the socket: `readable` runs when it has input (it must read until the
     /// socket would block), `writable` when a blocked write can go on, and `closed` once, on the
     /// queue, after `cancel`. If the socket cannot be watched, the channel cancels itself.
-    mutating func start(readable: @escaping @Sendable (_ hungUp: Bool) -> Void, writable: @escaping @Sendable () -> Void,
-                        closed: @escaping @Sendable () -> Void) {
+    mutating func start(
+        readable: @escaping @Sendable (_ hungUp: Bool) -> Void, writable: @escaping @Sendable () -> Void,
+        closed: @escaping @Sendable () -> Void
+    ) {
         onClosed = closed
         token = loop.poller.register(fd: fd, readable: readable, writable: writable)
         if token == nil { cancel() }

@@ -1,7 +1,8 @@
 import CEpoll
 import Dispatch
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The readiness of one loop's sockets, from an edge-triggered epoll instance whose own fd is
@@ -101,8 +102,10 @@ final class SocketPoller: @unchecked Sendable {
 
     /// Watches `fd`; nil if the kernel refuses (the socket should then be closed). The handlers
     /// are kept until `deregister`.
-    func register(fd: Int32, readable: @escaping @Sendable (_ hungUp: Bool) -> Void,
-                  writable: @escaping @Sendable () -> Void) -> Token? {
+    func register(
+        fd: Int32, readable: @escaping @Sendable (_ hungUp: Bool) -> Void,
+        writable: @escaping @Sendable () -> Void
+    ) -> Token? {
         let token = nextToken
         var event = epoll_event()
         event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue

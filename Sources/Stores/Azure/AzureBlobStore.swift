@@ -14,9 +14,9 @@ import PersistorCore
 /// a digit), unique regardless of case; a blob with another name is refused (not retryable).
 /// Metadata values travel as header values: bytes outside printable ASCII, `%`, and a leading or
 /// trailing space are percent-encoded (UTF-8, `%XX`), so percent-decoding gives back the value.
-public struct AzureBlobStore: BlobWriter {
-    public var name: String { location.name }
-    public let location: AzureStoreLocation
+package struct AzureBlobStore: BlobWriter {
+    package var name: String { location.name }
+    package let location: AzureStoreLocation
     let access: AzureAccess
     let client: StoreHTTPClient
     let now: @Sendable () -> Date
@@ -26,15 +26,18 @@ public struct AzureBlobStore: BlobWriter {
 
     /// Opens the store a URL names, with the endpoint and credentials the environment gives
     /// (`AzureAccess`). Nothing is sent until the first put or probe.
-    public init(url: String, environment: [String: String], policy: StoreRetryPolicy = StoreRetryPolicy(),
-                transport: any StoreHTTPTransport) throws(BlobStoreError) {
+    package init(
+        url: String, environment: [String: String], policy: StoreRetryPolicy = StoreRetryPolicy(),
+        transport: any StoreHTTPTransport
+    ) throws(BlobStoreError) {
         do {
             location = try AzureStoreLocation(url)
             client = StoreHTTPClient(store: location.name, transport: transport, policy: policy)
             access = try AzureAccess.resolve(account: location.account, environment: environment, client: client)
         } catch {
-            throw BlobStoreError(store: url.split(separator: "?").first.map(String.init) ?? url, key: nil,
-                                 message: error.description, retryable: false)
+            throw BlobStoreError(
+                store: url.split(separator: "?").first.map(String.init) ?? url, key: nil,
+                message: error.description, retryable: false)
         }
         now = Date.init
     }
@@ -46,7 +49,7 @@ public struct AzureBlobStore: BlobWriter {
         self.now = now
     }
 
-    public func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+    package func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
         let metadata = try metadataHeaders(blob)
         let response: StoreHTTPResponse
         if blob.bytes.count <= location.singlePutLimit {
@@ -70,7 +73,6 @@ public struct AzureBlobStore: BlobWriter {
         throw failure(blob.key, response)
     }
 
-
     // MARK: Requests
 
     /// Put Blob (BlockBlob) with the content headers, metadata and, create-only, `If-None-Match: *`.
@@ -86,17 +88,23 @@ public struct AzureBlobStore: BlobWriter {
     /// Put Block: one block of a larger blob, staged under `id` (base64) until the block list commits it.
     func putBlockRequest(key: String, id: String, bytes: ArraySlice<UInt8>) async throws(BlobStoreError) -> StoreHTTPRequest {
         let body = Array(bytes)
-        return try await request(key: key, query: "comp=block&blockid=" + Self.percentEncoded(id),
-                                 headers: [("Content-MD5", Self.md5(body))], body: body)
+        return try await request(
+            key: key, query: "comp=block&blockid=" + Self.percentEncoded(id),
+            headers: [("Content-MD5", Self.md5(body))], body: body)
     }
 
     /// Put Block List: commits the staged blocks in order, with the blob's content headers as
     /// `x-ms-blob-content-*`, its metadata and, create-only, `If-None-Match: *`.
-    func putBlockListRequest(_ blob: Blob, blockIDs: [String], metadata: [(name: String, value: String)]) async throws(BlobStoreError) -> StoreHTTPRequest {
-        let body = Array(("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
-            + blockIDs.map { "<Latest>\($0)</Latest>" }.joined() + "</BlockList>").utf8)
-        var headers: [(name: String, value: String)] = [("Content-Type", "application/xml; charset=utf-8"),
-                                                        ("x-ms-blob-content-type", blob.contentType)]
+    func putBlockListRequest(
+        _ blob: Blob, blockIDs: [String], metadata: [(name: String, value: String)]
+    ) async throws(BlobStoreError) -> StoreHTTPRequest {
+        let body = Array(
+            ("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>"
+                + blockIDs.map { "<Latest>\($0)</Latest>" }.joined() + "</BlockList>").utf8)
+        var headers: [(name: String, value: String)] = [
+            ("Content-Type", "application/xml; charset=utf-8"),
+            ("x-ms-blob-content-type", blob.contentType),
+        ]
         if let encoding = blob.contentEncoding { headers.append(("x-ms-blob-content-encoding", encoding)) }
         headers += metadata
         if blob.createOnly { headers.append(("If-None-Match", "*")) }
@@ -105,7 +113,9 @@ public struct AzureBlobStore: BlobWriter {
 
     /// A request to the blob at `key` (below the prefix), with `x-ms-version`, `x-ms-date` and
     /// `Content-Length` added and the store's authorization applied.
-    func request(key: String, query: String?, headers: [(name: String, value: String)], body: [UInt8]) async throws(BlobStoreError) -> StoreHTTPRequest {
+    func request(
+        key: String, query: String?, headers: [(name: String, value: String)], body: [UInt8]
+    ) async throws(BlobStoreError) -> StoreHTTPRequest {
         var query = query
         if case .sas(let token) = access.authorization { query = query.map { $0 + "&" + token } ?? token }
         let text = access.endpoint + "/" + location.container + "/" + Self.encodedPath(blobName(key)) + (query.map { "?" + $0 } ?? "")
@@ -133,7 +143,9 @@ public struct AzureBlobStore: BlobWriter {
 
     // MARK: Helpers
 
-    private func send(key: String, _ makeRequest: () async throws(BlobStoreError) -> StoreHTTPRequest) async throws(BlobStoreError) -> StoreHTTPResponse {
+    private func send(
+        key: String, _ makeRequest: () async throws(BlobStoreError) -> StoreHTTPRequest
+    ) async throws(BlobStoreError) -> StoreHTTPResponse {
         try await client.send(key: key, errorCode: Self.errorCode, makeRequest)
     }
 
@@ -149,9 +161,10 @@ public struct AzureBlobStore: BlobWriter {
         var headers: [(name: String, value: String)] = []
         for (name, value) in blob.metadata.sorted(by: { $0.key < $1.key }) {
             guard Self.isMetadataName(name), seen.insert(name.lowercased()).inserted else {
-                throw BlobStoreError(store: self.name, key: blob.key,
-                                     message: "metadata name '\(name)' is not allowed: Azure takes ASCII C# identifiers, unique regardless of case",
-                                     retryable: false)
+                throw BlobStoreError(
+                    store: self.name, key: blob.key,
+                    message: "metadata name '\(name)' is not allowed: Azure takes ASCII C# identifiers, unique regardless of case",
+                    retryable: false)
             }
             headers.append(("x-ms-meta-" + name, Self.encodedMetadataValue(value)))
         }

@@ -7,23 +7,23 @@ import Foundation
 /// `EndpointSuffix`, `SharedAccessSignature`, `UseDevelopmentStorage`. The other services'
 /// endpoints (`QueueEndpoint`, `TableEndpoint`, `FileEndpoint`, `DfsEndpoint`, and their
 /// `…SecondaryEndpoint`s) are ignored; any other key is an error naming it. Errors never quote values.
-public struct AzureConnectionString: Sendable, Equatable {
-    public var accountName: String?
+package struct AzureConnectionString: Sendable, Equatable {
+    package var accountName: String?
     /// The account key, base64 (checked when parsed).
-    public var accountKey: String?
+    package var accountKey: String?
     /// The blob service endpoint without a trailing slash, e.g. `http://127.0.0.1:10000/devstoreaccount1`.
-    public var blobEndpoint: String?
+    package var blobEndpoint: String?
     /// `http` or `https`.
-    public var defaultEndpointsProtocol: String?
-    public var endpointSuffix: String?
+    package var defaultEndpointsProtocol: String?
+    package var endpointSuffix: String?
     /// A SAS query string without the leading `?`.
-    public var sharedAccessSignature: String?
-    public var useDevelopmentStorage = false
+    package var sharedAccessSignature: String?
+    package var useDevelopmentStorage = false
 
     /// The emulator's well-known account (Azurite's and the storage emulator's defaults).
-    public static let developmentAccount = "devstoreaccount1"
-    public static let developmentKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-    public static let developmentEndpoint = "http://127.0.0.1:10000/devstoreaccount1"
+    package static let developmentAccount = "devstoreaccount1"
+    package static let developmentKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    package static let developmentEndpoint = "http://127.0.0.1:10000/devstoreaccount1"
 
     private static let ignoredKeys: Set<String> = [
         "queueendpoint", "tableendpoint", "fileendpoint", "dfsendpoint",
@@ -32,7 +32,7 @@ public struct AzureConnectionString: Sendable, Equatable {
     ]
 
     /// - Throws: a message (no values quoted) when the text is malformed.
-    public init(_ text: String) throws(AzureConfigurationError) {
+    package init(_ text: String) throws(AzureConfigurationError) {
         var seen: Set<String> = []
         for segment in text.split(separator: ";", omittingEmptySubsequences: true) {
             let trimmed = segment.trimmingCharacters(in: .whitespaces)
@@ -55,7 +55,8 @@ public struct AzureConnectionString: Sendable, Equatable {
             case "blobendpoint":
                 let endpoint = value.hasSuffix("/") ? String(value.dropLast()) : value
                 guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
-                      url.host?.isEmpty == false, url.query == nil else {
+                    url.host?.isEmpty == false, url.query == nil
+                else {
                     throw AzureConfigurationError("BlobEndpoint must be an http(s) URL without a query")
                 }
                 blobEndpoint = endpoint
@@ -92,13 +93,13 @@ public struct AzureConnectionString: Sendable, Equatable {
 
     /// The blob endpoint: `BlobEndpoint`, else `{DefaultEndpointsProtocol}://{account}.blob.{EndpointSuffix}`
     /// (defaults `https` and `core.windows.net`).
-    public func endpoint(account: String) -> String {
+    package func endpoint(account: String) -> String {
         blobEndpoint ?? "\(defaultEndpointsProtocol ?? "https")://\(account).blob.\(endpointSuffix ?? "core.windows.net")"
     }
 }
 
 /// A configuration mistake in the Azure store's URL or environment.
-public struct AzureConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct AzureConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

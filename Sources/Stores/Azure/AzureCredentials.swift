@@ -30,8 +30,10 @@ struct AzureAccess: Sendable {
 
     static let tokenResource = "https://storage.azure.com/"
 
-    static func resolve(account: String, environment: [String: String],
-                        client: StoreHTTPClient) throws(AzureConfigurationError) -> AzureAccess {
+    static func resolve(
+        account: String, environment: [String: String],
+        client: StoreHTTPClient
+    ) throws(AzureConfigurationError) -> AzureAccess {
         func variable(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         var endpoint = "https://\(account).blob.core.windows.net"
         if let text = variable("AZURE_STORAGE_CONNECTION_STRING") {
@@ -65,7 +67,9 @@ struct AzureAccess: Sendable {
             return AzureAccess(endpoint: endpoint, authorization: .sas(sas.hasPrefix("?") ? String(sas.dropFirst()) : sas))
         }
         guard let url = URL(string: endpoint), url.scheme == "https" || isLoopback(url) else {
-            throw AzureConfigurationError("managed identity tokens are sent only over https, and the blob endpoint is \(endpoint) (plain http is allowed for loopback endpoints only)")
+            throw AzureConfigurationError(
+                "managed identity tokens are sent only over https, and the blob endpoint is \(endpoint) (plain http is allowed for loopback endpoints only)"
+            )
         }
         let identity = try AzureManagedIdentity(environment: environment, client: client)
         return AzureAccess(endpoint: endpoint, authorization: .bearer(CredentialCache(source: identity)))
@@ -90,11 +94,13 @@ struct AzureManagedIdentity: CredentialSource {
     /// IMDS also answers 404 (identity not assigned yet) and 410 (updating) for a while.
     let retryStatuses: Set<Int>
     /// Names what failed in errors, and why managed identity is in use at all.
-    static let subject = "managed identity token (used because neither AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN gives a key or SAS)"
+    static let subject =
+        "managed identity token (used because neither AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN gives a key or SAS)"
 
     init(environment: [String: String], client: StoreHTTPClient) throws(AzureConfigurationError) {
         func variable(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
-        let resource = "resource=" + AzureBlobStore.percentEncoded(AzureAccess.tokenResource)
+        let resource =
+            "resource=" + AzureBlobStore.percentEncoded(AzureAccess.tokenResource)
             + (variable("AZURE_CLIENT_ID").map { "&client_id=" + AzureBlobStore.percentEncoded($0) } ?? "")
         let text: String
         if let endpoint = variable("IDENTITY_ENDPOINT"), let secret = variable("IDENTITY_HEADER") {
@@ -131,9 +137,10 @@ struct AzureManagedIdentity: CredentialSource {
         }
         let fields = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
         guard response.status == 200 else {
-            throw BlobStoreError(store: client.store, key: nil, status: response.status, code: fields["error"] as? String,
-                                 message: "\(Self.subject) from \(origin): HTTP \(response.status)",
-                                 retryable: StoreHTTPClient.isRetryable(response))
+            throw BlobStoreError(
+                store: client.store, key: nil, status: response.status, code: fields["error"] as? String,
+                message: "\(Self.subject) from \(origin): HTTP \(response.status)",
+                retryable: StoreHTTPClient.isRetryable(response))
         }
         func seconds(_ name: String) -> Double? {
             switch fields[name] {
@@ -142,12 +149,14 @@ struct AzureManagedIdentity: CredentialSource {
             default: nil
             }
         }
-        let expiry = seconds("expires_on").map { Date(timeIntervalSince1970: $0) }
+        let expiry =
+            seconds("expires_on").map { Date(timeIntervalSince1970: $0) }
             ?? seconds("expires_in").map { Date().addingTimeInterval($0) }
         guard let token = fields["access_token"] as? String, !token.isEmpty, let expiry else {
-            throw BlobStoreError(store: client.store, key: nil, status: response.status,
-                                 message: "\(Self.subject) from \(origin): the answer lacks access_token or expires_on/expires_in",
-                                 retryable: true)
+            throw BlobStoreError(
+                store: client.store, key: nil, status: response.status,
+                message: "\(Self.subject) from \(origin): the answer lacks access_token or expires_on/expires_in",
+                retryable: true)
         }
         return Expiring(token, expiresAt: expiry)
     }

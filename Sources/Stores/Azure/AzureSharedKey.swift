@@ -10,23 +10,25 @@ import Foundation
 /// - the canonicalized resource is `/account` plus the URL's encoded path, so path-style
 ///   endpoints (`http://127.0.0.1:10000/devstoreaccount1/…`) name the account twice;
 /// - query parameters follow, lower-cased names sorted, values percent-decoded.
-public struct AzureSharedKey: Sendable {
-    public let account: String
+package struct AzureSharedKey: Sendable {
+    package let account: String
     private let key: SymmetricKey
 
     /// Nil when `base64Key` is not base64.
-    public init?(account: String, base64Key: String) {
+    package init?(account: String, base64Key: String) {
         guard let bytes = Data(base64Encoded: base64Key), !bytes.isEmpty else { return nil }
         self.account = account
         key = SymmetricKey(data: bytes)
     }
 
     /// The standard headers signed by value, in string-to-sign order.
-    private static let signedHeaders = ["content-encoding", "content-language", "content-length", "content-md5",
-                                        "content-type", "date", "if-modified-since", "if-match", "if-none-match",
-                                        "if-unmodified-since", "range"]
+    private static let signedHeaders = [
+        "content-encoding", "content-language", "content-length", "content-md5",
+        "content-type", "date", "if-modified-since", "if-match", "if-none-match",
+        "if-unmodified-since", "range",
+    ]
 
-    public func stringToSign(method: String, url: URL, headers: [(name: String, value: String)]) -> String {
+    package func stringToSign(method: String, url: URL, headers: [(name: String, value: String)]) -> String {
         func value(_ name: String) -> String {
             let found = headers.first { $0.name.lowercased() == name }?.value ?? ""
             return name == "content-length" && found == "0" ? "" : found
@@ -53,7 +55,7 @@ public struct AzureSharedKey: Sendable {
     }
 
     /// `SharedKey account:signature` for the request.
-    public func authorization(method: String, url: URL, headers: [(name: String, value: String)]) -> String {
+    package func authorization(method: String, url: URL, headers: [(name: String, value: String)]) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data(stringToSign(method: method, url: url, headers: headers).utf8), using: key)
         return "SharedKey \(account):\(Data(mac).base64EncodedString())"
     }

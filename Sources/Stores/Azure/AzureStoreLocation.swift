@@ -6,17 +6,17 @@
 /// - `singlePutLimit`: the largest body sent as one Put Blob, in bytes (default 8 MiB, at most 5000 MiB);
 /// - `blockSize`: the block size for larger bodies, sent as Put Block + Put Block List
 ///   (default 4 MiB, at most 4000 MiB).
-public struct AzureStoreLocation: Sendable, Equatable {
-    public var account: String
-    public var container: String
-    public var prefix: String
-    public var singlePutLimit: Int
-    public var blockSize: Int
+package struct AzureStoreLocation: Sendable, Equatable {
+    package var account: String
+    package var container: String
+    package var prefix: String
+    package var singlePutLimit: Int
+    package var blockSize: Int
 
-    public static let defaultSinglePutLimit = 8 << 20
-    public static let defaultBlockSize = 4 << 20
+    package static let defaultSinglePutLimit = 8 << 20
+    package static let defaultBlockSize = 4 << 20
 
-    public init(_ url: String) throws(AzureConfigurationError) {
+    package init(_ url: String) throws(AzureConfigurationError) {
         guard url.hasPrefix("az://") else { throw AzureConfigurationError("an Azure store URL starts with az://") }
         var rest = Substring(url.dropFirst("az://".count))
         var query: Substring = ""
@@ -36,8 +36,9 @@ public struct AzureStoreLocation: Sendable, Equatable {
             throw AzureConfigurationError("the account name must be 3 to 24 lower-case letters and digits")
         }
         guard (3...63).contains(container.count),
-              container.utf8.allSatisfy({ Self.isLowerAlphanumeric($0) || $0 == UInt8(ascii: "-") }),
-              !container.hasPrefix("-"), !container.hasSuffix("-"), !container.contains("--") else {
+            container.utf8.allSatisfy({ Self.isLowerAlphanumeric($0) || $0 == UInt8(ascii: "-") }),
+            !container.hasPrefix("-"), !container.hasSuffix("-"), !container.contains("--")
+        else {
             throw AzureConfigurationError("the container name must be 3 to 63 lower-case letters, digits and single inner hyphens")
         }
         guard !prefix.hasPrefix("/"), !prefix.contains("//") else {
@@ -66,7 +67,7 @@ public struct AzureStoreLocation: Sendable, Equatable {
     }
 
     /// The store's name in logs and errors: `az://account/container/prefix`.
-    public var name: String { "az://\(account)/\(container)" + (prefix.isEmpty ? "" : "/" + prefix) }
+    package var name: String { "az://\(account)/\(container)" + (prefix.isEmpty ? "" : "/" + prefix) }
 
     private static func isLowerAlphanumeric(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)

@@ -2,25 +2,25 @@ import Foundation
 import PersistorCore
 
 /// A credential (a bearer token, a set of temporary keys) and when it stops being valid.
-public struct Expiring<Value: Sendable>: Sendable {
-    public var value: Value
-    public var expiresAt: Date
+package struct Expiring<Value: Sendable>: Sendable {
+    package var value: Value
+    package var expiresAt: Date
 
-    public init(_ value: Value, expiresAt: Date) {
+    package init(_ value: Value, expiresAt: Date) {
         self.value = value
         self.expiresAt = expiresAt
     }
 }
 
 /// Where credentials come from: a service-account exchange, a metadata server, a managed identity, IMDS.
-public protocol CredentialSource<Credential>: Sendable {
+package protocol CredentialSource<Credential>: Sendable {
     associatedtype Credential: Sendable
     func fetch() async throws(BlobStoreError) -> Expiring<Credential>
 }
 
 /// Caches a source's credential and refreshes it before it expires. Concurrent callers that find
 /// no usable credential share one fetch.
-public actor CredentialCache<Credential: Sendable> {
+package actor CredentialCache<Credential: Sendable> {
     private let source: any CredentialSource<Credential>
     /// A credential this close to expiry is refreshed instead of used.
     private let refreshMargin: TimeInterval
@@ -28,19 +28,21 @@ public actor CredentialCache<Credential: Sendable> {
     private var current: Expiring<Credential>?
     private var inFlight: Task<Expiring<Credential>, any Error>?
 
-    public init(source: any CredentialSource<Credential>, refreshMargin: TimeInterval = 300,
-                now: @escaping @Sendable () -> Date = Date.init) {
+    package init(
+        source: any CredentialSource<Credential>, refreshMargin: TimeInterval = 300,
+        now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.source = source
         self.refreshMargin = refreshMargin
         self.now = now
     }
 
     /// Forgets the cached credential (e.g. after the store answered 401), so the next `get` fetches.
-    public func invalidate() {
+    package func invalidate() {
         current = nil
     }
 
-    public func get() async throws(BlobStoreError) -> Credential {
+    package func get() async throws(BlobStoreError) -> Credential {
         if let current, current.expiresAt.timeIntervalSince(now()) > refreshMargin { return current.value }
         let task: Task<Expiring<Credential>, any Error>
         if let inFlight {

@@ -1,17 +1,18 @@
 import Foundation
 import PersistorCore
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// One HTTP request to a cloud store's REST API. Header names keep the case they are given.
-public struct StoreHTTPRequest: Sendable {
-    public var method: String
-    public var url: URL
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+package struct StoreHTTPRequest: Sendable {
+    package var method: String
+    package var url: URL
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
-    public init(method: String, url: URL, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    package init(method: String, url: URL, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -19,38 +20,38 @@ public struct StoreHTTPRequest: Sendable {
     }
 
     /// The first value of a header, by case-insensitive name.
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 }
 
 /// A store's answer. Header names are lower-cased.
-public struct StoreHTTPResponse: Sendable {
-    public var status: Int
-    public var headers: [String: String]
-    public var body: [UInt8]
+package struct StoreHTTPResponse: Sendable {
+    package var status: Int
+    package var headers: [String: String]
+    package var body: [UInt8]
 
-    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+    package init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
     }
 
-    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+    package func header(_ name: String) -> String? { headers[name.lowercased()] }
 }
 
 /// Sends one request and returns the answer, whatever its status; throws only when no answer
 /// arrived (connection refused, reset, timed out).
-public protocol StoreHTTPTransport: Sendable {
+package protocol StoreHTTPTransport: Sendable {
     func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse
 }
 
 /// The transport on URLSession (FoundationNetworking on Linux): one session, so connections to a
 /// store are reused; no cookies, no cache, no redirects followed.
-public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSessionTaskDelegate, @unchecked Sendable {
+package final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSessionTaskDelegate, @unchecked Sendable {
     private var session: URLSession!
 
-    public override init() {
+    package override init() {
         super.init()
         let configuration = URLSessionConfiguration.ephemeral
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
@@ -61,7 +62,7 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
         session = URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
     }
 
-    public func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
+    package func send(_ request: StoreHTTPRequest, timeout: Duration) async throws -> StoreHTTPResponse {
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
         // `perform` enforces `timeout`; URLSession's own limit stays above it (FoundationNetworking
@@ -117,8 +118,10 @@ public final class URLSessionTransport: NSObject, StoreHTTPTransport, URLSession
     }
 
     /// Redirects are answers in their own right (a store that redirects a PUT is misconfigured).
-    public func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                           newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+    package func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
+    ) {
         completionHandler(nil)
     }
 }

@@ -5,18 +5,20 @@ import PersistorCore
 ///
 /// The defaults keep a whole operation (all attempts and back-offs) under 8 s, inside Pub/Sub's
 /// default 10 s acknowledgement deadline, so a sender gets a 503 before it gives up on us.
-public struct StoreRetryPolicy: Sendable, Equatable {
+package struct StoreRetryPolicy: Sendable, Equatable {
     /// One request's limit.
-    public var attemptTimeout: Duration
+    package var attemptTimeout: Duration
     /// The whole operation's limit, retries and back-off included.
-    public var totalTimeout: Duration
-    public var maxAttempts: Int
+    package var totalTimeout: Duration
+    package var maxAttempts: Int
     /// Back-off before the second attempt; doubles each time up to `maxBackoff`, with full jitter.
-    public var initialBackoff: Duration
-    public var maxBackoff: Duration
+    package var initialBackoff: Duration
+    package var maxBackoff: Duration
 
-    public init(attemptTimeout: Duration = .seconds(5), totalTimeout: Duration = .seconds(8), maxAttempts: Int = 4,
-                initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)) {
+    package init(
+        attemptTimeout: Duration = .seconds(5), totalTimeout: Duration = .seconds(8), maxAttempts: Int = 4,
+        initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)
+    ) {
         self.attemptTimeout = attemptTimeout
         self.totalTimeout = totalTimeout
         self.maxAttempts = maxAttempts
@@ -28,20 +30,20 @@ public struct StoreRetryPolicy: Sendable, Equatable {
 /// Sends a store's REST requests with the retry policy: network errors, 408, 429 and 5xx are
 /// retried with exponential back-off and jitter while the budget lasts; every other answer is
 /// returned to the caller, who decides what it means (e.g. 412 on a create-only write).
-public struct StoreHTTPClient: Sendable {
+package struct StoreHTTPClient: Sendable {
     /// The store's name for errors and logs, e.g. `gs://bucket/prefix`.
-    public let store: String
-    public let transport: any StoreHTTPTransport
-    public let policy: StoreRetryPolicy
+    package let store: String
+    package let transport: any StoreHTTPTransport
+    package let policy: StoreRetryPolicy
 
-    public init(store: String, transport: any StoreHTTPTransport, policy: StoreRetryPolicy = StoreRetryPolicy()) {
+    package init(store: String, transport: any StoreHTTPTransport, policy: StoreRetryPolicy = StoreRetryPolicy()) {
         self.store = store
         self.transport = transport
         self.policy = policy
     }
 
     /// Whether an answer is worth another attempt: 408, 429 and 5xx.
-    public static func isRetryable(_ response: StoreHTTPResponse) -> Bool {
+    package static func isRetryable(_ response: StoreHTTPResponse) -> Bool {
         response.status == 408 || response.status == 429 || response.status >= 500
     }
 
@@ -54,10 +56,12 @@ public struct StoreHTTPClient: Sendable {
     ///   - retryable: which answers to retry; defaults to `isRetryable`.
     /// - Throws: the last failure when the attempts or the time budget run out, or whatever
     ///   `makeRequest` throws (e.g. a credential that cannot be obtained).
-    public func send(key: String?,
-                     errorCode: @Sendable (StoreHTTPResponse) -> String? = { _ in nil },
-                     retryable: @Sendable (StoreHTTPResponse) -> Bool = StoreHTTPClient.isRetryable,
-                     _ makeRequest: () async throws(BlobStoreError) -> StoreHTTPRequest) async throws(BlobStoreError) -> StoreHTTPResponse {
+    package func send(
+        key: String?,
+        errorCode: @Sendable (StoreHTTPResponse) -> String? = { _ in nil },
+        retryable: @Sendable (StoreHTTPResponse) -> Bool = StoreHTTPClient.isRetryable,
+        _ makeRequest: () async throws(BlobStoreError) -> StoreHTTPRequest
+    ) async throws(BlobStoreError) -> StoreHTTPResponse {
         let clock = ContinuousClock()
         let deadline = clock.now + policy.totalTimeout
         var attempt = 0
@@ -68,8 +72,9 @@ public struct StoreHTTPClient: Sendable {
             // Building the request may have taken time (a token fetch): it counts against the budget.
             let remaining = clock.now.duration(to: deadline)
             guard remaining > .zero else {
-                throw BlobStoreError(store: store, key: key, message: "request timed out (the time budget ran out before attempt \(attempt))",
-                                     retryable: true)
+                throw BlobStoreError(
+                    store: store, key: key, message: "request timed out (the time budget ran out before attempt \(attempt))",
+                    retryable: true)
             }
             let lastFailure: BlobStoreError
             var retryAfter: Duration?
@@ -95,10 +100,11 @@ public struct StoreHTTPClient: Sendable {
     }
 
     /// An error for an answer the caller does not accept.
-    public func failure(key: String?, response: StoreHTTPResponse, code: String?, retryable: Bool? = nil) -> BlobStoreError {
-        BlobStoreError(store: store, key: key, status: response.status, code: code,
-                       message: "the store answered HTTP \(response.status)",
-                       retryable: retryable ?? Self.isRetryable(response))
+    package func failure(key: String?, response: StoreHTTPResponse, code: String?, retryable: Bool? = nil) -> BlobStoreError {
+        BlobStoreError(
+            store: store, key: key, status: response.status, code: code,
+            message: "the store answered HTTP \(response.status)",
+            retryable: retryable ?? Self.isRetryable(response))
     }
 
     static func describe(_ error: any Error) -> String {

@@ -8,14 +8,14 @@ import PersistorCore
 /// e.g. a Private Service Connect endpoint:
 /// `gs://bucket/prefix?endpoint=https://storage-xyz.p.googleapis.com` (scheme and host, optional
 /// port, no path). It takes precedence over `STORAGE_EMULATOR_HOST`. Other query keys are refused.
-public struct GCSLocation: Sendable, Equatable {
-    public var bucket: String
+package struct GCSLocation: Sendable, Equatable {
+    package var bucket: String
     /// No leading or trailing `/`; empty when objects sit at the top of the bucket.
-    public var prefix: String
+    package var prefix: String
     /// The `endpoint` query parameter, when given.
-    public var endpoint: URL?
+    package var endpoint: URL?
 
-    public init(parsing url: String) throws(BlobStoreError) {
+    package init(parsing url: String) throws(BlobStoreError) {
         func invalid(_ why: String) -> BlobStoreError {
             BlobStoreError(store: url, key: nil, message: "invalid gs:// URL: \(why)", retryable: false)
         }
@@ -30,7 +30,8 @@ public struct GCSLocation: Sendable, Equatable {
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         bucket = String(rest[..<slash])
         guard Self.isValidBucketName(bucket) else {
-            throw invalid("'\(bucket)' is not a bucket name (3 to 222 characters of a-z, 0-9, '-', '_' and '.', starting and ending with a letter or digit)")
+            throw invalid(
+                "'\(bucket)' is not a bucket name (3 to 222 characters of a-z, 0-9, '-', '_' and '.', starting and ending with a letter or digit)")
         }
         var path = slash < rest.endIndex ? rest[rest.index(after: slash)...] : ""
         while path.hasSuffix("/") { path = path.dropLast() }
@@ -61,12 +62,12 @@ public struct GCSLocation: Sendable, Equatable {
     }
 
     /// The full object name for a store key: the prefix and the key joined by one `/`.
-    public func objectName(for key: String) -> String {
+    package func objectName(for key: String) -> String {
         prefix.isEmpty ? key : prefix + "/" + key
     }
 
     /// The store's name for logs: the URL without redundant slashes.
-    public var name: String {
+    package var name: String {
         var name = "gs://" + bucket
         if !prefix.isEmpty { name += "/" + prefix }
         if let endpoint { name += "?endpoint=" + endpoint.absoluteString }
@@ -89,9 +90,11 @@ public struct GCSLocation: Sendable, Equatable {
         var value = text.contains("://") ? text : "http://" + text
         while value.hasSuffix("/") { value.removeLast() }
         guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              let host = url.host, !host.isEmpty, url.path.isEmpty, url.query == nil, url.fragment == nil, url.user == nil else {
-            throw BlobStoreError(store: store, key: nil,
-                                 message: "\(what) '\(text)' is not an endpoint of the form http(s)://host[:port] (no path)", retryable: false)
+            let host = url.host, !host.isEmpty, url.path.isEmpty, url.query == nil, url.fragment == nil, url.user == nil
+        else {
+            throw BlobStoreError(
+                store: store, key: nil,
+                message: "\(what) '\(text)' is not an endpoint of the form http(s)://host[:port] (no path)", retryable: false)
         }
         return url
     }

@@ -14,8 +14,8 @@ import PersistorCore
 /// Endpoint and credentials: `?endpoint=` in the URL, with credentials; else `STORAGE_EMULATOR_HOST`
 /// (`http://host:port`, or `host:port` meaning http) without credentials, as Google's clients do;
 /// else `https://storage.googleapis.com`. Credentials come from `GoogleCredentials`.
-public struct GCSStore: BlobWriter {
-    public let name: String
+package struct GCSStore: BlobWriter {
+    package let name: String
     private let location: GCSLocation
     private let client: StoreHTTPClient
     /// Nil for an emulator, which takes no credentials.
@@ -26,8 +26,10 @@ public struct GCSStore: BlobWriter {
     static let defaultEndpoint = URL(string: "https://storage.googleapis.com")!
 
     /// Parses the URL and resolves endpoint and credentials; an unusable key file throws here.
-    public init(url: String, environment: [String: String], policy: StoreRetryPolicy = StoreRetryPolicy(),
-                transport: any StoreHTTPTransport) throws(BlobStoreError) {
+    package init(
+        url: String, environment: [String: String], policy: StoreRetryPolicy = StoreRetryPolicy(),
+        transport: any StoreHTTPTransport
+    ) throws(BlobStoreError) {
         location = try GCSLocation(parsing: url)
         name = location.name
         client = StoreHTTPClient(store: name, transport: transport, policy: policy)
@@ -48,9 +50,10 @@ public struct GCSStore: BlobWriter {
         createOnlyUploadURL = URL(string: upload + "&ifGenerationMatch=0")!
     }
 
-    public func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
+    package func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
         guard Self.isValidKey(blob.key) else {
-            throw BlobStoreError(store: name, key: blob.key, message: "object keys are relative paths without empty segments or control characters", retryable: false)
+            throw BlobStoreError(
+                store: name, key: blob.key, message: "object keys are relative paths without empty segments or control characters", retryable: false)
         }
         let boundary = Self.makeBoundary()
         let body = try multipartBody(blob, boundary: boundary)
@@ -71,7 +74,6 @@ public struct GCSStore: BlobWriter {
         }
     }
 
-
     /// The `multipart/related` body: the object resource as JSON, then the bytes (RFC 2387;
     /// https://cloud.google.com/storage/docs/json_api/v1/how-tos/multipart-upload).
     private func multipartBody(_ blob: Blob, boundary: String) throws(BlobStoreError) -> [UInt8] {
@@ -86,10 +88,12 @@ public struct GCSStore: BlobWriter {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let resource: Data
         do {
-            resource = try encoder.encode(Resource(name: location.objectName(for: blob.key), contentType: blob.contentType,
-                                                   contentEncoding: blob.contentEncoding,
-                                                   metadata: blob.metadata.isEmpty ? nil : blob.metadata,
-                                                   crc32c: CRC32C.base64(blob.bytes)))
+            resource = try encoder.encode(
+                Resource(
+                    name: location.objectName(for: blob.key), contentType: blob.contentType,
+                    contentEncoding: blob.contentEncoding,
+                    metadata: blob.metadata.isEmpty ? nil : blob.metadata,
+                    crc32c: CRC32C.base64(blob.bytes)))
         } catch {
             throw BlobStoreError(store: name, key: blob.key, message: "cannot encode the object resource", retryable: false)
         }

@@ -17,7 +17,8 @@ enum GoogleCredentials {
         }
         let host = environment["GCE_METADATA_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "metadata.google.internal"
         guard let url = URL(string: "http://\(host)/computeMetadata/v1/instance/service-accounts/default/token"),
-              url.host != nil, url.path == "/computeMetadata/v1/instance/service-accounts/default/token" else {
+            url.host != nil, url.path == "/computeMetadata/v1/instance/service-accounts/default/token"
+        else {
             throw BlobStoreError(store: client.store, key: nil, message: "GCE_METADATA_HOST '\(host)' is not a host[:port]", retryable: false)
         }
         return MetadataServerTokenSource(url: url, client: client)
@@ -36,8 +37,9 @@ enum GoogleCredentials {
             var expires_in: Double
         }
         guard let token = try? JSONDecoder().decode(Token.self, from: Data(response.body)), !token.access_token.isEmpty else {
-            throw BlobStoreError(store: store, key: nil, status: response.status,
-                                 message: "the \(issuer)'s answer has no access_token and expires_in", retryable: true)
+            throw BlobStoreError(
+                store: store, key: nil, status: response.status,
+                message: "the \(issuer)'s answer has no access_token and expires_in", retryable: true)
         }
         return Expiring(token.access_token, expiresAt: Date().addingTimeInterval(token.expires_in))
     }
@@ -45,21 +47,21 @@ enum GoogleCredentials {
 
 /// A service-account key file (`"type": "service_account"`), and the RS256-signed JWT assertion
 /// it is exchanged with for an access token (RFC 7523; https://developers.google.com/identity/protocols/oauth2/service-account).
-public struct GoogleServiceAccount: Sendable {
-    public let clientEmail: String
+package struct GoogleServiceAccount: Sendable {
+    package let clientEmail: String
     /// The `kid` of the assertion's header.
-    public let privateKeyID: String?
-    public let tokenURI: URL
+    package let privateKeyID: String?
+    package let tokenURI: URL
     /// The key file's path, for errors.
-    public let keyFile: String
+    package let keyFile: String
     /// The store's name, for errors.
     private let store: String
     private let privateKey: _RSA.Signing.PrivateKey
 
     /// The scope every token is asked for.
-    public static let scope = "https://www.googleapis.com/auth/devstorage.read_write"
+    package static let scope = "https://www.googleapis.com/auth/devstorage.read_write"
     /// The assertion's audience: always Google's token endpoint, whatever `token_uri` says, as google-auth does.
-    public static let audience = "https://oauth2.googleapis.com/token"
+    package static let audience = "https://oauth2.googleapis.com/token"
 
     /// Reads and checks a key file. The errors name the file and what is wrong with it, never its contents.
     init(keyFile path: String, store: String) throws(BlobStoreError) {
@@ -70,7 +72,7 @@ public struct GoogleServiceAccount: Sendable {
         try self.init(json: [UInt8](contents), keyFile: path, store: store)
     }
 
-    public init(json: [UInt8], keyFile path: String, store: String) throws(BlobStoreError) {
+    package init(json: [UInt8], keyFile path: String, store: String) throws(BlobStoreError) {
         func invalid(_ why: String) -> BlobStoreError {
             BlobStoreError(store: store, key: nil, message: "GOOGLE_APPLICATION_CREDENTIALS file \(path): \(why)", retryable: false)
         }
@@ -107,7 +109,7 @@ public struct GoogleServiceAccount: Sendable {
 
     /// The JWT posted to the token endpoint: header `{"alg":"RS256","kid":…,"typ":"JWT"}`, claims
     /// `iss` (the account), `scope`, `aud`, `iat` and `exp` one hour later.
-    public func assertion(issuedAt: Date) throws(BlobStoreError) -> String {
+    package func assertion(issuedAt: Date) throws(BlobStoreError) -> String {
         struct Header: Encodable { var alg = "RS256"; var typ = "JWT"; var kid: String? }
         struct Claims: Encodable { var iss: String; var scope: String; var aud: String; var iat: Int; var exp: Int }
         let iat = Int(issuedAt.timeIntervalSince1970)
@@ -125,7 +127,7 @@ public struct GoogleServiceAccount: Sendable {
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 (RS256) over `signingInput`.
-    public func signature(for signingInput: [UInt8]) throws(BlobStoreError) -> [UInt8] {
+    package func signature(for signingInput: [UInt8]) throws(BlobStoreError) -> [UInt8] {
         do {
             return [UInt8](try privateKey.signature(for: signingInput, padding: .insecurePKCS1v1_5).rawRepresentation)
         } catch {
@@ -142,9 +144,10 @@ struct ServiceAccountTokenSource: CredentialSource {
     func fetch() async throws(BlobStoreError) -> Expiring<String> {
         let response = try await client.send(key: nil, errorCode: GoogleCredentials.oauthErrorCode) { () throws(BlobStoreError) in
             let assertion = try account.assertion(issuedAt: Date())
-            return StoreHTTPRequest(method: "POST", url: account.tokenURI,
-                                    headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                                    body: Array("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(assertion)".utf8))
+            return StoreHTTPRequest(
+                method: "POST", url: account.tokenURI,
+                headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                body: Array("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=\(assertion)".utf8))
         }
         guard (200..<300).contains(response.status) else {
             var error = client.failure(key: nil, response: response, code: GoogleCredentials.oauthErrorCode(response), retryable: false)

@@ -24,7 +24,9 @@ enum S3CredentialProvider: Sendable {
             throw missing("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not")
         case (nil, nil):
             if setting("AWS_EC2_METADATA_DISABLED")?.lowercased() == "true" {
-                throw missing("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary keys), or allow the instance metadata service (AWS_EC2_METADATA_DISABLED is true)")
+                throw missing(
+                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary keys), or allow the instance metadata service (AWS_EC2_METADATA_DISABLED is true)"
+                )
             }
             var endpoint = setting("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?? "http://169.254.169.254"
             while endpoint.hasSuffix("/") { endpoint.removeLast() }
@@ -63,27 +65,34 @@ struct InstanceMetadataCredentials: CredentialSource {
     }
 
     func fetch() async throws(BlobStoreError) -> Expiring<S3Credentials> {
-        let token = try await call("PUT", "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                                   what: "the session token")
+        let token = try await call(
+            "PUT", "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
+            what: "the session token")
         let session = [(name: "X-aws-ec2-metadata-token", value: String(decoding: token, as: UTF8.self))]
         let roles = try await call("GET", "/latest/meta-data/iam/security-credentials/", headers: session, what: "the role name")
-        guard let role = String(decoding: roles, as: UTF8.self).split(whereSeparator: \.isNewline).first
-            .map({ $0.trimmingCharacters(in: .whitespaces) }), !role.isEmpty else {
+        guard
+            let role = String(decoding: roles, as: UTF8.self).split(whereSeparator: \.isNewline).first
+                .map({ $0.trimmingCharacters(in: .whitespaces) }), !role.isEmpty
+        else {
             throw failure("no IAM role is attached to this instance")
         }
-        let body = try await call("GET", "/latest/meta-data/iam/security-credentials/" + SigV4.uriEncode(role),
-                                  headers: session, what: "the role's credentials")
+        let body = try await call(
+            "GET", "/latest/meta-data/iam/security-credentials/" + SigV4.uriEncode(role),
+            headers: session, what: "the role's credentials")
         guard let keys = try? JSONDecoder().decode(RoleCredentials.self, from: Data(body)) else {
             throw failure("the role's credentials are not the expected JSON (AccessKeyId, SecretAccessKey, Token, Expiration)")
         }
         guard let expiresAt = try? Date(keys.expiration, strategy: .iso8601) else {
             throw failure("the role's credentials have an unreadable Expiration")
         }
-        return Expiring(S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey, sessionToken: keys.token),
-                        expiresAt: expiresAt)
+        return Expiring(
+            S3Credentials(accessKeyID: keys.accessKeyID, secretAccessKey: keys.secretAccessKey, sessionToken: keys.token),
+            expiresAt: expiresAt)
     }
 
-    private func call(_ method: String, _ path: String, headers: [(name: String, value: String)], what: String) async throws(BlobStoreError) -> [UInt8] {
+    private func call(
+        _ method: String, _ path: String, headers: [(name: String, value: String)], what: String
+    ) async throws(BlobStoreError) -> [UInt8] {
         let request = StoreHTTPRequest(method: method, url: URL(string: endpoint + path)!, headers: headers)
         let response: StoreHTTPResponse
         do {

@@ -52,8 +52,9 @@ struct S3Location: Sendable, Equatable {
         if let variable = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].first(where: { setting($0) != nil }) {
             let endpoint = setting(variable)!
             guard let parts = URLComponents(string: endpoint), let scheme = parts.scheme?.lowercased(),
-                  scheme == "http" || scheme == "https", let hostName = parts.host, !hostName.isEmpty,
-                  parts.query == nil, parts.fragment == nil, parts.user == nil else {
+                scheme == "http" || scheme == "https", let hostName = parts.host, !hostName.isEmpty,
+                parts.query == nil, parts.fragment == nil, parts.user == nil
+            else {
                 throw invalid("\(variable)='\(endpoint)' is not an http(s)://host[:port][/path] URL")
             }
             var host = hostName.lowercased()
@@ -85,7 +86,8 @@ struct S3Location: Sendable, Equatable {
     /// `.` / `..` segments as `%2E` / `%2E%2E`, since HTTP clients would otherwise remove them.
     func path(objectKey: String) -> String {
         let segments = objectKey.split(separator: "/", omittingEmptySubsequences: false).map { segment in
-            segment == "." || segment == ".." ? String(repeating: "%2E", count: segment.count)
+            segment == "." || segment == ".."
+                ? String(repeating: "%2E", count: segment.count)
                 : SigV4.uriEncode(String(segment))
         }
         return basePath + "/" + segments.joined(separator: "/")

@@ -31,7 +31,8 @@ struct S3Store: BlobWriter {
 
     func put(_ blob: Blob) async throws(BlobStoreError) -> PutOutcome {
         let key = location.objectKey(blob.key)
-        let response = try await client.send(key: key, errorCode: { Self.errorDetail($0).code }, retryable: Self.isRetryable) { () async throws(BlobStoreError) in
+        let response = try await client.send(key: key, errorCode: { Self.errorDetail($0).code }, retryable: Self.isRetryable) {
+            () async throws(BlobStoreError) in
             let keys = try await credentials.get()
             return request(for: blob, credentials: keys, date: Date()).request
         }
@@ -45,7 +46,6 @@ struct S3Store: BlobWriter {
             throw error
         }
     }
-
 
     /// The signed PutObject for a blob (a new signature per attempt).
     func request(for blob: Blob, credentials: S3Credentials, date: Date) -> (request: StoreHTTPRequest, signature: SigV4Signature) {
@@ -70,9 +70,10 @@ struct S3Store: BlobWriter {
             headers.append(("x-amz-meta-" + Self.headerSafe(name.lowercased(), isValue: false), Self.headerSafe(value, isValue: true)))
         }
         // Host is signed; the transport sends it (and Content-Length) from the URL and body.
-        let signature = SigV4.sign(method: "PUT", canonicalURI: location.path(objectKey: key),
-                                   headers: headers + [("Host", location.host)], payloadHash: payloadHash,
-                                   credentials: credentials, region: location.region, amzDate: amzDate)
+        let signature = SigV4.sign(
+            method: "PUT", canonicalURI: location.path(objectKey: key),
+            headers: headers + [("Host", location.host)], payloadHash: payloadHash,
+            credentials: credentials, region: location.region, amzDate: amzDate)
         headers.append(("Authorization", signature.authorization))
         return (StoreHTTPRequest(method: "PUT", url: location.url(objectKey: key), headers: headers, body: blob.bytes), signature)
     }
@@ -91,7 +92,8 @@ struct S3Store: BlobWriter {
         let body = String(decoding: response.body.prefix(16_384), as: UTF8.self)
         func element(_ name: String) -> String? {
             guard let start = body.range(of: "<\(name)>"),
-                  let end = body.range(of: "</\(name)>", range: start.upperBound..<body.endIndex) else { return nil }
+                let end = body.range(of: "</\(name)>", range: start.upperBound..<body.endIndex)
+            else { return nil }
             let text = body[start.upperBound..<end.lowerBound].trimmingCharacters(in: .whitespacesAndNewlines)
             return text.isEmpty ? nil : String(text.prefix(200))
         }

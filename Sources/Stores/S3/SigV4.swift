@@ -22,9 +22,11 @@ enum SigV4 {
     /// `uriEncode`d once, never normalised); `headers` are exactly the headers to sign (host, x-amz-date and
     /// x-amz-content-sha256 included), in any case and order; `payloadHash` is the value of
     /// x-amz-content-sha256.
-    static func sign(method: String, canonicalURI: String, query: [(name: String, value: String)] = [],
-                     headers: [(name: String, value: String)], payloadHash: String,
-                     credentials: S3Credentials, region: String, amzDate: String) -> SigV4Signature {
+    static func sign(
+        method: String, canonicalURI: String, query: [(name: String, value: String)] = [],
+        headers: [(name: String, value: String)], payloadHash: String,
+        credentials: S3Credentials, region: String, amzDate: String
+    ) -> SigV4Signature {
         var grouped: [String: [String]] = [:]
         for header in headers {
             grouped[header.name.lowercased(), default: []].append(trimAll(header.value))
@@ -56,7 +58,7 @@ enum SigV4 {
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
                 out += percentEscape(byte)

@@ -22,18 +22,18 @@
 import PersistorHTTP
 
 #if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzHTTPParser(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        fuzzHTTPParser(UnsafeRawBufferPointer(start: data, count: size))
+        return 0
+    }
 #else
-import FuzzReplay
+    import FuzzReplay
 
-@main
-struct ReplayCorpus {
-    static func main() { replayCorpus("FuzzHTTPParser", fuzzHTTPParser) }
-}
+    @main
+    struct ReplayCorpus {
+        static func main() { replayCorpus("FuzzHTTPParser", fuzzHTTPParser) }
+    }
 #endif
 
 // MARK: - The target
@@ -50,7 +50,7 @@ func fuzzHTTPParser(_ input: UnsafeRawBufferPointer) {
     let cuts = randomCuts(count: bytes.count, rng: &rng)
     check(drive(bytes, cuts: cuts, limits: defaultLimits) == whole, "split at \(cuts) differs from whole input")
     if bytes.count <= 256 {
-        let everyByte = bytes.count > 1 ? Array(1 ..< bytes.count) : []
+        let everyByte = bytes.count > 1 ? Array(1..<bytes.count) : []
         check(drive(bytes, cuts: everyByte, limits: defaultLimits) == whole, "byte-by-byte differs from whole input")
     }
 
@@ -58,8 +58,9 @@ func fuzzHTTPParser(_ input: UnsafeRawBufferPointer) {
     let limited = drive(bytes, cuts: [], limits: small)
     checkLimited(limited, against: whole, limits: small)
     let limitedCuts = randomCuts(count: bytes.count, rng: &rng)
-    check(drive(bytes, cuts: limitedCuts, limits: small) == limited,
-          "split at \(limitedCuts) differs from whole input (small limits)")
+    check(
+        drive(bytes, cuts: limitedCuts, limits: small) == limited,
+        "split at \(limitedCuts) differs from whole input (small limits)")
 
     for request in whole.requests { checkRoundTrip(request) }
 }
@@ -102,7 +103,7 @@ func drive(_ bytes: [UInt8], cuts: [Int], limits: HTTPParserLimits) -> Outcome {
     let bufferBound = max(limits.maxHeaderBytes, chunkLineBound)
     var start = 0
     for end in cuts + [bytes.count] where end >= start {
-        parser.feed(Array(bytes[start ..< end]))
+        parser.feed(Array(bytes[start..<end]))
         fed += end - start
         start = end
         do {
@@ -128,8 +129,9 @@ func drive(_ bytes: [UInt8], cuts: [Int], limits: HTTPParserLimits) -> Outcome {
         }
         checkConsumption(parser, fed: fed, consumed: &consumed)
         // Waiting for more input: at most one head (or chunk line) can be buffered.
-        check(parser.bufferedByteCount <= bufferBound,
-              "buffered \(parser.bufferedByteCount) bytes while waiting (bound \(bufferBound))")
+        check(
+            parser.bufferedByteCount <= bufferBound,
+            "buffered \(parser.bufferedByteCount) bytes while waiting (bound \(bufferBound))")
     }
     outcome.idle = parser.isIdle
     if outcome.idle {
@@ -148,11 +150,12 @@ func checkConsumption(_ parser: HTTPRequestParser, fed: Int, consumed: inout Int
 /// After an error: the same error forever, no bytes kept, never idle, input ignored.
 func checkPoisoned(_ parser: inout HTTPRequestParser, error: HTTPParseError) {
     check([400, 413, 414, 431, 501, 505].contains(error.status), "unexpected status \(error.status)")
-    check(!error.reason.isEmpty && error.reason.utf8.count < 80 && error.reason.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F },
-          "reason is not a short fixed text")
+    check(
+        !error.reason.isEmpty && error.reason.utf8.count < 80 && error.reason.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F },
+        "reason is not a short fixed text")
     check(parser.bufferedByteCount == 0 && !parser.isIdle, "poisoned parser keeps bytes or is idle")
     parser.feed(Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
-    for _ in 0 ..< 2 {
+    for _ in 0..<2 {
         do {
             _ = try parser.next()
             fail("poisoned parser returned an event")
@@ -164,18 +167,21 @@ func checkPoisoned(_ parser: inout HTTPRequestParser, error: HTTPParseError) {
 }
 
 func checkHead(_ head: HTTPRequestHead) {
-    check(!head.method.isEmpty && head.method.utf8.count <= 32 && head.method.utf8.allSatisfy(isTokenByte),
-          "bad method")
+    check(
+        !head.method.isEmpty && head.method.utf8.count <= 32 && head.method.utf8.allSatisfy(isTokenByte),
+        "bad method")
     check(!head.target.isEmpty && head.target.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }, "bad target")
     check(head.versionMinor == 0 || head.versionMinor == 1, "bad version")
     let fields = head.headers.fields
     check(fields.count <= 256, "too many fields")
     for field in fields {
         check(!field.name.isEmpty && field.name.utf8.allSatisfy(isTokenByte), "bad field name")
-        check(field.value.first != " " && field.value.first != "\t" && field.value.last != " " && field.value.last != "\t",
-              "field value not trimmed")
-        check(!field.value.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F },
-              "control character in field value")
+        check(
+            field.value.first != " " && field.value.first != "\t" && field.value.last != " " && field.value.last != "\t",
+            "field value not trimmed")
+        check(
+            !field.value.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F },
+            "control character in field value")
     }
     let hosts = head.headers.values(for: "host").count
     check(head.versionMinor == 1 ? hosts == 1 : hosts <= 1, "Host count \(hosts)")
@@ -184,8 +190,9 @@ func checkHead(_ head: HTTPRequestHead) {
     check(lengths.count <= 1, "several Content-Length")
     check(lengths.isEmpty || codings.isEmpty, "Content-Length with Transfer-Encoding")
     if let length = lengths.first {
-        check(!length.isEmpty && length.utf8.count <= 19 && length.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 },
-              "bad Content-Length value")
+        check(
+            !length.isEmpty && length.utf8.count <= 19 && length.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 },
+            "bad Content-Length value")
     }
     if !codings.isEmpty {
         check(head.versionMinor == 1, "Transfer-Encoding in HTTP/1.0")
@@ -211,19 +218,23 @@ func checkLimited(_ limited: Outcome, against whole: Outcome, limits: HTTPParser
         check(limited == whole, "small limits changed a successful parse")
         return
     }
-    check(error == whole.error || error.status == 413 || error.status == 414 || error.status == 431,
-          "small limits gave \(error) where the default limits gave \(String(describing: whole.error))")
-    check(limited.heads.count <= whole.heads.count && Array(whole.heads.prefix(limited.heads.count)) == limited.heads,
-          "small limits changed the heads")
-    check(limited.requests.count <= whole.requests.count
+    check(
+        error == whole.error || error.status == 413 || error.status == 414 || error.status == 431,
+        "small limits gave \(error) where the default limits gave \(String(describing: whole.error))")
+    check(
+        limited.heads.count <= whole.heads.count && Array(whole.heads.prefix(limited.heads.count)) == limited.heads,
+        "small limits changed the heads")
+    check(
+        limited.requests.count <= whole.requests.count
             && Array(whole.requests.prefix(limited.requests.count)) == limited.requests,
-          "small limits changed the requests")
+        "small limits changed the requests")
 }
 
 /// Serialises a plain-ASCII request with Content-Length framing and parses it back.
 func checkRoundTrip(_ request: Snapshot) {
     guard let body = request.body, request.headers.count / 2 < 256,
-          request.headers.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } }) else { return }
+        request.headers.allSatisfy({ $0.utf8.allSatisfy { $0 < 0x80 } })
+    else { return }
     var text = "\(request.method) \(request.target) HTTP/1.\(request.versionMinor)\r\n"
     var kept: [String] = []
     for index in stride(from: 0, to: request.headers.count, by: 2) {
@@ -246,8 +257,8 @@ func checkRoundTrip(_ request: Snapshot) {
 
 func isTokenByte(_ byte: UInt8) -> Bool {
     switch byte {
-    case 0x30 ... 0x39, 0x41 ... 0x5A, 0x61 ... 0x7A,
-         0x21, 0x23 ... 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A,
+        0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:
         return true
     default:
         return false
@@ -267,7 +278,7 @@ extension Substring {
 func randomCuts(count: Int, rng: inout SplitMix64) -> [Int] {
     guard count > 1 else { return [] }
     let number = Int(rng.next() % 8) + 1
-    return (0 ..< number).map { _ in Int(rng.next() % UInt64(count + 1)) }.sorted()
+    return (0..<number).map { _ in Int(rng.next() % UInt64(count + 1)) }.sorted()
 }
 
 func fnv1a(_ bytes: [UInt8]) -> UInt64 {

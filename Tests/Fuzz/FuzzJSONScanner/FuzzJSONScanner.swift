@@ -24,18 +24,18 @@ import Foundation
 import PersistorJSON
 
 #if FUZZING
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzJSONScanner(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        fuzzJSONScanner(UnsafeRawBufferPointer(start: data, count: size))
+        return 0
+    }
 #else
-import FuzzReplay
+    import FuzzReplay
 
-@main
-struct ReplayCorpus {
-    static func main() { replayCorpus("FuzzJSONScanner", fuzzJSONScanner) }
-}
+    @main
+    struct ReplayCorpus {
+        static func main() { replayCorpus("FuzzJSONScanner", fuzzJSONScanner) }
+    }
 #endif
 
 // MARK: - The target
@@ -49,7 +49,7 @@ func fuzzJSONScanner(_ input: UnsafeRawBufferPointer) {
         var lower = 0, upper = bytes.count
         while lower < upper, isWhitespace(bytes[lower]) { lower += 1 }
         while upper > lower, isWhitespace(bytes[upper - 1]) { upper -= 1 }
-        check(root.range == lower ..< upper, "top-level range \(root.range) is not the trimmed input \(lower)..<\(upper)")
+        check(root.range == lower..<upper, "top-level range \(root.range) is not the trimmed input \(lower)..<\(upper)")
         var budget = 16 * bytes.count + 4096
         checkNode(root, in: bytes, reparseBudget: &budget)
     } else if case .failure(let error) = full {
@@ -79,8 +79,9 @@ func fuzzJSONScanner(_ input: UnsafeRawBufferPointer) {
     case (.success(let a), .failure(let b)):
         check(nesting(a) > maxDepth && b.reason == "nesting too deep", "maxDepth \(maxDepth) rejected nesting \(nesting(a)): \(b)")
     case (.failure(let a), .failure(let b)):
-        check(a == b || (b.reason == "nesting too deep" && b.offset <= a.offset),
-              "maxDepth \(maxDepth) changed the error \(a) to \(b)")
+        check(
+            a == b || (b.reason == "nesting too deep" && b.offset <= a.offset),
+            "maxDepth \(maxDepth) changed the error \(a) to \(b)")
     case (.failure(let a), .success):
         fail("maxDepth \(maxDepth) accepted what the default rejected: \(a)")
     }
@@ -127,23 +128,23 @@ func checkNode(_ node: JSONNode, in bytes: [UInt8], reparseBudget: inout Int) {
         for (index, member) in members.enumerated() {
             let child = member.value.range
             check(child.lowerBound >= position && child.upperBound <= range.upperBound - 1, "member range \(child) out of order")
-            checkMemberGap(bytes[position ..< child.lowerBound], key: member.key, first: index == 0)
+            checkMemberGap(bytes[position..<child.lowerBound], key: member.key, first: index == 0)
             checkNode(member.value, in: bytes, reparseBudget: &reparseBudget)
             position = child.upperBound
         }
-        check(bytes[position ..< range.upperBound - 1].allSatisfy(isWhitespace), "junk before }")
+        check(bytes[position..<range.upperBound - 1].allSatisfy(isWhitespace), "junk before }")
     case .array(let elements):
         check(first == UInt8(ascii: "[") && last == UInt8(ascii: "]"), "array range \(range) is not bracketed")
         var position = range.lowerBound + 1
         for (index, element) in elements.enumerated() {
             let child = element.range
             check(child.lowerBound >= position && child.upperBound <= range.upperBound - 1, "element range \(child) out of order")
-            let gap = bytes[position ..< child.lowerBound].filter { !isWhitespace($0) }
+            let gap = bytes[position..<child.lowerBound].filter { !isWhitespace($0) }
             check(gap == (index == 0 ? [] : [UInt8(ascii: ",")]), "junk between array elements")
             checkNode(element, in: bytes, reparseBudget: &reparseBudget)
             position = child.upperBound
         }
-        check(bytes[position ..< range.upperBound - 1].allSatisfy(isWhitespace), "junk before ]")
+        check(bytes[position..<range.upperBound - 1].allSatisfy(isWhitespace), "junk before ]")
     case .string:
         check(first == UInt8(ascii: "\"") && last == UInt8(ascii: "\"") && range.count >= 2, "string range \(range) is not quoted")
     case .number(let text):
@@ -168,7 +169,7 @@ func checkMemberGap(_ gap: ArraySlice<UInt8>, key: String, first: Bool) {
     while upper > lower, isWhitespace(gap[upper - 1]) { upper -= 1 }
     check(upper > lower && gap[upper - 1] == UInt8(ascii: ":"), "missing colon before a member value")
     upper -= 1
-    guard case .success(let scanned) = scan(gap[lower ..< upper]), case .string(let decoded) = scanned.value
+    guard case .success(let scanned) = scan(gap[lower..<upper]), case .string(let decoded) = scanned.value
     else { fail("member key is not a lone string") }
     check(decoded == key, "member key decodes differently")
 }
@@ -239,9 +240,9 @@ func quoted(_ text: String) -> String {
 ///     Skipped: inputs we accept that contain a number Foundation cannot hold (see `numberFits`).
 func compareWithFoundation(_ bytes: [UInt8], _ ours: Result<JSONNode, JSONError>) {
     guard String(validating: bytes, as: UTF8.self) != nil,
-          !bytes.prefix(4).contains(0),
-          !(bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF),
-          !containsSurrogateEscape(bytes)
+        !bytes.prefix(4).contains(0),
+        !(bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF),
+        !containsSurrogateEscape(bytes)
     else { return }
     if case .failure(let error) = ours, error.reason == "nesting too deep" { return }
     if case .success(let node) = ours, !numbersFit(node) { return }
@@ -276,8 +277,10 @@ func withoutBOM(_ text: String) -> String {
 
 func containsSurrogateEscape(_ bytes: [UInt8]) -> Bool {
     guard bytes.count >= 6 else { return false }
-    for index in 0 ..< bytes.count - 5 where bytes[index] == UInt8(ascii: "\\")
-        && bytes[index + 1] == UInt8(ascii: "u") && (bytes[index + 2] | 0x20) == UInt8(ascii: "d") {
+    for index in 0..<bytes.count - 5
+    where bytes[index] == UInt8(ascii: "\\")
+        && bytes[index + 1] == UInt8(ascii: "u") && (bytes[index + 2] | 0x20) == UInt8(ascii: "d")
+    {
         let next = bytes[index + 3] | 0x20
         if next == UInt8(ascii: "8") || next == UInt8(ascii: "9") || (next >= UInt8(ascii: "a") && next <= UInt8(ascii: "f")) {
             return true
@@ -321,8 +324,9 @@ func compareValues(_ node: JSONNode, _ object: Any) {
         for (element, other) in zip(elements, array) { compareValues(element, other) }
     case .string(let text):
         guard let other = object as? String else { fail("Foundation: not a string") }
-        check(other == text || withoutBOM(other) == withoutBOM(text),
-              "Foundation: different string \(quoted(other)) vs \(quoted(text))")
+        check(
+            other == text || withoutBOM(other) == withoutBOM(text),
+            "Foundation: different string \(quoted(other)) vs \(quoted(text))")
     case .number, .bool:
         check(object is NSNumber || object is Bool || object is Int || object is Double, "Foundation: not a number")
     case .null:

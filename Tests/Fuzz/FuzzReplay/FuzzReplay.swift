@@ -3,7 +3,7 @@ import Foundation
 /// The fuzz targets' mode without libFuzzer: runs every file named on the command line (or found
 /// directly in a named directory, in name order, dot-files skipped) through `check`, which stops
 /// the process on a violated invariant. Exits 2 without arguments and 1 on an unreadable file.
-public func replayCorpus(_ name: String, _ check: (UnsafeRawBufferPointer) -> Void) {
+package func replayCorpus(_ name: String, _ check: (UnsafeRawBufferPointer) -> Void) {
     let arguments = CommandLine.arguments.dropFirst()
     if arguments.isEmpty {
         FileHandle.standardError.write(Data("usage: \(name) FILE|DIR...\n".utf8))
